@@ -1,0 +1,145 @@
+"""Small shared helpers: folders, user-facing errors, atomic writes, seeding, hardware detection.
+
+Every command line tool in the project goes through these so that paths, error messages and
+file-writing behaviour are the same everywhere.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+SAMPLE_RATE = 2048  # Hz, the competition's sampling rate
+N_SAMPLES = 4096  # 2 s per example
+DETECTORS = ("H1", "L1", "V1")  # row order of every example array
+
+
+class G2NetError(Exception):
+    """An error caused by the user's inputs: printed as one clear message, no traceback."""
+
+
+def input_dir() -> Path:
+    """Folder holding the competition files (``G2NET_INPUT_DIR``, default ``input/``)."""
+    return Path(os.environ.get("G2NET_INPUT_DIR", "input"))
+
+
+def results_dir() -> Path:
+    """Folder receiving every experiment's outputs (``G2NET_RESULTS_DIR``, default ``results/``)."""
+    return Path(os.environ.get("G2NET_RESULTS_DIR", "results"))
+
+
+def example_path(root: str | os.PathLike, split: str, example_id: str) -> Path:
+    """Competition layout: ``root/split/<id[0]>/<id[1]>/<id[2]>/<id>.npy``."""
+    return Path(root) / split / example_id[0] / example_id[1] / example_id[2] / f"{example_id}.npy"
+
+
+def cli_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`G2NetError` into ``error: <message>`` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except G2NetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def format_ids(ids: Iterable[str], limit: int = 5) -> str:
+    """``'a, b, c and 7 more'``: the first few offending ids for an error message."""
+    ids = list(ids)
+    head = ", ".join(str(i) for i in ids[:limit])
+    return head + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    A kill at any moment leaves either the old file or the new one, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.save(f, array))
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (respects affinity masks and containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def default_num_workers() -> int:
+    """DataLoader workers: all CPUs but one, none on a 1-2 core machine (workers only add overhead)."""
+    n = cpu_count()
+    return 0 if n <= 2 else min(n - 1, 16)
+
+
+def print_config(cfg: Any, printer: Callable[[str], None] = print) -> None:
+    """Print every public field of a config class (its own and inherited), one per line."""
+    printer(f"config: {cfg.__name__ if isinstance(cfg, type) else type(cfg).__name__}")
+    names = sorted({n for klass in type.mro(cfg if isinstance(cfg, type) else type(cfg))
+                    for n in vars(klass) if not n.startswith("_")})
+    for name in names:
+        value = getattr(cfg, name)
+        if callable(value) and not isinstance(value, type) and not hasattr(value, "__dict__"):
+            continue
+        printer(f"  {name}: {value!r}")
+
+
+def notify_me(message: str, timeout: float = 5.0) -> bool:
+    """Post ``message`` to the webhook named by ``G2NET_WEBHOOK_URL``; silently do nothing otherwise.
+
+    Returns True when a post was made. Network failures are swallowed: a notification must never
+    kill a training run.
+    """
+    url = os.environ.get("G2NET_WEBHOOK_URL")
+    if not url:
+        return False
+    data = json.dumps({"text": message}).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+        return True
+    except Exception:
+        return False
