@@ -1,0 +1,576 @@
+"""Augmentations and preprocessing of one example ``(3, T)``, plus batched torch versions.
+
+The numpy transforms run per example inside the Dataset (DataLoader workers). Each draws its
+randomness from the global ``np.random`` state so that ``utils.seed_everything`` (and the trainer's
+per-worker seeding) makes an epoch reproducible. They never modify their input in place (it may be
+a read-only memory map) and return an array of the same shape and dtype.
+
+The deterministic, costly preprocessing steps (``Normalize``, ``BandPass``, ``Whiten``) also exist as
+``nn.Module`` versions (``TorchNormalize``, ``TorchBandPass``, ``TorchWhiten``) that act on a whole
+batch ``(B, 3, T)`` on the GPU and equal the numpy versions within 1e-5 relative error, so the data
+pipeline can be reduced to reading and cheap augmentation.
+"""
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from scipy import fft as sp_fft
+from scipy import signal
+from torch import nn
+
+from utils import N_SAMPLES, SAMPLE_RATE, G2NetError, input_dir
+
+COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)  # typical strain amplitude of H1, L1, V1
+TUKEY_ALPHA = 0.1  # the whitening window of docs/DESIGN.md
+
+PsdSpec = Union[str, os.PathLike, np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# Base classes
+# ---------------------------------------------------------------------------------------------
+class Transform(abc.ABC):
+    """Applied with probability ``p`` (always when ``always_apply``); ``apply`` does the work."""
+
+    def __init__(self, p: float = 0.5, always_apply: bool = False):
+        if not 0.0 <= p <= 1.0:
+            raise G2NetError(f"{type(self).__name__}: p must lie in [0, 1], got {p}")
+        self.p = p
+        self.always_apply = always_apply
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.always_apply or np.random.random() < self.p:
+            return self.apply(x)
+        return x
+
+    @abc.abstractmethod
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Transform ``x`` (..., T) unconditionally; same shape and dtype, input untouched."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Compose(Transform):
+    """Apply ``transforms`` in order, each with its own probability."""
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 1.0, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.transforms = list(transforms)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        for transform in self.transforms:
+            x = transform(x)
+        return x
+
+
+class OneOf(Transform):
+    """Apply exactly one of ``transforms``, chosen with probability proportional to its ``p``."""
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 0.5, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.transforms = list(transforms)
+        weights = np.array([t.p for t in self.transforms], dtype=np.float64)
+        if len(self.transforms) == 0 or weights.sum() <= 0:
+            raise G2NetError("OneOf needs at least one transform with p > 0")
+        self._weights = weights / weights.sum()
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        index = np.random.choice(len(self.transforms), p=self._weights)
+        return self.transforms[index].apply(x)
+
+
+def _like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y`` with the dtype of ``x`` (computations run in float64)."""
+    return np.asarray(y).astype(x.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deterministic preprocessing
+# ---------------------------------------------------------------------------------------------
+def _check_factors(factors: Sequence[float]) -> np.ndarray:
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.ndim != 1 or np.any(factors == 0) or not np.all(np.isfinite(factors)):
+        raise G2NetError(f"Normalize: factors must be one finite non-zero number per detector, "
+                         f"got {factors.tolist()}")
+    return factors
+
+
+class Normalize(Transform):
+    """Divide each detector's strain by its typical amplitude, bringing all rows to order one."""
+
+    def __init__(self, factors: Sequence[float] = COMPETITION_FACTORS, p: float = 1.0,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.factors = tuple(float(f) for f in factors)
+        self._factors = _check_factors(self.factors)[:, None]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return _like(x / self._factors, x)
+
+
+def butter_bandpass_sos(lower: float, upper: float, order: int = 8,
+                        sample_rate: float = SAMPLE_RATE) -> np.ndarray:
+    """Butterworth band-pass between ``lower`` and ``upper`` Hz as second-order sections."""
+    if not 0 < lower < upper < sample_rate / 2:
+        raise G2NetError(f"BandPass: need 0 < lower < upper < {sample_rate / 2} Hz (Nyquist), "
+                         f"got lower={lower}, upper={upper}")
+    if order < 1:
+        raise G2NetError(f"BandPass: order must be a positive integer, got {order}")
+    return signal.butter(order, [lower, upper], btype="bandpass", fs=sample_rate, output="sos")
+
+
+def sosfiltfilt_padlen(sos: np.ndarray) -> int:
+    """The odd-extension length scipy's ``sosfiltfilt`` uses by default (3 x its tap count)."""
+    ntaps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * ntaps
+
+
+class BandPass(Transform):
+    """Zero-phase Butterworth band-pass (``sosfiltfilt``, odd padding): keeps the chirp's band."""
+
+    def __init__(self, lower: float = 20.0, upper: float = 500.0, order: int = 8,
+                 sr: float = SAMPLE_RATE, p: float = 1.0, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.lower, self.upper, self.order, self.sr = lower, upper, order, sr
+        self._sos = butter_bandpass_sos(lower, upper, order, sr)
+        self._padlen = sosfiltfilt_padlen(self._sos)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] <= self._padlen:
+            raise G2NetError(f"BandPass: examples must be longer than {self._padlen} samples, "
+                             f"got {x.shape[-1]}")
+        y = signal.sosfiltfilt(self._sos, x, axis=-1, padtype="odd", padlen=self._padlen)
+        return _like(y, x)
+
+
+def _resolve_psd_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.exists():
+        return path
+    in_input = input_dir() / path
+    if not path.is_absolute() and in_input.exists():
+        return in_input
+    raise G2NetError(f"Whiten: PSD file {path} not found (also looked for {in_input}); "
+                     f"write it with `python prep_data.py --psd` or use psd='simulator'")
+
+
+def load_psd(psd: PsdSpec, n_samples: int = N_SAMPLES,
+             sample_rate: float = SAMPLE_RATE) -> np.ndarray:
+    """One-sided PSD ``(3, n_samples // 2 + 1)`` from 'simulator', a ``.npy`` path or an array.
+
+    Relative paths that do not exist as given are looked up in ``utils.input_dir()``.
+    """
+    n_freq = n_samples // 2 + 1
+    if isinstance(psd, str) and psd == "simulator":
+        import noise_model  # imported here: only whitening runs need the noise model
+
+        array = noise_model.psd_array(n_samples=n_samples, sample_rate=sample_rate)
+        source = "noise_model.psd_array"
+    elif isinstance(psd, (str, os.PathLike)):
+        path = _resolve_psd_path(psd)
+        try:
+            array = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise G2NetError(f"Whiten: cannot read PSD file {path} ({exc}); "
+                             f"rewrite it with `python prep_data.py --psd`") from exc
+        source = str(path)
+    else:
+        array = psd.detach().cpu().numpy() if isinstance(psd, torch.Tensor) else np.asarray(psd)
+        source = "the given array"
+    array = np.asarray(array, dtype=np.float64)
+    if array.shape != (3, n_freq):
+        raise G2NetError(f"Whiten: PSD from {source} has shape {array.shape}, examples of "
+                         f"{n_samples} samples need (3, {n_freq}); estimate it from examples "
+                         f"of that length")
+    return array
+
+
+def inverse_asd(psd: np.ndarray, sample_rate: float = SAMPLE_RATE) -> np.ndarray:
+    """``1 / sqrt(psd * fs / 2)``, the whitening gain; zero where the PSD is zero or not finite."""
+    valid = np.isfinite(psd) & (psd > 0)
+    gain = np.zeros_like(psd, dtype=np.float64)
+    gain[valid] = 1.0 / np.sqrt(psd[valid] * sample_rate / 2)
+    return gain
+
+
+class Whiten(Transform):
+    """Divide by the detector ASD in the frequency domain (Tukey-windowed, docs/DESIGN.md).
+
+    Noise drawn from ``psd`` comes out with unit variance per sample, so every frequency weighs
+    by its signal-to-noise ratio. The PSD is loaded on first use (config classes build transforms
+    at import time, before the input folder exists), once per example length.
+    """
+
+    def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
+                 tukey_alpha: float = TUKEY_ALPHA, p: float = 1.0, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.psd = psd if isinstance(psd, (str, os.PathLike)) else "<array>"
+        self.sample_rate, self.tukey_alpha = sample_rate, tukey_alpha
+        self._psd_spec = psd
+        self._kernels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _kernel(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        if n_samples not in self._kernels:
+            psd = load_psd(self._psd_spec, n_samples, self.sample_rate)
+            window = signal.windows.tukey(n_samples, self.tukey_alpha)
+            self._kernels[n_samples] = (window, inverse_asd(psd, self.sample_rate))
+        return self._kernels[n_samples]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        window, gain = self._kernel(n)
+        spectrum = np.fft.rfft(x.astype(np.float64) * window, axis=-1) * gain
+        return _like(np.fft.irfft(spectrum, n=n, axis=-1), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise at a signal-to-noise ratio
+# ---------------------------------------------------------------------------------------------
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
+
+
+def power_law_noise(shape: tuple[int, ...], exponent: float) -> np.ndarray:
+    """Gaussian noise with PSD proportional to ``f ** -exponent`` (0 white, 1 pink, 2 brown)."""
+    n = shape[-1]
+    freqs = np.fft.rfftfreq(n)
+    amplitude = np.zeros_like(freqs)
+    amplitude[1:] = freqs[1:] ** (-exponent / 2)  # no DC: the noise has zero mean
+    spectrum = (np.random.standard_normal(shape[:-1] + (len(freqs),))
+                + 1j * np.random.standard_normal(shape[:-1] + (len(freqs),))) * amplitude
+    return np.fft.irfft(spectrum, n=n, axis=-1)
+
+
+class _NoiseSNR(Transform):
+    """Add noise scaled so that each detector row has an SNR (dB, RMS ratio) in [min, max]."""
+
+    exponent = 0.0
+
+    def __init__(self, min_snr: float = 5.0, max_snr: float = 20.0, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        if min_snr > max_snr:
+            raise G2NetError(f"{type(self).__name__}: min_snr ({min_snr}) exceeds max_snr "
+                             f"({max_snr})")
+        self.min_snr, self.max_snr = min_snr, max_snr
+
+    def _noise(self, shape: tuple[int, ...]) -> np.ndarray:
+        return power_law_noise(shape, self.exponent)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        snr_db = np.random.uniform(self.min_snr, self.max_snr)
+        noise = self._noise(x.shape)
+        noise_rms = _rms(x) / 10 ** (snr_db / 20)
+        return _like(x + noise * (noise_rms / np.maximum(_rms(noise), 1e-300)), x)
+
+
+class GaussianNoiseSNR(_NoiseSNR):
+    """White Gaussian noise at a random SNR."""
+
+    def _noise(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.random.standard_normal(shape)
+
+
+class PinkNoiseSNR(_NoiseSNR):
+    """1/f noise at a random SNR."""
+
+    exponent = 1.0
+
+
+class BrownNoiseSNR(_NoiseSNR):
+    """1/f^2 (random-walk-like) noise at a random SNR."""
+
+    exponent = 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Sign, channel order, time shifts
+# ---------------------------------------------------------------------------------------------
+class FlipWave(Transform):
+    """Multiply all rows by -1 (a wave's sign depends on the unknown polarisation angle)."""
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return -x
+
+
+class FlipWavePerChannel(Transform):
+    """Multiply each detector row by an independent random sign."""
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        signs = np.random.choice(np.array([-1.0, 1.0]), size=x.shape[:-1] + (1,))
+        return _like(x * signs, x)
+
+
+class SwapChannel(Transform):
+    """Swap the two LIGO detectors (rows H1 and L1); Virgo stays."""
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return x[..., [1, 0, 2], :]
+
+
+def _roll_rows(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Circularly shift each row of ``x`` (..., T) later in time by its own number of samples."""
+    n = x.shape[-1]
+    index = (np.arange(n) - shifts[..., None]) % n
+    return np.take_along_axis(x, index, axis=-1)
+
+
+class GlobalTimeShift(Transform):
+    """Roll all rows together by up to ``max_shift`` seconds either way (the merger time is free)."""
+
+    def __init__(self, max_shift: float = 1.0, sample_rate: float = SAMPLE_RATE, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.max_shift, self.sample_rate = max_shift, sample_rate
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        limit = int(round(self.max_shift * self.sample_rate))
+        return np.roll(x, np.random.randint(-limit, limit + 1), axis=-1)
+
+
+class IndependentTimeShift(Transform):
+    """Roll each row by its own shift of up to ``max_shift`` seconds (arrival-time jitter)."""
+
+    def __init__(self, max_shift: float = 0.01, sample_rate: float = SAMPLE_RATE, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.max_shift, self.sample_rate = max_shift, sample_rate
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        limit = int(round(self.max_shift * self.sample_rate))
+        shifts = np.random.randint(-limit, limit + 1, size=x.shape[:-1])
+        return _roll_rows(x, shifts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------
+class TimeMask(Transform):
+    """Zero ``num_masks`` random intervals of up to ``max_width`` seconds in every row."""
+
+    def __init__(self, max_width: float = 0.2, num_masks: int = 1, sample_rate: float = SAMPLE_RATE,
+                 p: float = 0.5, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.max_width, self.num_masks, self.sample_rate = max_width, num_masks, sample_rate
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        limit = min(int(round(self.max_width * self.sample_rate)), n)
+        widths = np.random.randint(0, limit + 1, size=self.num_masks)
+        starts = np.random.randint(0, n - widths + 1)
+        t = np.arange(n)
+        masked = ((t >= starts[:, None]) & (t < (starts + widths)[:, None])).any(axis=0)
+        return np.where(masked, np.zeros((), dtype=x.dtype), x)
+
+
+class FrequencyMask(Transform):
+    """Remove ``num_masks`` random bands of up to ``max_width`` Hz from every row (FFT domain)."""
+
+    def __init__(self, max_width: float = 64.0, num_masks: int = 1,
+                 sample_rate: float = SAMPLE_RATE, p: float = 0.5, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.max_width, self.num_masks, self.sample_rate = max_width, num_masks, sample_rate
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        n_freq = n // 2 + 1
+        bin_width = self.sample_rate / n
+        limit = min(int(round(self.max_width / bin_width)), n_freq)
+        widths = np.random.randint(0, limit + 1, size=self.num_masks)
+        starts = np.random.randint(0, n_freq - widths + 1)
+        k = np.arange(n_freq)
+        masked = ((k >= starts[:, None]) & (k < (starts + widths)[:, None])).any(axis=0)
+        spectrum = np.fft.rfft(x.astype(np.float64), axis=-1)
+        spectrum[..., masked] = 0
+        return _like(np.fft.irfft(spectrum, n=n, axis=-1), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Time stretching and amplitude
+# ---------------------------------------------------------------------------------------------
+def resample_linear(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Linear interpolation of ``x`` (..., n_in) onto ``n_out`` samples spanning the same interval."""
+    n_in = x.shape[-1]
+    positions = np.linspace(0.0, n_in - 1, n_out)
+    left = np.minimum(np.floor(positions).astype(np.int64), n_in - 2)
+    frac = positions - left
+    return x[..., left] * (1 - frac) + x[..., left + 1] * frac
+
+
+class RandomResizedCrop(Transform):
+    """Crop a random window of ``scale`` x T samples and stretch it back to T (lowers frequencies)."""
+
+    def __init__(self, min_scale: float = 0.8, max_scale: float = 1.0, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        if not 0 < min_scale <= max_scale <= 1:
+            raise G2NetError(f"RandomResizedCrop: need 0 < min_scale <= max_scale <= 1, got "
+                             f"{min_scale}, {max_scale}")
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        length = max(2, int(round(n * np.random.uniform(self.min_scale, self.max_scale))))
+        start = np.random.randint(0, n - length + 1)
+        return _like(resample_linear(x[..., start:start + length], n), x)
+
+
+class TimeResize(Transform):
+    """Stretch time by a random ``scale`` (frequencies divide by it), then crop or zero-pad to T.
+
+    A longer result is cropped at a random offset; a shorter one is zero-padded at the end.
+    """
+
+    def __init__(self, min_scale: float = 0.9, max_scale: float = 1.1, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        if not 0 < min_scale <= max_scale:
+            raise G2NetError(f"TimeResize: need 0 < min_scale <= max_scale, got {min_scale}, "
+                             f"{max_scale}")
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        length = max(2, int(round(n * np.random.uniform(self.min_scale, self.max_scale))))
+        stretched = resample_linear(x, length)
+        if length >= n:
+            start = np.random.randint(0, length - n + 1)
+            return _like(stretched[..., start:start + n], x)
+        out = np.zeros_like(x)
+        out[..., :length] = stretched
+        return out
+
+
+class Scale(Transform):
+    """Multiply the example by a random factor in [min_scale, max_scale] (amplitude invariance)."""
+
+    def __init__(self, min_scale: float = 0.8, max_scale: float = 1.25, p: float = 0.5,
+                 always_apply: bool = False):
+        super().__init__(p, always_apply)
+        if min_scale > max_scale:
+            raise G2NetError(f"Scale: min_scale ({min_scale}) exceeds max_scale ({max_scale})")
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return _like(x * np.random.uniform(self.min_scale, self.max_scale), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched torch versions for the GPU
+# ---------------------------------------------------------------------------------------------
+class _TorchPreprocess(nn.Module):
+    """Runs ``_forward`` in ``compute_dtype`` outside autocast and returns the input's dtype.
+
+    Spectral kernels are complex128 buffers: ``Module.half()``/``.float()`` leave complex tensors
+    alone, so they stay exact wherever the module sits; ``.to(device)`` moves them as usual.
+    """
+
+    def __init__(self, compute_dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if compute_dtype not in (torch.float32, torch.float64):
+            raise G2NetError(f"{type(self).__name__}: compute_dtype must be torch.float32 or "
+                             f"torch.float64, got {compute_dtype}")
+        self.compute_dtype = compute_dtype
+
+    def _complex(self, kernel: torch.Tensor) -> torch.Tensor:
+        return kernel.to(torch.complex128 if self.compute_dtype == torch.float64
+                         else torch.complex64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward(x.to(self.compute_dtype)).to(x.dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TorchNormalize(nn.Module):
+    """Batched ``Normalize``: ``x / factors`` on ``(B, 3, T)`` tensors on any device."""
+
+    def __init__(self, factors: Sequence[float] = COMPETITION_FACTORS):
+        super().__init__()
+        self.register_buffer("inverse_factors", torch.from_numpy(
+            1.0 / _check_factors(factors)).to(torch.complex128)[:, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return (x.to(torch.float64) * self.inverse_factors.real).to(x.dtype)
+
+
+class TorchBandPass(_TorchPreprocess):
+    """Batched ``BandPass``: the same zero-phase filter as ``scipy.signal.sosfiltfilt``, exactly.
+
+    ``sosfiltfilt`` odd-extends the signal, runs the IIR cascade forwards starting from the steady
+    state of the first sample (``sosfilt_zi * u[0]``), then backwards likewise. Each pass is linear:
+    output = (input convolved with the causal impulse response h) + u[0] * (the cascade's free
+    response g from state ``sosfilt_zi``). Both h and g are computed once with scipy over the
+    padded length L, and the causal convolution is done with FFTs long enough (>= 2L - 1) to be
+    linear, so no truncation or edge approximation is involved. Acts on the last axis.
+    """
+
+    def __init__(self, lower: float = 20.0, upper: float = 500.0, order: int = 8,
+                 sr: float = SAMPLE_RATE, n_samples: int = N_SAMPLES,
+                 compute_dtype: torch.dtype = torch.float64):
+        super().__init__(compute_dtype)
+        sos = butter_bandpass_sos(lower, upper, order, sr)
+        self.padlen = sosfiltfilt_padlen(sos)
+        if n_samples <= self.padlen:
+            raise G2NetError(f"TorchBandPass: n_samples must exceed {self.padlen}, got {n_samples}")
+        self.n_samples = n_samples
+        self.padded = n_samples + 2 * self.padlen
+        self.n_fft = sp_fft.next_fast_len(2 * self.padded - 1, real=True)
+        impulse = np.zeros(self.padded)
+        impulse[0] = 1.0
+        h = signal.sosfilt(sos, impulse)
+        g, _ = signal.sosfilt(sos, np.zeros(self.padded), zi=signal.sosfilt_zi(sos))
+        self.register_buffer("h_spectrum", torch.from_numpy(np.fft.rfft(h, self.n_fft)),
+                             persistent=False)
+        self.register_buffer("g_spectrum", torch.from_numpy(np.fft.rfft(g, self.n_fft)),
+                             persistent=False)
+
+    def _causal_pass(self, u: torch.Tensor) -> torch.Tensor:
+        spectrum = (torch.fft.rfft(u, n=self.n_fft) * self._complex(self.h_spectrum)
+                    + u[..., :1] * self._complex(self.g_spectrum))
+        return torch.fft.irfft(spectrum, n=self.n_fft)[..., :self.padded]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.n_samples:
+            raise G2NetError(f"TorchBandPass was built for {self.n_samples} samples, got "
+                             f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
+        edge = self.padlen
+        first, last = x[..., :1], x[..., -1:]
+        padded = torch.cat([2 * first - x[..., 1:edge + 1].flip(-1), x,
+                            2 * last - x[..., -edge - 1:-1].flip(-1)], dim=-1)
+        forward = self._causal_pass(padded)
+        both = self._causal_pass(forward.flip(-1)).flip(-1)
+        return both[..., edge:edge + self.n_samples]
+
+
+class TorchWhiten(_TorchPreprocess):
+    """Batched ``Whiten`` on ``(B, 3, T)`` tensors; the PSD is loaded when the module is built."""
+
+    def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
+                 n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,
+                 compute_dtype: torch.dtype = torch.float64):
+        super().__init__(compute_dtype)
+        self.n_samples = n_samples
+        gain = inverse_asd(load_psd(psd, n_samples, sample_rate), sample_rate)
+        window = signal.windows.tukey(n_samples, tukey_alpha)
+        self.register_buffer("gain", torch.from_numpy(gain).to(torch.complex128), persistent=False)
+        self.register_buffer("window", torch.from_numpy(window).to(torch.complex128),
+                             persistent=False)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.n_samples or x.shape[-2] != 3:
+            raise G2NetError(f"TorchWhiten was built for (B, 3, {self.n_samples}) batches, got "
+                             f"{tuple(x.shape)}; build it with n_samples={x.shape[-1]}")
+        window = self.window.real.to(self.compute_dtype)
+        spectrum = torch.fft.rfft(x * window, dim=-1) * self._complex(self.gain)
+        return torch.fft.irfft(spectrum, n=self.n_samples, dim=-1)
