@@ -1,0 +1,230 @@
+"""Stacking into a submission: fake experiment folders with synthetic logits, no training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+from sklearn.metrics import roc_auc_score
+
+import stacking
+from utils import G2NetError
+
+REPO = Path(__file__).resolve().parents[1]
+CV = 5
+
+
+def logistic(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+class FakeWorld:
+    """An input folder (train/test/sample/test_labels csv) and a results folder to fill."""
+
+    def __init__(self, root: Path, n_train: int = 600, n_test: int = 400, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.input, self.results = root / "input", root / "results"
+        self.input.mkdir(parents=True)
+        self.results.mkdir()
+        self.y = self.rng.integers(0, 2, n_train)
+        self.y_test = self.rng.integers(0, 2, n_test)
+        ids = [f"{i:010x}" for i in self.rng.choice(16 ** 9, n_train + n_test, replace=False)]
+        self.train_ids, self.test_ids = ids[:n_train], ids[n_train:]
+        pd.DataFrame(dict(id=self.train_ids, target=self.y, path="unused")).to_csv(
+            self.input / "train.csv", index=False)
+        pd.DataFrame(dict(id=self.test_ids, path="unused")).to_csv(self.input / "test.csv", index=False)
+        self.sample_ids = list(np.array(self.test_ids)[self.rng.permutation(n_test)])
+        pd.DataFrame(dict(id=self.sample_ids, target=0.5)).to_csv(
+            self.input / "sample_submission.csv", index=False)
+        pd.DataFrame(dict(id=self.test_ids, target=self.y_test)).to_csv(
+            self.input / "test_labels.csv", index=False)
+        self.folds = self.rng.permutation(np.arange(n_train) % CV)
+
+    def logits(self, informative: np.ndarray, labels: np.ndarray, strength: float) -> np.ndarray:
+        """Separating logits on the ``informative`` rows, noise everywhere."""
+        return (np.where(informative, strength * (2 * labels - 1), 0.0)
+                + self.rng.normal(0.0, 1.5, len(labels)))
+
+    def add(self, name: str, oof: np.ndarray | None, test: np.ndarray, folds: bool = True,
+            suffix: str = "") -> Path:
+        folder = self.results / name
+        folder.mkdir(exist_ok=True)
+        if oof is not None:
+            np.save(folder / f"outoffolds{suffix}.npy", oof[:, None].astype(np.float32))
+        np.save(folder / f"predictions{suffix}.npy", test[..., None].astype(np.float32))
+        if folds:
+            np.save(folder / "folds.npy", self.folds)
+        return folder
+
+    def add_model(self, name: str, informative_train: np.ndarray, informative_test: np.ndarray,
+                  strength: float = 3.0, **kwargs) -> Path:
+        oof = self.logits(informative_train, self.y, strength)
+        shared = self.logits(informative_test, self.y_test, strength)
+        test = shared[None] + self.rng.normal(0.0, 0.3, (CV, len(shared)))
+        return self.add(name, oof, test, **kwargs)
+
+    def add_disagreeing_pair(self) -> None:
+        """model_a sees the signal in one half of the rows, model_b in the other half."""
+        half = self.rng.random(len(self.y)) < 0.5
+        half_test = self.rng.random(len(self.y_test)) < 0.5
+        self.add_model("model_a", half, half_test)
+        self.add_model("model_b", ~half, ~half_test)
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch) -> FakeWorld:
+    fake = FakeWorld(tmp_path)
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(fake.input))
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(fake.results))
+    return fake
+
+
+def check_submission(path: Path, world: FakeWorld) -> pd.DataFrame:
+    submission = pd.read_csv(path, dtype={"id": str})
+    assert list(submission.columns) == ["id", "target"]
+    assert list(submission["id"]) == world.sample_ids
+    assert submission["target"].notna().all() and submission["target"].between(0, 1).all()
+    return submission
+
+
+def test_stack_matches_best_single_model_when_models_disagree(world):
+    world.add_disagreeing_pair()
+    outcome = stacking.run_stacking(printer=lambda line: None)
+    report = outcome.report.set_index("name")
+    best_single = report.loc[["model_a", "model_b"], "oof_auc"].max()
+    assert 0.75 < best_single < 0.9
+    assert report.loc["ridge_stack", "oof_auc"] >= best_single - 0.005
+    # each model covers what the other misses, so any sensible blend is far better than either
+    assert report.loc["ridge_stack", "oof_auc"] > best_single + 0.1
+    assert report.loc["ridge_stack", "test_auc"] > report.loc[["model_a", "model_b"], "test_auc"].max()
+    coefficients = outcome.blends[0].coefficients
+    assert coefficients.shape == (CV, 2) and (coefficients.to_numpy() > 0).all()
+    check_submission(outcome.paths["submission"], world)
+
+
+def test_stacked_oof_auc_is_cross_fitted_not_in_sample(world):
+    """Ten pure-noise models: fitting and scoring the same fold rows would look skilful."""
+    nowhere = np.zeros(len(world.y), bool)
+    for i in range(10):
+        world.add_model(f"noise_{i}", nowhere, np.zeros(len(world.y_test), bool))
+    inputs = stacking.load_inputs()
+    experiments, _ = stacking.load_experiments(None, inputs, printer=lambda line: None)
+    stack = stacking.ridge_stack(experiments, inputs, world.folds)
+    oof_matrix = np.stack([exp.oof for exp in experiments], axis=1)
+    in_sample = np.empty(len(world.y))
+    for k in range(CV):
+        rows = world.folds == k
+        in_sample[rows] = stacking.minmax(oof_matrix[rows] @ stack.coefficients.loc[k].to_numpy())
+    honest = roc_auc_score(world.y, stack.oof)
+    assert abs(honest - 0.5) < 0.07
+    assert roc_auc_score(world.y, in_sample) > honest + 0.05
+
+
+def test_single_model_stack_is_mean_of_minmax_scaled_fold_predictions(world):
+    world.add_model("solo", np.ones(len(world.y), bool), np.ones(len(world.y_test), bool))
+    inputs = stacking.load_inputs()
+    experiments, _ = stacking.load_experiments(["solo"], inputs, printer=lambda line: None)
+    stack = stacking.ridge_stack(experiments, inputs, world.folds)
+    probabilities = logistic(np.load(world.results / "solo" / "predictions.npy")[..., 0])
+    scaled = [(p - p.min()) / (p.max() - p.min()) for p in probabilities]
+    np.testing.assert_allclose(stack.test, np.mean(scaled, axis=0), atol=1e-6)
+
+
+def test_cli_report_missing_names_and_models_without_oof(world, capsys):
+    world.add_disagreeing_pair()
+    # the matched filter: one row of test scores, no out-of-fold predictions, no folds
+    filter_scores = world.logits(np.ones(len(world.y_test), bool), world.y_test, 1.0)
+    world.add("matched_filter", None, filter_scores[None], folds=False)
+    stacking.main(["--models", "model_a", "ghost", "model_b", "matched_filter"])
+    out = capsys.readouterr().out
+    assert "not found (no predictions under" in out and "ghost" in out
+    assert "skipping matched_filter in the blends: no out-of-fold predictions" in out
+    assert "stacked OOF AUC" in out and "vs best single model model_a" in out
+
+    report = pd.read_csv(world.results / "stacking_report.csv").set_index("name")
+    assert list(report.index) == ["model_a", "model_b", "matched_filter",
+                                  "ridge_stack", "mean", "rank_mean"]
+    assert list(report["kind"]) == ["model"] * 3 + ["blend"] * 3
+    oof = {name: logistic(np.load(world.results / name / "outoffolds.npy")[:, 0])
+           for name in ("model_a", "model_b")}
+    test = {name: logistic(np.load(world.results / name / "predictions.npy")[..., 0]).mean(0)
+            for name in ("model_a", "model_b", "matched_filter")}
+    for name in oof:
+        assert report.loc[name, "oof_auc"] == pytest.approx(roc_auc_score(world.y, oof[name]))
+    for name in test:
+        assert report.loc[name, "test_auc"] == pytest.approx(roc_auc_score(world.y_test, test[name]))
+    assert np.isnan(report.loc["matched_filter", "oof_auc"])
+    # the blends use only the two models with out-of-fold predictions
+    assert report.loc["mean", "oof_auc"] == pytest.approx(
+        roc_auc_score(world.y, (oof["model_a"] + oof["model_b"]) / 2))
+    assert report.loc["mean", "test_auc"] == pytest.approx(
+        roc_auc_score(world.y_test, (test["model_a"] + test["model_b"]) / 2))
+    assert report.loc["ridge_stack", "oof_auc"] > report.loc["model_a", "oof_auc"]
+    assert (world.results / "stacking_correlation.png").stat().st_size > 1000
+    check_submission(world.results / "submission.csv", world)
+
+
+def test_default_models_prefer_tta_and_skip_incomplete_folders(world):
+    world.add_disagreeing_pair()
+    informative = np.ones(len(world.y), bool)
+    world.add_model("model_a", informative, np.ones(len(world.y_test), bool), strength=6.0,
+                    suffix="_tta")
+    world.add("only_test", None, np.zeros((1, len(world.y_test))), folds=False)
+    (world.results / "empty").mkdir()
+    assert stacking.discover_experiments() == ["model_a", "model_b"]
+    outcome = stacking.run_stacking(printer=lambda line: None)
+    report = outcome.report.set_index("name")
+    assert report.loc["model_a", "source"] == "outoffolds_tta.npy / predictions_tta.npy"
+    assert report.loc["model_b", "source"] == "outoffolds.npy / predictions.npy"
+    assert report.loc["model_a", "oof_auc"] > 0.95  # the stronger TTA predictions were used
+
+
+def test_submit_another_blend(world):
+    world.add_disagreeing_pair()
+    outcome = stacking.run_stacking(submit="rank_mean", printer=lambda line: None)
+    rank_mean = outcome.blends[2]
+    submission = check_submission(outcome.paths["submission"], world)
+    expected = pd.Series(rank_mean.test, index=world.test_ids).reindex(world.sample_ids)
+    np.testing.assert_allclose(submission["target"], expected.to_numpy(), atol=1e-12)
+
+
+def test_errors_are_clear(world, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stacking.main([])
+    assert exit_info.value.code == 2
+    assert "no experiment folder under" in capsys.readouterr().err
+
+    world.add_model("no_folds", np.ones(len(world.y), bool), np.ones(len(world.y_test), bool),
+                    folds=False)
+    with pytest.raises(G2NetError, match="no stacked experiment has folds.npy.*no_folds"):
+        stacking.run_stacking(printer=lambda line: None)
+
+    world.add("short", np.zeros(len(world.y)), np.zeros((CV, 10)))
+    with pytest.raises(G2NetError, match=r"'short'.*expected \(cv, 400, 1\)"):
+        stacking.run_stacking(["short"], printer=lambda line: None)
+
+    with pytest.raises(G2NetError, match="none of the experiments asked for.*ghost"):
+        stacking.run_stacking(["ghost"], printer=lambda line: None)
+
+
+def test_other_folds_are_refused(world):
+    world.add_disagreeing_pair()
+    np.save(world.results / "model_b" / "folds.npy", np.roll(world.folds, 1))
+    with pytest.raises(G2NetError, match="model_b used other folds than model_a"):
+        stacking.run_stacking(printer=lambda line: None)
+
+
+def test_notebook_runs_headless_and_writes_a_valid_submission(world):
+    world.add_disagreeing_pair()
+    notebook = nbformat.read(REPO / "g2net-submission.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO)}}).execute()
+    check_submission(world.results / "submission.csv", world)
+    report = pd.read_csv(world.results / "stacking_report.csv").set_index("name")
+    assert report.loc["ridge_stack", "oof_auc"] > report.loc["model_a", "oof_auc"]
+    outputs = "".join(output.get("text", "") for cell in notebook.cells
+                      if cell.cell_type == "code" for output in cell.outputs)
+    assert "stacked OOF AUC" in outputs and "wrote" in outputs
