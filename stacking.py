@@ -70,9 +70,14 @@ class Experiment:
     note: str = ""  # why the experiment cannot be stacked, if it cannot
 
     @property
+    def complete_test_folds(self) -> np.ndarray:
+        """Which fold rows of ``test`` hold predictions (untrained folds are NaN)."""
+        return np.all(np.isfinite(self.test), axis=1)
+
+    @property
     def test_mean(self) -> np.ndarray:
-        """Fold-mean test probability (what a single model would submit)."""
-        return self.test.mean(axis=0)
+        """Fold-mean test probability over the predicted folds (what a single model would submit)."""
+        return self.test[self.complete_test_folds].mean(axis=0)
 
 
 @dataclass
@@ -143,9 +148,10 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
     folder = results_dir() / name
     test_path = _first_existing(folder, TEST_FILES)
     if test_path is None:
-        raise G2NetError(f"experiment '{name}' has no test predictions in {folder}; "
-                         f"run `python predict.py --config {name}` or train it first")
-    remedy = f"re-run `python predict.py --config {name}` on the current train.csv / test.csv"
+        raise G2NetError(f"experiment '{name}' has no test predictions in {folder}; train it first "
+                         f"(python train.py --config {name}, or train_pseudo.py for a pseudo config)")
+    remedy = (f"predict again on the current train.csv / test.csv with `python train.py --config "
+              f"{name} --inference` (train_pseudo.py for a pseudo config)")
     test = np.load(test_path).astype(np.float64)
     if test.ndim == 3 and test.shape[-1] == 1:
         test = test[..., 0]
@@ -154,14 +160,17 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
     if test.ndim != 2 or test.shape[1] != n_test:
         raise G2NetError(f"experiment '{name}': {test_path.name} has shape {np.load(test_path).shape}, "
                          f"expected (cv, {n_test}, 1) for the current test.csv; {remedy}")
-    if not np.all(np.isfinite(test)):
-        raise G2NetError(f"experiment '{name}': {test_path.name} holds NaN/inf; {remedy}")
+    complete = np.all(np.isfinite(test), axis=1)
+    if not complete.any():
+        raise G2NetError(f"experiment '{name}': {test_path.name} holds no finite predictions "
+                         f"(no fold trained yet?); {remedy}")
 
     oof = folds = None
-    note = ""
+    note = "" if complete.all() else \
+        f"test predictions of folds {np.flatnonzero(~complete).tolist()} are NaN (not trained yet?)"
     oof_path = _first_existing(folder, OOF_FILES)
     if oof_path is None:
-        note = "no out-of-fold predictions"
+        note = note or "no out-of-fold predictions"
     else:
         oof = np.load(oof_path).astype(np.float64).reshape(-1)
         if oof.shape[0] != n_train:
@@ -169,8 +178,10 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
                              f"train.csv has {n_train}; {remedy}")
         bad = int((~np.isfinite(oof)).sum())
         if bad:
-            note = f"{bad} out-of-fold rows are NaN/inf (not every fold trained?)"
+            note = note or f"{bad} out-of-fold rows are NaN/inf (not every fold trained?)"
             oof = None
+    if not complete.all():
+        oof = None  # an incomplete experiment cannot be stacked per fold
     if (folder / FOLDS_FILE).is_file():
         folds = np.load(folder / FOLDS_FILE).astype(np.int64).reshape(-1)
         if folds.shape[0] != n_train:
@@ -185,7 +196,8 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
                      printer: Printer = print) -> tuple[list[Experiment], list[str]]:
     """The experiments asked for (default: every complete one) and the names that were not found."""
     results = results_dir()
-    if names is None:
+    discovered = names is None
+    if discovered:
         names = discover_experiments(results)
         if not names:
             raise G2NetError(f"no experiment folder under {results} holds both out-of-fold and test "
@@ -194,11 +206,21 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
     missing = [n for n in names if _first_existing(results / n, TEST_FILES) is None]
     if missing:
         printer(f"not found (no predictions under {results}): {', '.join(missing)}")
-    experiments = [load_experiment(n, inputs.n_train, inputs.n_test) for n in names
-                   if n not in missing]
+    experiments = []
+    for name in names:
+        if name in missing:
+            continue
+        try:
+            experiments.append(load_experiment(name, inputs.n_train, inputs.n_test))
+        except G2NetError as exc:
+            if not discovered:
+                raise
+            # e.g. a --debug run (results/<name>_debug) made on a subset of the data
+            printer(f"skipping {name}: {exc}")
     if not experiments:
-        raise G2NetError(f"none of the experiments asked for has predictions under {results}: "
-                         f"{', '.join(missing)}; train them or check the names")
+        raise G2NetError(f"none of the experiments has usable predictions under {results}"
+                         + (f" (not found: {', '.join(missing)})" if missing else "")
+                         + "; train them on the current input folder or check the names")
     for exp in experiments:
         tta = " (TTA)" if exp.test_file.endswith("_tta.npy") else ""
         printer(f"loaded {exp.name}: test {exp.test.shape[0]} x {exp.test.shape[1]}{tta}"

@@ -182,6 +182,32 @@ def test_default_models_prefer_tta_and_skip_incomplete_folders(world):
     assert report.loc["model_a", "oof_auc"] > 0.95  # the stronger TTA predictions were used
 
 
+def test_default_skips_debug_runs_and_blends_only_complete_experiments(world, capsys):
+    world.add_disagreeing_pair()
+    # a --debug run predicted a 128-row subset of the test set: not stackable with the rest
+    world.add("model_a_debug", np.zeros(len(world.y)), np.zeros((2, 128)))
+    # a run with fold 3 still untrained: NaN out-of-fold rows and NaN test row
+    partial = world.add_model("partial", np.ones(len(world.y), bool), np.ones(len(world.y_test), bool))
+    oof = np.load(partial / "outoffolds.npy")
+    oof[world.folds == 3] = np.nan
+    np.save(partial / "outoffolds.npy", oof)
+    test = np.load(partial / "predictions.npy")
+    test[3] = np.nan
+    np.save(partial / "predictions.npy", test)
+
+    outcome = stacking.run_stacking()
+    out = capsys.readouterr().out
+    assert "skipping model_a_debug: experiment 'model_a_debug': predictions.npy has shape (2, 128, 1)" in out
+    assert "skipping partial in the blends: test predictions of folds [3] are NaN" in out
+    report = outcome.report.set_index("name")
+    assert "model_a_debug" not in report.index
+    assert np.isnan(report.loc["partial", "oof_auc"])
+    finite_folds = logistic(test[[0, 1, 2, 4], :, 0]).mean(0)
+    assert report.loc["partial", "test_auc"] == pytest.approx(roc_auc_score(world.y_test, finite_folds))
+    assert list(outcome.blends[0].coefficients.columns) == ["model_a", "model_b"]
+    check_submission(outcome.paths["submission"], world)
+
+
 def test_submit_another_blend(world):
     world.add_disagreeing_pair()
     outcome = stacking.run_stacking(submit="rank_mean", printer=lambda line: None)
@@ -206,7 +232,7 @@ def test_errors_are_clear(world, capsys):
     with pytest.raises(G2NetError, match=r"'short'.*expected \(cv, 400, 1\)"):
         stacking.run_stacking(["short"], printer=lambda line: None)
 
-    with pytest.raises(G2NetError, match="none of the experiments asked for.*ghost"):
+    with pytest.raises(G2NetError, match="none of the experiments has usable predictions.*not found: ghost"):
         stacking.run_stacking(["ghost"], printer=lambda line: None)
 
 
