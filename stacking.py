@@ -264,7 +264,7 @@ def oof_auc_table(experiments: Sequence[Experiment], inputs: Inputs) -> pd.DataF
                                           ignore_index=True)
 
 
-def test_correlations(experiments: Sequence[Experiment]) -> pd.DataFrame:
+def prediction_correlations(experiments: Sequence[Experiment]) -> pd.DataFrame:
     """Pearson correlation between the models' fold-mean test probabilities."""
     return pd.DataFrame({exp.name: exp.test_mean for exp in experiments}).corr()
 
@@ -447,10 +447,13 @@ def run_stacking(model_names: Sequence[str] | None = None, alpha: float = 1.0,
     inputs = load_inputs()
     experiments, missing = load_experiments(model_names, inputs, printer)
     results = results_dir()
-    heatmap = correlation_heatmap(test_correlations(experiments), results / HEATMAP_FILE)
+    heatmap = correlation_heatmap(prediction_correlations(experiments), results / HEATMAP_FILE)
     usable = stackable(experiments, printer)
     blends = make_blends(usable, inputs, alpha)
     report = build_report(oof_auc_table(experiments, inputs), blends, inputs)
+    weights = blends[0].coefficients.mean(axis=0)
+    printer("ridge weights (mean over folds): "
+            + ", ".join(f"{name} {weight:.3f}" for name, weight in weights.items()))
     printer(format_report(report))
     for line in summary_lines(report):
         printer(line)
