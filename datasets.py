@@ -1,0 +1,137 @@
+"""The dataset: competition-layout ``.npy`` files or prep_data's memory-mapped cache, as tensors."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils import G2NetError
+
+
+class CacheView:
+    """Rows ``indices`` of a (memory-mapped) cache array, indexed by position in ``indices``.
+
+    Lets a fold's dataset read its rows straight from ``train_cache.npy`` without copying.
+    """
+
+    def __init__(self, array: np.ndarray, indices: Sequence[int] | None = None):
+        self.array = array
+        self.indices = np.arange(len(array)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> np.ndarray:
+        return np.asarray(self.array[self.indices[position]])
+
+
+def load_cache(path: Any, expected_rows: int) -> np.ndarray:
+    """Open a prep_data cache read-only and memory-mapped, checking it matches its csv."""
+    array = np.load(path, mmap_mode="r")
+    if array.ndim != 3 or array.shape[0] != expected_rows:
+        raise G2NetError(f"cache {path} has shape {array.shape}, but its csv lists {expected_rows} "
+                         "examples; rebuild it with python prep_data.py --cache")
+    return array
+
+
+class G2NetDataset(Dataset):
+    """Examples as float32 tensors ``(3, 4096)`` with ``(1,)`` targets.
+
+    ``transforms`` act on each example; ``transforms2`` after in-dataset mixup. With
+    ``pseudo_label=True`` the test examples (``test_paths``, ``test_targets``, ``test_cache``) join
+    the training examples after them, so index ``len(paths) + j`` is test example ``j``.
+    ``mixup_option='negative'`` mixes every example with a random negative, keeping the signal's
+    weight at least 0.5; ``lor_label`` makes the mixed target ``a OR b`` instead of the weighted
+    mean; ``hard_label`` rounds targets.
+    """
+
+    def __init__(self, paths: Sequence[str], targets: Sequence[float] | np.ndarray | None = None,
+                 transforms: Callable[[np.ndarray], np.ndarray] | None = None,
+                 transforms2: Callable[[np.ndarray], np.ndarray] | None = None,
+                 cache: Any = None, mixup: bool = False, mixup_alpha: float = 0.4,
+                 mixup_option: str = "random", hard_label: bool = False, lor_label: bool = False,
+                 is_test: bool = False, pseudo_label: bool = False,
+                 test_targets: Sequence[float] | np.ndarray | None = None,
+                 test_paths: Sequence[str] | None = None, test_cache: Any = None,
+                 return_index: bool = False, return_test_index: bool = False):
+        if mixup_option not in ("random", "negative"):
+            raise G2NetError(f"mixup_option must be 'random' or 'negative', not {mixup_option!r}")
+        self.paths = list(paths)
+        self.caches: list[Any] = [cache]
+        self.sizes = [len(self.paths)]
+        self.is_test = is_test or targets is None
+        self.targets = None if self.is_test else np.asarray(targets, dtype=np.float32).reshape(-1)
+        if pseudo_label:
+            if test_paths is None or test_targets is None:
+                raise G2NetError("pseudo_label=True needs test_paths and test_targets")
+            self.paths += list(test_paths)
+            self.caches.append(test_cache)
+            self.sizes.append(len(test_paths))
+            self.targets = np.concatenate(
+                [self.targets, np.asarray(test_targets, dtype=np.float32).reshape(-1)])
+        if self.targets is not None and len(self.targets) != len(self.paths):
+            raise G2NetError(f"{len(self.paths)} paths but {len(self.targets)} targets")
+        for cache_, size in zip(self.caches, self.sizes):
+            if cache_ is not None and len(cache_) != size:
+                raise G2NetError(f"cache has {len(cache_)} rows for {size} paths")
+        self.transforms = transforms
+        self.transforms2 = transforms2
+        self.mixup = mixup
+        self.mixup_alpha = mixup_alpha
+        self.mixup_option = mixup_option
+        self.hard_label = hard_label
+        self.lor_label = lor_label
+        self.return_index = return_index
+        self.return_test_index = return_test_index
+        self.n_train = self.sizes[0]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _raw(self, index: int) -> np.ndarray:
+        part, position = (0, index) if index < self.sizes[0] else (1, index - self.sizes[0])
+        cache = self.caches[part]
+        if cache is not None:
+            return np.array(cache[position], dtype=np.float32)
+        try:
+            return np.load(self.paths[index]).astype(np.float32)
+        except FileNotFoundError:
+            raise G2NetError(f"example file {self.paths[index]} is missing; check the input folder "
+                             "and rerun python prep_data.py") from None
+
+    def _example(self, index: int) -> np.ndarray:
+        x = self._raw(index)
+        return self.transforms(x) if self.transforms is not None else x
+
+    def _partner(self) -> int:
+        if self.mixup_option == "negative":
+            negatives = np.flatnonzero(self.targets < 0.5)
+            return int(np.random.choice(negatives))
+        return int(np.random.randint(len(self)))
+
+    def __getitem__(self, index: int):
+        x = self._example(index)
+        y = None if self.targets is None else np.float32(self.targets[index])
+        if self.mixup and y is not None:
+            other = self._partner()
+            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
+            if self.mixup_option == "negative":
+                lam = max(lam, 1.0 - lam)  # the signal side keeps at least half the weight
+            x = lam * x + (1.0 - lam) * self._example(other)
+            y_other = self.targets[other]
+            y = np.float32(max(y, y_other) if self.lor_label else lam * y + (1.0 - lam) * y_other)
+        if self.transforms2 is not None:
+            x = self.transforms2(x)
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        items: list[Any] = [x]
+        if y is not None:
+            if self.hard_label:
+                y = np.float32(np.round(y))
+            items.append(torch.tensor([y], dtype=torch.float32))
+        if self.return_index:
+            items.append(index)
+        if self.return_test_index:
+            items.append(index - self.n_train if index >= self.n_train else -1)
+        return items[0] if len(items) == 1 else tuple(items)

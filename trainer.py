@@ -1,0 +1,359 @@
+"""The one fold loop: train, validate, checkpoint, resume and predict.
+
+``train.py``, ``train_pseudo.py``, ``predict.py`` and ``bench.py`` all drive a model through this
+class, so AMP, gradient clipping, scheduler stepping, callbacks and checkpointing behave the same
+everywhere.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from callbacks import Callback
+from utils import G2NetError, atomic_torch_save
+
+
+class TrainHook:
+    """How one batch becomes a loss. Subclass it (see ``training_extras``) for mixup and friends."""
+
+    def forward_train(self, trainer: "Trainer", inputs: torch.Tensor, target: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        output = trainer.model(inputs)
+        return trainer.criterion(output, target), output
+
+    def forward_eval(self, trainer: "Trainer", inputs: torch.Tensor) -> torch.Tensor:
+        return trainer.model(inputs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it, fp16 on older GPUs, no autocast on CPU."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["loader"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "loader" in state:
+        generator.set_state(state["loader"])
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    return [b.to(device, non_blocking=non_blocking) if isinstance(b, torch.Tensor) else b for b in batch]
+
+
+class Trainer:
+    """Trains one fold of one experiment.
+
+    ``checkpoint_path`` (``fold<k>.pt``) receives the selected model as
+    ``{"model": state_dict, "state": {...}}``; ``resume_path`` (``fold<k>_last.pt``) receives the
+    full training state after every epoch so that ``fit(resume=True)`` continues bit for bit.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
+                 checkpoint_path: str | Path, scheduler: Any = None,
+                 scheduler_target: str | None = None, batch_scheduler: bool = False,
+                 eval_metric: Callable[[Any, Any], float] | None = None,
+                 monitor_metrics: Sequence[Callable[[Any, Any], float]] = (),
+                 maximize: bool = True, callbacks: Iterable[Callback] = (),
+                 hook: TrainHook | None = None, device: torch.device | str = "cpu",
+                 amp: bool = True, clip_grad: str | None = "value", max_grad_norm: float = 10000.0,
+                 gpu_transform: nn.Module | None = None, channels_last: bool = False,
+                 log: Callable[[str], None] = print, progress_bar: bool = False,
+                 loader_generator: torch.Generator | None = None, is_main: bool = True):
+        self.model = model
+        self.optimizer = optimizer
+        self.criterion = criterion
+        self.scheduler = scheduler
+        self.scheduler_target = scheduler_target
+        self.batch_scheduler = batch_scheduler
+        self.eval_metric = eval_metric
+        self.monitor_metrics = list(monitor_metrics)
+        self.maximize = maximize
+        self.callbacks = [copy.deepcopy(c) for c in callbacks]
+        self.hook = copy.deepcopy(hook) if hook is not None else TrainHook()
+        self.device = torch.device(device)
+        self.amp_dtype = amp_dtype(self.device, amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if clip_grad not in (None, "value", "norm"):
+            raise G2NetError(f"clip_grad must be None, 'value' or 'norm', not {clip_grad!r}")
+        self.clip_grad = clip_grad
+        self.max_grad_norm = max_grad_norm
+        self.gpu_transform = gpu_transform.to(self.device) if gpu_transform is not None else None
+        self.channels_last = channels_last
+        self.checkpoint_path = Path(checkpoint_path)
+        self.resume_path = self.checkpoint_path.with_name(self.checkpoint_path.stem + "_last.pt")
+        self.log = log if is_main else (lambda message: None)
+        self.progress_bar = progress_bar and is_main
+        self.loader_generator = loader_generator
+        self.is_main = is_main
+        self.stop_training = False
+        self.state: dict[str, Any] = {"epoch": -1, "best_score": None, "best_epoch": -1,
+                                      "history": [], "finished": False}
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_model(self, path: str | Path) -> None:
+        """Write ``{"model", "state"}`` atomically (rank 0 only under DDP)."""
+        if self.is_main:
+            atomic_torch_save(path, {"model": unwrap(self.model).state_dict(),
+                                     "state": copy.deepcopy(self.state)})
+
+    def _save_resume_point(self) -> None:
+        if not self.is_main:
+            return
+        atomic_torch_save(self.resume_path, {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "callbacks": [c.state_dict() for c in self.callbacks],
+            "hook": self.hook.state_dict() if hasattr(self.hook, "state_dict") else None,
+            "state": copy.deepcopy(self.state),
+            "rng": rng_state(self.loader_generator),
+        })
+
+    def _load_resume_point(self) -> None:
+        saved = torch.load(self.resume_path, map_location=self.device, weights_only=False)
+        unwrap(self.model).load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved["scheduler"] is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        for callback, state in zip(self.callbacks, saved["callbacks"]):
+            callback.load_state_dict(state)
+        if saved.get("hook") is not None:
+            self.hook.load_state_dict(saved["hook"])
+        self.state = saved["state"]
+        set_rng_state(saved["rng"], self.loader_generator)
+
+    def load_best(self) -> None:
+        """Load the weights of ``checkpoint_path`` into the model."""
+        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        unwrap(self.model).load_state_dict(saved["model"])
+
+    # ----------------------------------------------------------------- steps
+    def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.gpu_transform is not None:
+            with torch.autocast(self.device.type, enabled=False):
+                inputs = self.gpu_transform(inputs.float())
+        return inputs
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _step_scheduler(self, score: float | None = None, loss: float | None = None) -> None:
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(loss if self.scheduler_target == "loss" else score)
+        else:
+            self.scheduler.step()
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int) -> None:
+        if not math.isfinite(float(loss_sum)):
+            raise G2NetError(
+                f"the training loss became {float(loss_sum)} in epoch {epoch} "
+                f"(checkpoint {self.checkpoint_path}). The last good state is kept in "
+                f"{self.resume_path if self.resume_path.exists() else self.checkpoint_path}. "
+                "Lower the learning rate, enable clip_grad, or check the inputs for NaN/inf "
+                "(python prep_data.py validates them), then rerun with --resume.")
+
+    def train_one_epoch(self, loader: Iterable, epoch: int) -> float:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        count = 0
+        bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not self.progress_bar)
+        for step, batch in enumerate(bar):
+            inputs, target = _to_device(batch, self.device)[:2]
+            inputs = self._prepare(inputs)
+            if self.channels_last and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                loss, _ = self.hook.forward_train(self, inputs, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.clip_grad is not None:
+                self.scaler.unscale_(self.optimizer)
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                if self.clip_grad == "value":
+                    nn.utils.clip_grad_value_(params, self.max_grad_norm)
+                else:
+                    nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.batch_scheduler:
+                self._step_scheduler()
+            batch_size = target.shape[0]
+            loss_sum += loss.detach().float() * batch_size
+            count += batch_size
+            if step % 50 == 0 or self.progress_bar:
+                self._check_finite(loss_sum, epoch)
+                bar.set_postfix(loss=f"{float(loss_sum) / count:.4f}")
+        self._check_finite(loss_sum, epoch)
+        return self._reduce_mean(loss_sum, count)
+
+    def _reduce_mean(self, total: torch.Tensor, count: int) -> float:
+        if dist.is_available() and dist.is_initialized():
+            packed = torch.stack([total.float(), torch.tensor(float(count), device=total.device)])
+            dist.all_reduce(packed)
+            return float(packed[0] / packed[1])
+        return float(total) / max(count, 1)
+
+    @torch.no_grad()
+    def predict(self, loader: Iterable, desc: str = "predict") -> np.ndarray:
+        """Logits for every example of ``loader`` in order, float32 (N, num_classes)."""
+        outputs, _ = self._run_eval(loader, desc, with_target=False)
+        return outputs
+
+    @torch.no_grad()
+    def _run_eval(self, loader: Iterable, desc: str, with_target: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        self.model.eval()
+        outputs, targets = [], []
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress_bar):
+            batch = _to_device(batch, self.device)
+            inputs = batch if isinstance(batch, torch.Tensor) else batch[0]
+            inputs = self._prepare(inputs)
+            if self.channels_last and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                output = self.hook.forward_eval(self, inputs)
+            outputs.append(output.float())
+            if with_target:
+                targets.append(batch[1].float())
+        out = torch.cat(outputs) if outputs else torch.zeros(0, 1)
+        tgt = torch.cat(targets) if targets else None
+        if dist.is_available() and dist.is_initialized():
+            out = gather_ordered(out, len(loader.dataset))
+            tgt = gather_ordered(tgt, len(loader.dataset)) if tgt is not None else None
+        return out.cpu().numpy().astype(np.float32), (tgt.cpu().numpy() if tgt is not None else None)
+
+    def evaluate(self, loader: Iterable, epoch: int) -> tuple[float, float, dict[str, float], np.ndarray]:
+        """Validation loss, score, monitor metrics and logits."""
+        output, target = self._run_eval(loader, f"epoch {epoch} valid", with_target=True)
+        out_t, tgt_t = torch.from_numpy(output), torch.from_numpy(target)
+        loss = float(self.criterion(out_t, tgt_t)) if len(out_t) else float("nan")
+        score = float(self.eval_metric(target, output)) if self.eval_metric is not None else -loss
+        monitors = {getattr(m, "name", getattr(m, "__name__", type(m).__name__)): float(m(target, output))
+                    for m in self.monitor_metrics}
+        return loss, score, monitors, output
+
+    # ----------------------------------------------------------------- fold loop
+    def fit(self, train_loader: Iterable, valid_loader: Iterable, num_epochs: int,
+            resume: bool = False) -> dict[str, Any]:
+        """Train for ``num_epochs`` (or until a callback stops), validating after every epoch."""
+        if resume and self.resume_path.exists():
+            self._load_resume_point()
+            self.log(f"resumed from {self.resume_path} after epoch {self.state['epoch']}")
+        self.model.to(self.device)
+        start = self.state["epoch"] + 1
+        self.stop_training = False
+        for epoch in range(start, num_epochs):
+            tic = time.time()
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            train_loss = self.train_one_epoch(train_loader, epoch)
+            valid_loss, score, monitors, _ = self.evaluate(valid_loader, epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            if not self.batch_scheduler:
+                self._step_scheduler(score=score, loss=valid_loss)
+            best = self.state["best_score"]
+            if best is None or (score > best if self.maximize else score < best):
+                self.state["best_score"], self.state["best_epoch"] = score, epoch
+            self.state["epoch"] = epoch
+            seconds = time.time() - tic
+            self.state["history"].append({"epoch": epoch, "train_loss": train_loss,
+                                          "valid_loss": valid_loss, "score": score, "lr": lr,
+                                          "seconds": seconds, **monitors})
+            extra = "".join(f" {name}={value:.5f}" for name, value in monitors.items())
+            self.log(f"epoch {epoch:3d}  train_loss={train_loss:.5f}  valid_loss={valid_loss:.5f}  "
+                     f"valid_auc={score:.5f}{extra}  lr={lr:.3e}  {seconds:.1f}s"
+                     + ("  *" if self.state["best_epoch"] == epoch else ""))
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, epoch, score)
+            if not self.checkpoint_path.exists():  # callbacks that save only on improvement
+                self.save_model(self.checkpoint_path)
+            self._save_resume_point()
+            if self.stop_training:
+                break
+        self.state["finished"] = True
+        if self.is_main:
+            self._finalise_checkpoint()
+        return self.state
+
+    def _finalise_checkpoint(self) -> None:
+        """Mark the fold checkpoint finished (keeping its weights) and drop the resume point."""
+        if self.checkpoint_path.exists():
+            saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            saved["state"].update({k: copy.deepcopy(v) for k, v in self.state.items()
+                                   if k in ("finished", "history", "best_score", "best_epoch")})
+            saved["state"]["last_epoch"] = self.state["epoch"]
+            atomic_torch_save(self.checkpoint_path, saved)
+        else:
+            self.save_model(self.checkpoint_path)
+        if self.resume_path.exists():
+            self.resume_path.unlink()
+
+
+def gather_ordered(tensor: torch.Tensor, total: int) -> torch.Tensor:
+    """Undo a DistributedSampler(shuffle=False): rank r holds rows r, r + W, r + 2W, ...
+
+    Gathers every rank's rows, interleaves them back into dataset order and drops the sampler's
+    padding, so each example appears exactly once and in order.
+    """
+    world = dist.get_world_size()
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    interleaved = torch.stack(parts, dim=1).reshape(longest * world, *tensor.shape[1:])
+    return interleaved[:total]
