@@ -1,0 +1,184 @@
+"""The training core end to end on a tiny simulated set: outputs, resume, inference, errors."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
+
+import configs
+import runner
+from utils import G2NetError
+
+
+@pytest.fixture(scope="module")
+def debug_run(simulated_input, tmp_path_factory) -> tuple[dict[str, str], Path, subprocess.CompletedProcess]:
+    """``train.py --config Debug --tta`` once; tests below read its outputs."""
+    results = tmp_path_factory.mktemp("debug_results")
+    env = {"G2NET_INPUT_DIR": str(simulated_input), "G2NET_RESULTS_DIR": str(results)}
+    done = run_script("train.py", "--config", "Debug", "--tta", env=env)
+    return env, results / "Debug", done
+
+
+def test_debug_run_writes_every_output_with_its_shape(debug_run):
+    env, out, done = debug_run
+    cv = configs.Debug.cv
+    for name in ("outoffolds.npy", "outoffolds_tta.npy"):
+        oof = np.load(out / name)
+        assert oof.shape == (SIM_TRAIN, 1) and oof.dtype == np.float32
+        assert np.isfinite(oof).all()
+    for name in ("predictions.npy", "predictions_tta.npy"):
+        test = np.load(out / name)
+        assert test.shape == (cv, SIM_TEST, 1) and test.dtype == np.float32
+        assert np.isfinite(test).all()
+    # the two folds' models differ, so their test predictions must too
+    assert not np.allclose(np.load(out / "predictions.npy")[0], np.load(out / "predictions.npy")[1])
+    folds = np.load(out / "folds.npy")
+    assert sorted(np.bincount(folds)) == [SIM_TRAIN // 2, SIM_TRAIN // 2]
+    for k in range(cv):
+        saved = torch.load(out / f"fold{k}.pt", weights_only=False)
+        assert set(saved) == {"model", "state"}
+        state = saved["state"]
+        assert state["finished"] and state["epoch"] in range(configs.Debug.num_epochs)
+        assert 0.0 <= state["best_score"] <= 1.0 and 0 <= state["best_epoch"] < configs.Debug.num_epochs
+        assert not (out / f"fold{k}_last.pt").exists()
+    logs = list(out.glob("Debug_*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert "num_epochs: 2" in text and "model_params:" in text  # the config is printed
+    epoch_lines = [line for line in text.splitlines() if "train_loss=" in line]
+    assert len(epoch_lines) == cv * configs.Debug.num_epochs
+    assert all("valid_loss=" in l and "valid_auc=" in l and "lr=" in l for l in epoch_lines)
+    assert "out-of-fold AUC" in done.stdout
+
+
+def test_tta_is_the_mean_of_plain_and_flipped_logits(debug_run):
+    _, out, _ = debug_run
+    plain, tta = np.load(out / "outoffolds.npy"), np.load(out / "outoffolds_tta.npy")
+    assert not np.allclose(plain, tta)
+    # the flipped prediction is 2 * tta - plain: a real model output, so finite and different
+    flipped = 2 * tta - plain
+    assert np.isfinite(flipped).all() and np.corrcoef(flipped[:, 0], plain[:, 0])[0, 1] < 0.9999
+
+
+def test_inference_reproduces_the_outputs_and_skip_existing_skips(debug_run, tmp_path):
+    env, out, _ = debug_run
+    before = {n: np.load(out / n) for n in ("outoffolds.npy", "predictions.npy")}
+    done = run_script("train.py", "--config", "Debug", "--inference", env=env)
+    for name, array in before.items():
+        np.testing.assert_allclose(np.load(out / name), array, rtol=1e-5, atol=1e-6)
+    assert "train_loss=" not in done.stdout
+    done = run_script("train.py", "--config", "Debug", "--skip_existing", "--limit_fold", "1", env=env)
+    assert "skipped" in done.stdout and "train_loss=" not in done.stdout
+
+
+def test_predict_scores_a_folder_with_the_fold_mean(debug_run, simulated_input, tmp_path):
+    env, out, _ = debug_run
+    target = tmp_path / "scores.csv"
+    run_script("predict.py", "--config", "Debug", "--input", str(simulated_input), "--out", str(target),
+               env=env)
+    scores = pd.read_csv(target, dtype={"id": str})
+    sample = pd.read_csv(simulated_input / "sample_submission.csv", dtype={"id": str})
+    assert list(scores["id"]) == list(sample["id"])
+    test_ids = pd.read_csv(simulated_input / "test.csv", dtype={"id": str})["id"]
+    logits = np.load(out / "predictions.npy").mean(axis=0)[:, 0]
+    expected = pd.Series(1 / (1 + np.exp(-logits)), index=test_ids)
+    np.testing.assert_allclose(scores["target"], expected[scores["id"]].values, rtol=1e-4, atol=1e-6)
+    assert scores["target"].between(0, 1).all()
+
+
+def test_resume_after_sigkill_is_bit_identical(debug_run, tmp_path):
+    env, reference, _ = debug_run
+    env = {**env, "G2NET_RESULTS_DIR": str(tmp_path / "results")}
+    out = tmp_path / "results" / "Debug"
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--config", "Debug"], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "fold0_last.pt").exists():  # the first epoch of fold 0 is checkpointed
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "outoffolds.npy").exists()
+    done = run_script("train.py", "--config", "Debug", "--resume", env=env)
+    assert "resumed from" in done.stdout
+    for name in ("outoffolds.npy", "predictions.npy"):
+        assert np.array_equal(np.load(out / name), np.load(reference / name)), name
+
+
+def test_unknown_config_lists_the_closest_names(experiment_env):
+    done = run_script("train.py", "--config", "Demoo", env=experiment_env, check=False)
+    assert done.returncode == 2
+    assert "unknown config 'Demoo'" in done.stderr and "Demo" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_train_and_train_pseudo_refuse_each_others_configs(experiment_env):
+    done = run_script("train.py", "--config", "DebugPseudo", env=experiment_env, check=False)
+    assert done.returncode == 2 and "train_pseudo.py --config DebugPseudo" in done.stderr
+    done = run_script("train_pseudo.py", "--config", "Debug", env=experiment_env, check=False)
+    assert done.returncode == 2 and "train.py --config Debug" in done.stderr
+
+
+def test_missing_inputs_say_how_to_make_them(tmp_path):
+    env = {"G2NET_INPUT_DIR": str(tmp_path / "nothing"), "G2NET_RESULTS_DIR": str(tmp_path / "r")}
+    done = run_script("train.py", "--config", "Debug", env=env, check=False)
+    assert done.returncode == 2
+    assert "train.csv not found" in done.stderr and "prep_data.py" in done.stderr
+
+
+def test_missing_pseudo_parent_stops_before_training(experiment_env):
+    done = run_script("train_pseudo.py", "--config", "DebugPseudo", "--debug", env=experiment_env,
+                      check=False)
+    assert done.returncode == 2
+    assert "Debug" in done.stderr and "python train.py --config Debug" in done.stderr
+    assert "train_loss=" not in done.stdout
+
+
+class NaNAfter(nn.Module):
+    """BCE that turns into NaN after ``calls`` evaluations: a diverging run, reproducibly."""
+
+    def __init__(self, calls: int):
+        super().__init__()
+        self.calls, self.seen = calls, 0
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, output, target):
+        self.seen += 1
+        loss = self.bce(output, target)
+        return loss * float("nan") if self.seen > self.calls else loss
+
+
+def test_nan_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(experiment_env, tmp_path):
+    steps_per_epoch = (SIM_TRAIN // 2) // configs.Debug.batch_size
+
+    class DivergingDebug(configs.Debug):
+        name = "Diverging"
+        criterion = NaNAfter(steps_per_epoch + 1)  # one good epoch and its validation
+
+    args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0"])
+    with pytest.raises(G2NetError, match="loss became nan in epoch 1") as caught:
+        runner.run_experiment(DivergingDebug, args)
+    assert "--resume" in str(caught.value)
+    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Diverging"
+    good = torch.load(out / "fold0_last.pt", weights_only=False)
+    assert good["state"]["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+    assert (out / "fold0.pt").exists()
+
+
+def test_limit_fold_out_of_range_is_refused(experiment_env):
+    args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "5"])
+    with pytest.raises(G2NetError, match="out of range.*2 folds"):
+        runner.run_experiment(configs.Debug, args)
