@@ -397,6 +397,13 @@ def test_environment_yaml_pins_match_requirements_txt():
     assert requirements and sorted(pip_section) == sorted(requirements)
 
 
+def _make_dry_run(folder: Path, target: str) -> subprocess.CompletedProcess:
+    """``make -n target`` with the repository's Makefile, unaffected by an enclosing make."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"),
+                           target, "VENV=venv"], cwd=folder, env=env, capture_output=True, text=True)
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     """``make -n`` in a scratch folder whose prerequisites are empty files: the command sequence."""
@@ -406,8 +413,7 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     (tmp_path / "venv" / "bin" / "python").touch()
     os.utime(tmp_path / "requirements.txt", (1, 1))  # older than the install stamp
     (tmp_path / "venv" / ".requirements-installed").touch()
-    result = subprocess.run(["make", "-n", "-f", str(REPO / "Makefile"), "demo", "VENV=venv"],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = _make_dry_run(tmp_path, "demo")
     assert result.returncode == 0, result.stderr
     assert "pip install" not in result.stdout  # the stamp is newer than requirements.txt
     commands = re.sub(r"\\\n\s*", "", result.stdout).splitlines()  # join continued lines
@@ -421,8 +427,7 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
         assert line.startswith("G2NET_INPUT_DIR=demo_data/input G2NET_RESULTS_DIR=demo_data/results ")
 
     os.utime(tmp_path / "requirements.txt")  # changed requirements: reinstall first
-    result = subprocess.run(["make", "-n", "-f", str(REPO / "Makefile"), "test", "VENV=venv"],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = _make_dry_run(tmp_path, "test")
     lines = result.stdout.splitlines()
     assert lines[0] == "venv/bin/python -m pip install -r requirements.txt"
     assert lines[-1].startswith("venv/bin/python -m pytest -q --durations=")
