@@ -209,7 +209,7 @@ class ComplexMorletCWT(_WaveletTransform):
     @property
     def width(self) -> float:
         """The current wavelet width (the learned one with ``trainable_width``)."""
-        return float(self.wavelet_width) if self.trainable_width else self.initial_width
+        return float(self.wavelet_width.detach()) if self.trainable_width else self.initial_width
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         out = self._convolve(x)

@@ -72,7 +72,7 @@ class ResNet1d(Model1d):
                                           use_bn=use_bn, dropout=dropout, preactivate=i > 0))
             channels = out_channels
         self.blocks = nn.Sequential(*blocks)
-        self.final_bn = nn.BatchNorm1d(channels) if use_bn else nn.Identity()
+        self.final_bn = nn.BatchNorm1d(channels) if use_bn and final_act else nn.Identity()
         self._num_features = channels
         self.classifier = nn.Linear(channels, n_classes)
         if reinit:
