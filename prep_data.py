@@ -76,10 +76,14 @@ class SplitTable:
     """One side (train or test) of the competition folder: ids, targets, example files."""
 
     name: str
+    root: Path  # absolute input folder
     source_csv: Path
     ids: list[str]
-    files: list[Path]  # absolute example paths, in csv order
     targets: np.ndarray | None = None  # int64 0/1 for train, None for test
+
+    def file(self, row: int) -> Path:
+        """The example file of csv row ``row`` (built on demand: no list of N paths in memory)."""
+        return example_path(self.root, self.name, self.ids[row])
 
 
 @dataclass
@@ -144,22 +148,18 @@ def read_split(root: Path, name: str) -> SplitTable | None:
                          "is not; unpack the competition's "
                          f"{name}/ folder next to {csv.name}")
     frame = _read_id_csv(csv, need_target=(name == "train"))
-    root = root.resolve()
-    files = [example_path(root, name, i) for i in frame["id"]]
     targets = frame["target"].to_numpy() if name == "train" else None
-    return SplitTable(name, csv, list(frame["id"]), files, targets)
+    return SplitTable(name, root.resolve(), csv, list(frame["id"]), targets)
 
 
-def csv_paths(files: Sequence[Path], out_dir: Path) -> list[str]:
+def csv_paths(table: SplitTable, out_dir: Path) -> list[str]:
     """Paths as written in the csv: relative to ``out_dir`` when inside it, absolute otherwise."""
     out_dir = out_dir.resolve()
-    result = []
-    for f in files:
-        try:
-            result.append(f.relative_to(out_dir).as_posix())
-        except ValueError:
-            result.append(f.as_posix())
-    return result
+    try:
+        prefix = table.root.relative_to(out_dir)
+    except ValueError:
+        prefix = table.root
+    return [example_path(prefix, table.name, i).as_posix() for i in table.ids]
 
 
 def load_example(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None]:
@@ -271,7 +271,7 @@ def _read_pass(split: SplitTable, cache: _CacheWriter | None, psd: _PsdSum | Non
     negatives = split.targets == 0 if (psd is not None and split.targets is not None) else None
 
     def work(row: int) -> tuple[str, str] | None:
-        array, problem = load_example(split.files[row])
+        array, problem = load_example(split.file(row))
         if problem is not None:
             return problem
         if cache is not None:
@@ -395,7 +395,7 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
             frame = pd.DataFrame({"id": table.ids})
             if table.targets is not None:
                 frame["target"] = table.targets
-            frame["path"] = csv_paths(table.files, out_dir)
+            frame["path"] = csv_paths(table, out_dir)
             _write_synced(staged.new(OUTPUT_CSV[name]), lambda f: frame.to_csv(f, index=False))
         if psd_sum is not None:
             _write_synced(staged.new(PSD_FILE), lambda f: np.save(f, psd_sum.mean()))

@@ -296,6 +296,23 @@ def test_bad_labels_csv(tmp_path, csv_text, message):
     assert all_files(root) == before
 
 
+def test_missing_input_folder_bad_workers_and_psd_without_negatives(tmp_path):
+    with pytest.raises(G2NetError, match=r"input folder .*nowhere not found; .*G2NET_INPUT_DIR"):
+        run(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+    root = tmp_path / "input"
+    make_folder(root, n_train=4, n_test=1)
+    with pytest.raises(G2NetError, match=r"--workers must be at least 1, not -1"):
+        run(root, workers=-1)
+    labels = pd.read_csv(root / "training_labels.csv", dtype={"id": str}).assign(target=1)
+    labels.to_csv(root / "training_labels.csv", index=False)
+    before = all_files(root)
+    with pytest.raises(G2NetError, match=r"--psd averages the negatives .* has none"):
+        run(root, psd=True)
+    assert all_files(root) == before
+
+
 def test_failure_mid_cache_leaves_no_cache_file(tmp_path, monkeypatch):
     """An unexpected crash (not a data problem) halfway through the cache removes the temporary."""
     root = tmp_path / "input"
