@@ -377,9 +377,13 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
     checks = []
     try:
         for name, table in tables.items():
-            writer = _CacheWriter(staged.new(OUTPUT_CACHE[name]), len(table.ids)) if cache else None
+            writer = None
             try:
+                if cache:
+                    writer = _CacheWriter(staged.new(OUTPUT_CACHE[name]), len(table.ids))
                 checks.append(_read_pass(table, writer, psd_sum, workers, progress))
+                if writer is not None:
+                    writer.close(sync=True)  # a full disk may only show up here
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise G2NetError(f"ran out of disk space writing the {name} cache in {out_dir}; "
@@ -387,7 +391,7 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
                 raise
             finally:
                 if writer is not None:
-                    writer.close(sync=True)
+                    writer.close(sync=False)
         if any(check.n_bad for check in checks):
             raise G2NetError(_problem_message(checks, tables))
 
