@@ -161,18 +161,54 @@ def _resolve_psd_path(path: str | os.PathLike) -> Path:
                      f"write it with `python prep_data.py --psd` or use psd='simulator'")
 
 
-def load_psd(psd: PsdSpec, n_samples: int = N_SAMPLES,
-             sample_rate: float = SAMPLE_RATE) -> np.ndarray:
-    """One-sided PSD ``(3, n_samples // 2 + 1)`` from 'simulator', a ``.npy`` path or an array.
+def expected_estimate_psd(fine_psd: np.ndarray, n_samples: int = N_SAMPLES,
+                          sample_rate: float = SAMPLE_RATE,
+                          tukey_alpha: float = TUKEY_ALPHA) -> np.ndarray:
+    """What a Tukey-windowed periodogram of ``n_samples`` expects to see of noise with PSD ``fine_psd``.
 
-    Relative paths that do not exist as given are looked up in ``utils.input_dir()``.
+    ``fine_psd`` is the one-sided PSD (..., M // 2 + 1) on the frequency grid of M >= 2 n_samples
+    samples (the grid the noise is drawn on). Returns the expectation (..., n_samples // 2 + 1) of
+    ``noise_model.estimate_psd``: the windowed DFT's expected power, from the noise autocovariance
+    times the window's autocorrelation, divided by the window power. It equals the PSD where the
+    PSD is smooth, and it fills the near-empty bins of a PSD with steep walls or deep notches
+    (below 10 Hz and beside lines in the calibrated table) with the power that leaks into them
+    through the window, which is what whitening must divide those bins by.
+    """
+    fine_psd = np.asarray(fine_psd, dtype=np.float64)
+    n_fine = 2 * (fine_psd.shape[-1] - 1)
+    if n_fine < 2 * n_samples:
+        raise G2NetError(f"expected_estimate_psd: the PSD grid ({n_fine} samples) must be at least "
+                         f"twice as fine as the examples ({n_samples} samples)")
+    autocovariance = np.fft.irfft(fine_psd * sample_rate / 2, n=n_fine, axis=-1)[..., :n_samples]
+    window = signal.windows.tukey(n_samples, tukey_alpha)
+    window_acf = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * n_samples)) ** 2,
+                              n=2 * n_samples)[:n_samples]
+    lagged = autocovariance * window_acf  # lags 0..n-1; negative lags by symmetry
+    folded = lagged.copy()
+    folded[..., 1:] += lagged[..., :0:-1]  # lag -m lands on m modulo n_samples
+    power = np.fft.rfft(folded, axis=-1).real
+    return power * 2.0 / (sample_rate * np.sum(window ** 2))
+
+
+def load_psd(psd: PsdSpec, n_samples: int = N_SAMPLES, sample_rate: float = SAMPLE_RATE,
+             tukey_alpha: float = TUKEY_ALPHA) -> np.ndarray:
+    """The PSD ``(3, n_samples // 2 + 1)`` that whitening divides by.
+
+    ``'simulator'``: the expected Tukey-windowed estimate (:func:`expected_estimate_psd`) of the
+    simulator's noise, from the PSD ``noise_model.colored_noise`` draws with
+    (``generation_psd``, on its oversampled grid); it is what
+    ``prep_data.py --psd`` measures on negatives, and dividing by the raw calibrated table instead
+    would amplify window leakage by orders of magnitude in its near-empty bins. A ``.npy`` path or
+    an array is used as given (an estimate such as the average of the negatives). Relative paths
+    that do not exist as given are looked up in ``utils.input_dir()``.
     """
     n_freq = n_samples // 2 + 1
     if isinstance(psd, str) and psd == "simulator":
         import noise_model  # imported here: only whitening runs need the noise model
 
-        array = noise_model.psd_array(n_samples=n_samples, sample_rate=sample_rate)
-        source = "noise_model.psd_array"
+        fine = noise_model.generation_psd(n_samples * noise_model.NOISE_OVERSAMPLING, sample_rate)
+        array = expected_estimate_psd(fine, n_samples, sample_rate, tukey_alpha)
+        source = "noise_model.generation_psd"
     elif isinstance(psd, (str, os.PathLike)):
         path = _resolve_psd_path(psd)
         try:
@@ -218,7 +254,7 @@ class Whiten(Transform):
 
     def _kernel(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         if n_samples not in self._kernels:
-            psd = load_psd(self._psd_spec, n_samples, self.sample_rate)
+            psd = load_psd(self._psd_spec, n_samples, self.sample_rate, self.tukey_alpha)
             window = signal.windows.tukey(n_samples, self.tukey_alpha)
             self._kernels[n_samples] = (window, inverse_asd(psd, self.sample_rate))
         return self._kernels[n_samples]
@@ -561,7 +597,7 @@ class TorchWhiten(_TorchPreprocess):
                  compute_dtype: torch.dtype = torch.float64):
         super().__init__(compute_dtype)
         self.n_samples = n_samples
-        gain = inverse_asd(load_psd(psd, n_samples, sample_rate), sample_rate)
+        gain = inverse_asd(load_psd(psd, n_samples, sample_rate, tukey_alpha), sample_rate)
         window = signal.windows.tukey(n_samples, tukey_alpha)
         self.register_buffer("gain", torch.from_numpy(gain).to(torch.complex128), persistent=False)
         self.register_buffer("window", torch.from_numpy(window).to(torch.complex128),

@@ -332,14 +332,35 @@ def test_whiten_gives_unit_variance_flat_noise():
     assert np.all(raw_levels.max(axis=1) / raw_levels.min(axis=1) > 2), "the input was coloured"
 
 
+def test_expected_estimate_psd_is_exact():
+    import noise_model
+
+    flat = np.full((3, 2 * N + 1), 3e-47)
+    np.testing.assert_allclose(T.expected_estimate_psd(flat, N, FS), 3e-47, rtol=1e-9)
+    rng = np.random.default_rng(2)
+    noise = np.stack([noise_model.colored_noise(rng, N, FS) for _ in range(256)])
+    ratio = noise_model.estimate_psd(noise) / T.load_psd("simulator")
+    # every bin: a mean of 256 chi-squared(2)/2 variables, relative spread 1/16
+    assert abs(ratio.mean() - 1) < 0.01 and abs(ratio.std() - 1 / 16) < 0.01
+    bands = band_levels(noise_model.estimate_psd(noise), 0, 1020) / band_levels(
+        T.load_psd("simulator"), 0, 1020)
+    assert np.all(np.abs(bands - 1) < 0.1), "walls, bumps and lines included"
+    with pytest.raises(G2NetError, match="twice as fine"):
+        T.expected_estimate_psd(PSD, N, FS)
+
+
 def test_whiten_flattens_the_simulator_noise():
-    noise_model = pytest.importorskip("noise_model")
+    import noise_model
+
     rng = np.random.default_rng(1)
     noise = np.stack([noise_model.colored_noise(rng, N, FS) for _ in range(64)])
     whiten = T.Whiten(psd="simulator")
     white = np.stack([whiten(e) for e in noise])
     levels = band_levels(noise_model.estimate_psd(white)) * FS / 2
     assert np.all(np.abs(levels - 1) < 0.2), levels.round(2)
+    np.testing.assert_allclose(white[..., N // 8: 7 * N // 8].var(axis=(0, 2)), 1.0, atol=0.05)
+    torch_white = T.TorchWhiten(psd="simulator")(torch.from_numpy(noise)).numpy()
+    assert relative_error(torch_white, white) < 1e-9
 
 
 def test_whiten_reads_npy_files_relative_to_the_input_folder(tmp_path, monkeypatch):
