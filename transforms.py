@@ -501,7 +501,7 @@ class Scale(Transform):
 # ---------------------------------------------------------------------------------------------
 # Batched torch versions for the GPU
 # ---------------------------------------------------------------------------------------------
-class _TorchPreprocess(nn.Module):
+class _TorchPreprocess(nn.Module, abc.ABC):
     """Runs ``_forward`` in ``compute_dtype`` outside autocast and returns the input's dtype.
 
     Spectral kernels are complex128 buffers: ``Module.half()``/``.float()`` leave complex tensors
@@ -523,8 +523,9 @@ class _TorchPreprocess(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._forward(x.to(self.compute_dtype)).to(x.dtype)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The transform on ``x`` already in ``compute_dtype``."""
 
 
 class TorchNormalize(nn.Module):
@@ -590,7 +591,8 @@ class TorchBandPass(_TorchPreprocess):
 
 
 class TorchWhiten(_TorchPreprocess):
-    """Batched ``Whiten`` on ``(B, 3, T)`` tensors; the PSD is loaded when the module is built."""
+    """Batched ``Whiten`` on ``(B, 3, T)`` tensors; the PSD (see :func:`load_psd`) is loaded when
+    the module is built, so build it when a run starts, not in a config class body."""
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,
@@ -604,9 +606,12 @@ class TorchWhiten(_TorchPreprocess):
                              persistent=False)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.n_samples or x.shape[-2] != 3:
-            raise G2NetError(f"TorchWhiten was built for (B, 3, {self.n_samples}) batches, got "
-                             f"{tuple(x.shape)}; build it with n_samples={x.shape[-1]}")
+        if x.dim() < 2 or x.shape[-2] != 3:
+            raise G2NetError(f"TorchWhiten needs batches (B, 3, T) with rows H1, L1, V1, got "
+                             f"{tuple(x.shape)}")
+        if x.shape[-1] != self.n_samples:
+            raise G2NetError(f"TorchWhiten was built for {self.n_samples} samples, got "
+                             f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
         window = self.window.real.to(self.compute_dtype)
         spectrum = torch.fft.rfft(x * window, dim=-1) * self._complex(self.gain)
         return torch.fft.irfft(spectrum, n=self.n_samples, dim=-1)

@@ -447,6 +447,8 @@ def test_torch_versions_check_the_length_they_were_built_for():
         T.TorchBandPass(20, 500)(torch.zeros(2, 3, 2048))
     with pytest.raises(G2NetError, match="n_samples=2048"):
         T.TorchWhiten(psd=PSD)(torch.zeros(2, 3, 2048))
+    with pytest.raises(G2NetError, match="rows H1, L1, V1"):
+        T.TorchWhiten(psd=PSD)(torch.zeros(2, 2, N))
     x = T.Normalize()(raw_batch())[..., :2048]
     want = np.stack([T.BandPass(20, 500)(e) for e in x])
     got = T.TorchBandPass(20, 500, n_samples=2048)(torch.from_numpy(x)).numpy()
