@@ -56,6 +56,8 @@ class Baseline:
     parallel = None  # None, 'dp' (several --gpu ids) or 'ddp' (torchrun)
     deterministic = False
     channels_last = False
+    amp_precision = None  # autocast dtype on CUDA: None = bf16 where supported else fp16, or 'bf16' / 'fp16'
+    compile = False  # torch.compile the model: False, True, or a mode ('max-autotune', 'reduce-overhead' = CUDA graphs)
     clip_grad = "value"
     max_grad_norm = 10000
     hook = TrainHook()

@@ -269,13 +269,19 @@ def build_model(cfg: type, runtime: Runtime | None = None) -> torch.nn.Module:
     return model
 
 
-def wrap_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+def wrap_model(model: torch.nn.Module, runtime: Runtime, compile: bool | str = False) -> torch.nn.Module:
+    """Move to the device, wrap in DDP (torchrun) or DataParallel (several --gpu), then compile.
+
+    ``compile``: False, True or a ``torch.compile`` mode (config field ``compile``).
+    """
     model = model.to(runtime.device)
     if runtime.distributed:
-        return torch.nn.parallel.DistributedDataParallel(
+        model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    if runtime.device_ids:
-        return torch.nn.DataParallel(model, device_ids=list(runtime.device_ids))
+    elif runtime.device_ids:
+        model = torch.nn.DataParallel(model, device_ids=list(runtime.device_ids))
+    if compile:
+        model = torch.compile(model, mode=compile if isinstance(compile, str) else None)
     return model
 
 
@@ -290,6 +296,7 @@ def make_trainer(cfg: type, model: torch.nn.Module, checkpoint: Path, runtime: R
                    callbacks=cfg.callbacks, hook=cfg.hook, device=runtime.device, amp=cfg.amp,
                    clip_grad=cfg.clip_grad, max_grad_norm=cfg.max_grad_norm,
                    gpu_transform=cfg.transforms.get("gpu"), channels_last=cfg.channels_last,
+                   amp_precision=cfg.amp_precision,
                    log=log, progress_bar=progress_bar, loader_generator=generator,
                    is_main=runtime.is_main)
 
@@ -374,9 +381,11 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     train_loader = make_loader(train_set, cfg.batch_size, runtime, True, cfg.seed + fold, generator,
                                drop_last=len(train_set) > cfg.batch_size)
     valid_loader = make_loader(valid_set, cfg.batch_size, runtime, False)
-    model = wrap_model(build_model(cfg, runtime), runtime)
+    model = wrap_model(build_model(cfg, runtime), runtime, cfg.compile)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar, generator)
     state = trainer.fit(train_loader, valid_loader, num_epochs, resume=args.resume)
+    if runtime.distributed:
+        dist.barrier()  # rank 0 finishes writing the checkpoint before any rank loads it to predict
     log(f"fold {fold}: best valid AUC {state['best_score']:.5f} at epoch {state['best_epoch']}")
 
 
@@ -384,7 +393,7 @@ def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, 
                  runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace) -> None:
     """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``."""
     checkpoint = out_dir / f"fold{fold}.pt"
-    model = wrap_model(cfg.model(**_offline_params(cfg)), runtime)
+    model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg.compile)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar)
     trainer.load_best()
     valid_rows = np.flatnonzero(folds == fold)

@@ -39,10 +39,20 @@ class TrainHook:
         return f"{type(self).__name__}({args})"
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, fp16 on older GPUs, no autocast on CPU."""
+AMP_PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(device: torch.device, enabled: bool, precision: str | None = None) -> torch.dtype | None:
+    """bf16 where the GPU supports it, fp16 on older GPUs, no autocast on CPU.
+
+    ``precision`` ('bf16' or 'fp16') forces one, e.g. to reproduce an fp16 run on a newer GPU.
+    """
+    if precision is not None and precision not in AMP_PRECISIONS:
+        raise G2NetError(f"amp_precision must be None, 'bf16' or 'fp16', not {precision!r}")
     if not enabled or device.type != "cuda":
         return None
+    if precision is not None:
+        return AMP_PRECISIONS[precision]
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
@@ -102,7 +112,7 @@ class Trainer:
                  hook: TrainHook | None = None, device: torch.device | str = "cpu",
                  amp: bool = True, clip_grad: str | None = "value", max_grad_norm: float = 10000.0,
                  gpu_transform: nn.Module | None = None, channels_last: bool = False,
-                 log: Callable[[str], None] = print, progress_bar: bool = False,
+                 amp_precision: str | None = None, log: Callable[[str], None] = print, progress_bar: bool = False,
                  loader_generator: torch.Generator | None = None, is_main: bool = True):
         self.model = model
         self.optimizer = optimizer
@@ -116,7 +126,7 @@ class Trainer:
         self.callbacks = [copy.deepcopy(c) for c in callbacks]
         self.hook = copy.deepcopy(hook) if hook is not None else TrainHook()
         self.device = torch.device(device)
-        self.amp_dtype = amp_dtype(self.device, amp)
+        self.amp_dtype = amp_dtype(self.device, amp, amp_precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if clip_grad not in (None, "value", "norm"):
             raise G2NetError(f"clip_grad must be None, 'value' or 'norm', not {clip_grad!r}")
