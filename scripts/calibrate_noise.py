@@ -1,12 +1,13 @@
 """Calibrate the simulator's noise ASD (data/g2net_asd.txt) on the real G2Net negatives.
 
-The target is the average Tukey(0.1) periodogram of the real negatives (``estimate_psd``). Below
-20 Hz the real data has a steep wall near 10 Hz and most of its power at 10-15 Hz, which leaks
-through the taper into neighbouring bins; copying the estimate would put that leakage into the
-model twice. So the table is the non-negative PSD whose *expected* estimate, for noise drawn the
-way ``noise_model.colored_noise`` draws it, equals the target: a Richardson-Lucy deconvolution with
-the exact expectation operator. The result is lightly smoothed above 25 Hz, written, and checked by
-simulating noise (ASD ratio 20-500 Hz and time-domain RMS per detector).
+The table is the average Tukey(0.1) periodogram of the real negatives (``estimate_psd``), lightly
+smoothed above 25 Hz with lines kept: the PSD that whitening and matched filtering of 2 s windows
+should divide by. Below 20 Hz the real data has a steep wall near 10 Hz and most of its power at
+10-15 Hz, which leaks through the taper into the neighbouring bins; ``noise_model`` therefore
+draws noise from the table *deconvolved* through the estimator (Richardson-Lucy with the exact
+expectation operator), so that the simulated estimate, leakage included, is the table again.
+The script writes the table and checks it by simulating noise (ASD ratio 20-500 Hz and
+time-domain RMS per detector against the real negatives).
 
     python scripts/calibrate_noise.py [--sample DIR] [--out data/g2net_asd.txt] [--check-examples N]
 """
@@ -17,9 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 from scipy.ndimage import binary_dilation, median_filter, uniform_filter1d
-from scipy.signal.windows import tukey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,52 +55,6 @@ def load_real_negatives(sample_dir: Path) -> np.ndarray:
         raise G2NetError(f"{len(missing)} negatives of {sample_dir} have no .npy file "
                          f"({format_ids(missing)}); restore the sample")
     return np.stack([np.load(example_path(sample_dir, "train", i)) for i in ids]).astype(np.float64)
-
-
-class EstimateOperator:
-    """Linear map: coarse one-sided PSD table (0.5 Hz grid) -> expected ``estimate_psd`` of noise
-    drawn by ``colored_noise`` from it (and its transpose), exact for the oversampled draw."""
-
-    def __init__(self, n_samples: int = N_SAMPLES, sample_rate: float = SAMPLE_RATE,
-                 oversampling: int = noise_model.NOISE_OVERSAMPLING):
-        self.n, self.r = n_samples, oversampling
-        self.m = n_samples * oversampling
-        coarse = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
-        fine = np.fft.rfftfreq(self.m, 1.0 / sample_rate)
-        rows, cols, weights = noise_model.hold_interpolation(fine, coarse)
-        self.interp = sparse.csr_matrix((weights, (rows, cols)), shape=(len(fine), len(coarse)))
-        full = np.arange(self.m)
-        self.fold_index = np.minimum(full, self.m - full)  # two-sided bin -> one-sided bin
-        window = tukey(n_samples, noise_model.TUKEY_ALPHA)
-        kernel = np.abs(np.fft.fft(window, n=self.m)) ** 2
-        self.kernel_fft = np.fft.fft(kernel)
-        self.scale = 1.0 / (self.m * np.sum(window ** 2))
-        self.n_coarse, self.n_fine = len(coarse), len(fine)
-
-    def _convolve(self, v: np.ndarray) -> np.ndarray:
-        return np.fft.ifft(np.fft.fft(v, axis=-1) * self.kernel_fft, axis=-1).real
-
-    def forward(self, psd: np.ndarray) -> np.ndarray:
-        fine = (self.interp @ psd.T).T
-        return self._convolve(fine[..., self.fold_index])[..., ::self.r][..., :self.n_coarse] * self.scale
-
-    def adjoint(self, y: np.ndarray) -> np.ndarray:
-        full = np.zeros(y.shape[:-1] + (self.m,))
-        full[..., ::self.r][..., :self.n_coarse] = y
-        conv = self._convolve(full)  # the kernel is symmetric, so convolution is self-adjoint
-        folded = np.zeros(y.shape[:-1] + (self.n_fine,))
-        for row in range(folded.shape[0]):
-            folded[row] = np.bincount(self.fold_index, weights=conv[row], minlength=self.n_fine)
-        return (self.interp.T @ folded.T).T * self.scale
-
-
-def deconvolve(target: np.ndarray, operator: EstimateOperator, iterations: int = 50) -> np.ndarray:
-    """Non-negative PSD whose expected estimate matches ``target`` (Richardson-Lucy)."""
-    norm = operator.adjoint(np.ones_like(target))
-    psd = target.copy()
-    for _ in range(iterations):
-        psd = psd * operator.adjoint(target / np.maximum(operator.forward(psd), 1e-300)) / norm
-    return psd
 
 
 def smooth_keeping_lines(psd: np.ndarray, frequencies: np.ndarray, above_hz: float = 25.0,
@@ -146,8 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", help="real sample folder (default ../shared/real-g2net-sample)")
     parser.add_argument("--out", default=str(noise_model.ASD_FILE), help="ASD table to write")
-    parser.add_argument("--iterations", type=int, default=50,
-                        help="Richardson-Lucy iterations (more only fits the estimation scatter)")
     parser.add_argument("--check-examples", type=int, default=2000, help="simulated examples for the check")
     args = parser.parse_args(argv)
     sample_dir = find_real_sample(args.sample)
@@ -157,9 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     real = load_real_negatives(sample_dir)
     print(f"{len(real)} real negatives from {sample_dir}")
     frequencies = np.fft.rfftfreq(N_SAMPLES, 1.0 / SAMPLE_RATE)
-    target = noise_model.estimate_psd(real)
-    operator = EstimateOperator()
-    psd = deconvolve(smooth_keeping_lines(target, frequencies), operator, args.iterations)
+    psd = smooth_keeping_lines(noise_model.estimate_psd(real), frequencies)
     write_table(Path(args.out), frequencies, psd, sample_dir, len(real))
     print(f"wrote {args.out}")
 
