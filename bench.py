@@ -1,0 +1,589 @@
+"""Throughput of one config on this machine: is the GPU fed, and how close is training to the model's
+own ceiling?
+
+``python bench.py --config NAME [--steps N] [--batch-size B] [--json FILE] [--synthetic]``
+
+Four figures, in examples per second, all through the project's real code (``runner.make_loader``,
+``Trainer.train_one_epoch``, ``Trainer.evaluate``):
+
+- ``data``: iterating the training DataLoader alone (reading, per-example transforms, collation,
+  pinning), nothing on the device;
+- ``model``: training steps on a few real batches already on the device (GPU transforms, forward,
+  backward, optimizer step under the trainer's AMP / channels_last settings): the ceiling;
+- ``train``: one epoch of training steps fed by the DataLoader (end to end);
+- ``valid``: one validation pass (inference) fed by its DataLoader;
+
+plus the peak GPU memory of the device phases. ``--setting original`` reproduces the original
+pipeline (per-file reads, scipy preprocessing in the main process, fp16, no channels_last);
+``--setting optimized`` reads the memory-mapped cache with DataLoader workers, runs Normalize /
+BandPass / Whiten batched on the GPU (:func:`gpu_transforms`), bf16 and channels_last.
+``--synthetic`` first writes a noise-only folder in the competition layout (``--data-dir``) and its
+caches, so the benchmark needs no competition data. ``--summarize A.json B.json ...`` prints the
+results of several runs as one markdown table. See docs/gpu.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from transforms import (BandPass, BrownNoiseSNR, Compose, FlipWave, FlipWavePerChannel,
+                        FrequencyMask, GaussianNoiseSNR, GlobalTimeShift, IndependentTimeShift,
+                        Normalize, OneOf, PinkNoiseSNR, RandomResizedCrop, Scale, SwapChannel,
+                        TimeMask, TimeResize, TorchBandPass, TorchNormalize, TorchWhiten, Transform,
+                        Whiten)
+from utils import (DETECTORS, N_SAMPLES, G2NetError, atomic_write, cli_errors, cpu_count,
+                   default_num_workers, example_path)
+
+PHASES = ("data", "model", "train", "valid")
+RESULT_KEYS = ("config", "setting", "device", "batch_size", "n_train", "n_valid", "num_workers",
+               "amp_dtype", "channels_last", "gpu_transform", "cache", "compile",
+               "data_examples_per_s", "model_examples_per_s", "train_examples_per_s",
+               "valid_examples_per_s", "train_vs_model", "peak_gpu_memory_mb", "peak_rss_mb",
+               "seconds", "errors")
+MODEL_BATCHES = 4  # distinct real batches kept on the device for the model-alone phase
+WARMUP_STEPS = 5  # untimed steps first: cudnn autotuning, torch.compile, allocator growth
+
+
+# =============================================================================================
+# Moving the deterministic preprocessing to the GPU
+# =============================================================================================
+# Normalize divides each row by a constant: it commutes with every augmentation that is
+# row-wise homogeneous, aug(D x) = D aug(x) for a diagonal D, with the same random draws (the noise
+# transforms scale their noise by the row's RMS). BandPass applies one linear filter to every row,
+# Whiten one per detector (and a window): they commute only with multiplying rows by numbers, and
+# BandPass also with swapping rows. Anything not listed blocks a move, so the result is exact.
+_COMMUTES_WITH: dict[type, tuple[type, ...]] = {
+    Normalize: (FlipWave, FlipWavePerChannel, Scale, GaussianNoiseSNR, PinkNoiseSNR, BrownNoiseSNR,
+                GlobalTimeShift, IndependentTimeShift, TimeMask, FrequencyMask, RandomResizedCrop,
+                TimeResize, Normalize, BandPass, Whiten),
+    BandPass: (FlipWave, FlipWavePerChannel, Scale, SwapChannel),
+    Whiten: (FlipWave, FlipWavePerChannel, Scale),
+}
+
+
+def _is_preprocessing(transform: Transform) -> bool:
+    return type(transform) in _COMMUTES_WITH and (transform.always_apply or transform.p >= 1.0)
+
+
+def _commutes(step: Transform, other: Transform) -> bool:
+    """Whether applying ``step`` after ``other`` gives exactly what applying it before does."""
+    if type(other) in (Compose, OneOf):  # random choice among commuting transforms commutes too
+        return all(_commutes(step, inner) for inner in other.transforms)
+    return isinstance(other, _COMMUTES_WITH[type(step)])
+
+
+def split_for_gpu(transform: Transform | None, allowed: set[str] | None = None
+                  ) -> tuple[Transform | None, list[Transform]]:
+    """Split a numpy pipeline into ``(cpu_part, gpu_steps)`` with ``gpu_steps(cpu_part(x))`` equal
+    to ``transform(x)``.
+
+    A Normalize / BandPass / Whiten step (always applied) moves to the GPU when it commutes with
+    every transform that stays on the CPU after it; ``allowed`` (reprs) restricts which may move.
+    ``cpu_part`` is None when nothing is left for the CPU.
+    """
+    if transform is None:
+        return None, []
+    whole = type(transform) is Compose and (transform.always_apply or transform.p >= 1.0)
+    steps = list(transform.transforms) if whole else [transform]
+    cpu: list[Transform] = []
+    gpu: list[Transform] = []
+    for step in reversed(steps):
+        movable = _is_preprocessing(step) and (allowed is None or repr(step) in allowed)
+        if movable and all(_commutes(step, later) for later in cpu):
+            gpu.insert(0, step)
+        else:
+            cpu.insert(0, step)
+    return (Compose(cpu) if cpu else None), gpu
+
+
+def torch_equivalent(step: Transform, n_samples: int) -> nn.Module:
+    """The batched torch module computing ``step`` on ``(B, 3, n_samples)`` tensors."""
+    if isinstance(step, Normalize):
+        return TorchNormalize(step.factors)
+    if isinstance(step, BandPass):
+        return TorchBandPass(step.lower, step.upper, step.order, step.sr, n_samples=n_samples)
+    if isinstance(step, Whiten):
+        return TorchWhiten(step._psd_spec, step.sample_rate, n_samples=n_samples,
+                           tukey_alpha=step.tukey_alpha)
+    raise G2NetError(f"{type(step).__name__} has no batched torch version; keep it in the "
+                     "per-example transforms")
+
+
+class GpuPreprocess(nn.Module):
+    """Numpy preprocessing steps run batched on the device (``transforms['gpu']`` of a config).
+
+    The torch modules are built on the first batch, for its length and device, so that a config
+    class can hold one without loading a PSD file at import time.
+    """
+
+    def __init__(self, steps: Sequence[Transform]):
+        super().__init__()
+        self.steps = list(steps)
+        self.chain: nn.Module | None = None
+        self._built_for: tuple[int, torch.device] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-1], x.device)
+        if self._built_for != key:
+            self.chain = nn.Sequential(*[torch_equivalent(s, x.shape[-1]) for s in self.steps]).to(x.device)
+            self._built_for = key
+        return self.chain(x)
+
+    def extra_repr(self) -> str:
+        return ", ".join(repr(s) for s in self.steps)
+
+
+def gpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
+    """A config's ``transforms`` dict with its preprocessing moved to ``'gpu'`` where exact.
+
+    Every key (train, test, tta, ...) must leave the same steps to the GPU, because the trainer
+    applies one ``gpu`` module to training and evaluation batches alike; steps that cannot move in
+    every key stay on the CPU everywhere. Use it in a config: ``transforms = gpu_transforms(dict(
+    train=..., test=..., tta=...))``.
+    """
+    if transforms.get("gpu") is not None:
+        raise G2NetError("these transforms already have a 'gpu' entry; apply gpu_transforms to the "
+                         "numpy transforms only")
+    keys = [k for k, v in transforms.items() if k != "gpu" and v is not None]
+    allowed: set[str] | None = None
+    while True:
+        splits = {k: split_for_gpu(transforms[k], allowed) for k in keys}
+        moved = {k: [repr(s) for s in gpu] for k, (_, gpu) in splits.items()}
+        if len({tuple(m) for m in moved.values()}) <= 1:
+            break
+        common = set.intersection(*(set(m) for m in moved.values()))
+        allowed = set() if common == allowed else common
+    out = dict(transforms)
+    steps = splits[keys[0]][1] if keys else []
+    if not steps:
+        return out
+    for key, (cpu, _) in splits.items():
+        out[key] = cpu
+    out["gpu"] = GpuPreprocess(steps)
+    return out
+
+
+# =============================================================================================
+# A noise-only data set in the competition layout
+# =============================================================================================
+def _noise_examples(seed: int, indices: Sequence[int]) -> list[np.ndarray]:
+    """Calibrated coloured noise (white noise at strain ~1e-20 when the noise model is missing)."""
+    try:
+        from noise_model import colored_noise
+        colored_noise(np.random.default_rng(0))
+    except (ImportError, G2NetError):
+        colored_noise = None
+    out = []
+    for index in indices:
+        rng = np.random.default_rng([seed, index])
+        if colored_noise is not None:
+            out.append(colored_noise(rng))
+        else:
+            out.append(rng.standard_normal((len(DETECTORS), N_SAMPLES)) * 1e-20)
+    return out
+
+
+def _write_chunk(job: tuple[str, int, list[tuple[int, str]]]) -> None:
+    root, seed, items = job
+    examples = _noise_examples(seed, [i for i, _ in items])
+    for (_, example_id), x in zip(items, examples):
+        path = example_path(root, "train", example_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, x.astype(np.float64))
+
+
+def make_noise_dataset(root: str | os.PathLike, n_examples: int, seed: int = 0,
+                       workers: int | None = None, printer: Callable[[str], None] = print) -> Path:
+    """Write ``n_examples`` noise-only training examples (random 0/1 targets) in the competition
+    layout under ``root``, then ``train.csv`` and ``train_cache.npy`` with prep_data.
+
+    A folder already made with the same size and seed is reused.
+    """
+    import pandas as pd
+    from prep_data import prepare
+
+    root = Path(root)
+    stamp = root / "bench_noise.json"
+    spec = {"n_examples": int(n_examples), "seed": int(seed)}
+    if stamp.exists() and json.loads(stamp.read_text()) == spec and (root / "train_cache.npy").exists():
+        printer(f"reusing the noise data set in {root}")
+        return root
+    if n_examples < 2:
+        raise G2NetError(f"--synthetic needs at least 2 examples, got {n_examples}")
+    rng = np.random.default_rng(seed)
+    ids = [f"{v:010x}" for v in rng.choice(16 ** 10, size=n_examples, replace=False)]
+    targets = rng.permutation(np.arange(n_examples) % 2)
+    started = time.perf_counter()
+    items = list(enumerate(ids))
+    workers = workers or min(cpu_count(), 16)
+    chunks = [(str(root), seed, items[i:i + 256]) for i in range(0, len(items), 256)]
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_write_chunk, chunks))
+    else:
+        for chunk in chunks:
+            _write_chunk(chunk)
+    pd.DataFrame({"id": ids, "target": targets}).to_csv(root / "training_labels.csv", index=False)
+    printer(f"wrote {n_examples} noise examples to {root} in {time.perf_counter() - started:.1f} s")
+    prepare(root, cache=True, progress=False, printer=printer)
+    atomic_write(stamp, lambda f: f.write(json.dumps(spec)), mode="w")
+    return root
+
+
+# =============================================================================================
+# The measurements
+# =============================================================================================
+SETTINGS: dict[str, dict[str, Any]] = {
+    # what the config says; the cache when prep_data made one; workers from the CPU count
+    "config": dict(cache=True, gpu_transform=None, amp=None, channels_last=None, workers=None,
+                   compile=None),
+    # the original pipeline: per-file reads and scipy preprocessing in the main process, fp16
+    "original": dict(cache=False, gpu_transform=False, amp="fp16", channels_last=False, workers=0,
+                     compile=None),
+    # memory-mapped cache, workers, preprocessing batched on the GPU, bf16, channels_last
+    "optimized": dict(cache=True, gpu_transform=True, amp="auto", channels_last=True, workers=None,
+                      compile=None),
+}
+
+
+def bench_config(cfg: type, args: argparse.Namespace) -> tuple[type, dict[str, Any]]:
+    """The config as benchmarked (a subclass with the setting's fields) and the chosen options."""
+    setting = dict(SETTINGS[args.setting])
+    for key in ("cache", "gpu_transform", "amp", "channels_last", "compile"):
+        if getattr(args, key) is not None:
+            setting[key] = getattr(args, key)
+    if args.num_workers is not None:
+        setting["workers"] = args.num_workers
+    fields: dict[str, Any] = {"name": cfg.name}
+    if args.batch_size is not None:
+        fields["batch_size"] = args.batch_size
+    if setting["amp"] is not None:
+        fields["amp"] = setting["amp"] != "off"
+        fields["amp_precision"] = setting["amp"] if setting["amp"] in ("bf16", "fp16") else None
+    if setting["channels_last"] is not None:
+        fields["channels_last"] = bool(setting["channels_last"])
+    if setting["compile"] is not None:
+        fields["compile"] = {"off": False, "on": True}.get(setting["compile"], setting["compile"])
+    has_gpu = cfg.transforms.get("gpu") is not None
+    if setting["gpu_transform"] and not has_gpu:
+        fields["transforms"] = gpu_transforms(cfg.transforms)
+    elif setting["gpu_transform"] is False and has_gpu:
+        raise G2NetError(f"config {cfg.name} already runs transforms on the GPU; benchmark it "
+                         "with --gpu-transform on (or choose --setting config)")
+    variant = type(cfg.__name__, (cfg,), fields)
+    if setting["workers"] is None:
+        setting["workers"] = default_num_workers()
+    return variant, setting
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mb(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def time_data(loader: Any, keep: int) -> tuple[float, list[Any]]:
+    """Examples/s of iterating ``loader`` (the first batch, which pays for worker start-up, is not
+    timed) and its first ``keep`` batches."""
+    kept: list[Any] = []
+    count, started = 0, None
+    for batch in loader:
+        if started is None:
+            started = time.perf_counter()
+        else:
+            count += len(batch[0])
+        if len(kept) < keep:
+            kept.append(batch)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    if count == 0 or seconds <= 0:
+        raise G2NetError("the training set gives fewer than two batches; use more examples or a "
+                         "smaller --batch-size")
+    return count / seconds, kept
+
+
+def time_model(trainer: Any, batches: list[Any], steps: int) -> float:
+    """Examples/s of training steps on batches already on the device (the model's ceiling)."""
+    on_device = [tuple(t.to(trainer.device) for t in batch[:2]) for batch in batches]
+    trainer.train_one_epoch([on_device[i % len(on_device)] for i in range(WARMUP_STEPS)], 0)
+    _synchronize(trainer.device)
+    started = time.perf_counter()
+    trainer.train_one_epoch([on_device[i % len(on_device)] for i in range(steps)], 0)
+    _synchronize(trainer.device)
+    return steps * len(on_device[0][0]) / (time.perf_counter() - started)
+
+
+def time_train(trainer: Any, loader: Any) -> float:
+    """Examples/s of one epoch of training fed by the DataLoader (end to end)."""
+    _synchronize(trainer.device)
+    started = time.perf_counter()
+    trainer.train_one_epoch(loader, 1)
+    _synchronize(trainer.device)
+    return len(loader) * loader.batch_size / (time.perf_counter() - started)
+
+
+def time_valid(trainer: Any, loader: Any) -> float:
+    """Examples/s of one validation pass (logits, loss and AUC) fed by its DataLoader."""
+    _synchronize(trainer.device)
+    started = time.perf_counter()
+    trainer.evaluate(loader, 0)
+    _synchronize(trainer.device)
+    return len(loader.dataset) / (time.perf_counter() - started)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {cpu_count()} cores)"
+
+
+def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure every phase (each on its own: one failing is recorded and the rest still run)."""
+    import runner
+    from datasets import CacheView, load_cache
+
+    started = time.perf_counter()
+    cfg, setting = bench_config(runner.get_config(args.config), args)
+    base = Path(args.data_dir) if args.data_dir else None
+    if args.synthetic:
+        base = make_noise_dataset(base or Path(args.results_dir or ".") / "bench_noise",
+                                  args.n_train + args.n_valid, seed=args.seed, printer=printer)
+    from utils import input_dir
+    base = base or input_dir()
+    table = runner.read_table(base / cfg.train_path, "training")
+    if len(table) < args.n_train + args.n_valid:
+        raise G2NetError(f"{base / cfg.train_path} has {len(table)} examples, fewer than --n-train "
+                         f"{args.n_train} + --n-valid {args.n_valid}; lower them or use --synthetic")
+    cache_path = base / cfg.train_cache if cfg.train_cache else None
+    cache = load_cache(cache_path, len(table)) if setting["cache"] and cache_path and cache_path.exists() else None
+    runtime = runner.setup_runtime(None, setting["workers"], deterministic=False)
+    batch_size = cfg.batch_size
+    n_train = args.n_train if args.steps is None else min(args.n_train, args.steps * batch_size)
+    train_rows = np.arange(n_train)
+    valid_rows = np.arange(args.n_train, args.n_train + args.n_valid)
+
+    def dataset(rows: np.ndarray, transforms: Any, train: bool) -> Any:
+        params = dict(cfg.dataset_params) if train else {}
+        return cfg.dataset(paths=table["path"].values[rows], targets=table["target"].values[rows],
+                           transforms=transforms, cache=CacheView(cache, rows) if cache is not None else None,
+                           **params)
+
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = runner.make_loader(dataset(train_rows, cfg.transforms.get("train"), True),
+                                      batch_size, runtime, True, args.seed, generator,
+                                      drop_last=n_train > batch_size)
+    valid_loader = runner.make_loader(dataset(valid_rows, cfg.transforms.get("test"), False),
+                                      batch_size, runtime, False)
+    gpu_transform = cfg.transforms.get("gpu")
+    result: dict[str, Any] = {
+        "config": args.config, "setting": args.setting, "device": _device_name(runtime.device),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "batch_size": batch_size, "n_train": n_train, "n_valid": len(valid_rows),
+        "num_workers": runtime.num_workers, "cache": cache is not None,
+        "gpu_transform": repr(gpu_transform) if gpu_transform is not None else None,
+        "cpu_transform": repr(cfg.transforms.get("train")), "channels_last": bool(cfg.channels_last),
+        "compile": cfg.compile, "errors": {}, "peak_gpu_memory_mb": {},
+    }
+    printer(f"bench {args.config} [{args.setting}] on {result['device']}: batch {batch_size}, "
+            f"{n_train} train + {len(valid_rows)} valid examples, {runtime.num_workers} workers, "
+            f"cache {'on' if cache is not None else 'off'}, GPU transforms "
+            f"{'on' if gpu_transform is not None else 'off'}")
+
+    def phase(name: str, measure: Callable[[], float]) -> None:
+        if name not in args.phases:
+            return
+        if runtime.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(runtime.device)
+        tic = time.perf_counter()
+        try:
+            result[f"{name}_examples_per_s"] = round(float(measure()), 2)
+            printer(f"  {name:5s}: {result[f'{name}_examples_per_s']:10.1f} examples/s "
+                    f"({time.perf_counter() - tic:.1f} s)")
+        except Exception as exc:  # recorded, so that one failure does not lose the other figures
+            result[f"{name}_examples_per_s"] = None
+            result["errors"][name] = f"{type(exc).__name__}: {exc}"
+            printer(f"  {name:5s}: FAILED {type(exc).__name__}: {exc}")
+            traceback.print_exc(file=sys.stderr)
+        if name != "data" and runtime.device.type == "cuda":
+            result["peak_gpu_memory_mb"][name] = round(_peak_mb(runtime.device), 1)
+
+    kept: list[Any] = []
+
+    def data() -> float:
+        rate, batches = time_data(train_loader, MODEL_BATCHES)
+        kept.extend(batches)
+        return rate
+
+    phase("data", data)
+    trainer = None
+    try:
+        model = runner.wrap_model(runner.build_model(cfg), runtime, cfg.compile)
+        result["amp_dtype"] = None
+        trainer = runner.make_trainer(cfg, model, Path(args.results_dir or ".") / "bench_unused.pt",
+                                      runtime, lambda message: None, progress_bar=False,
+                                      generator=generator)
+        result["amp_dtype"] = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None
+        result["parameters"] = sum(p.numel() for p in model.parameters())
+    except Exception as exc:
+        result["errors"]["model_build"] = f"{type(exc).__name__}: {exc}"
+        printer(f"  model: cannot be built: {type(exc).__name__}: {exc}")
+        traceback.print_exc(file=sys.stderr)
+    if trainer is not None:
+        steps = args.steps or max(len(train_loader), 1)
+
+        def model_alone() -> float:
+            if not kept:
+                kept.extend(b for b, _ in zip(train_loader, range(MODEL_BATCHES)))
+            return time_model(trainer, kept, steps)
+
+        phase("model", model_alone)
+        phase("train", lambda: time_train(trainer, train_loader))
+        phase("valid", lambda: time_valid(trainer, valid_loader))
+    model_rate, train_rate = result.get("model_examples_per_s"), result.get("train_examples_per_s")
+    result["train_vs_model"] = round(train_rate / model_rate, 4) if model_rate and train_rate else None
+    peaks = [v for v in result["peak_gpu_memory_mb"].values() if v is not None]
+    result["peak_gpu_memory_mb"]["max"] = max(peaks) if peaks else None
+    result["peak_rss_mb"] = round(_rss_mb(), 1)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if result["peak_gpu_memory_mb"]["max"] is not None:
+        printer(f"  peak GPU memory {result['peak_gpu_memory_mb']['max']:.0f} MiB")
+    if result["train_vs_model"] is not None:
+        printer(f"  end to end / model alone: {100 * result['train_vs_model']:.1f}%")
+    return result
+
+
+# =============================================================================================
+# Reporting
+# =============================================================================================
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(results: Sequence[dict[str, Any]]) -> str:
+    """One row per run: the throughput figures, the model/end-to-end ratio and the peak memory."""
+    header = ("| config | setting | device | batch | workers | AMP | channels_last | GPU transforms | "
+              "compile | data ex/s | model ex/s | train ex/s | train/model | valid ex/s | "
+              "peak GPU MiB | errors |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in results:
+        ratio = f"{100 * r['train_vs_model']:.0f}%" if r.get("train_vs_model") else "-"
+        peak = (r.get("peak_gpu_memory_mb") or {}).get("max")
+        errors = "; ".join(f"{k}: {v}" for k, v in (r.get("errors") or {}).items())
+        cells = [r.get("config"), r.get("setting"), r.get("device"), r.get("batch_size"),
+                 r.get("num_workers"), r.get("amp_dtype") or "off", r.get("channels_last"),
+                 "on" if r.get("gpu_transform") else "off", r.get("compile") or "off",
+                 r.get("data_examples_per_s"), r.get("model_examples_per_s"),
+                 r.get("train_examples_per_s"), ratio, r.get("valid_examples_per_s"), peak,
+                 errors.replace("|", "/")[:200] or ""]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(paths: Sequence[str], markdown: str | None, printer: Callable[[str], None] = print) -> str:
+    results = []
+    for path in paths:
+        try:
+            results.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise G2NetError(f"cannot read bench result {path} ({exc}); rerun that benchmark") from None
+    text = markdown_table(results)
+    if markdown:
+        atomic_write(markdown, lambda f: f.write(text), mode="w")
+    printer(text)
+    return text
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="experiment class in configs.py")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training batches per phase (default: one epoch of --n-train)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="write (or reuse) a noise-only data set in --data-dir first")
+    parser.add_argument("--data-dir", help="input folder (default: G2NET_INPUT_DIR; with "
+                                           "--synthetic: <results-dir>/bench_noise)")
+    parser.add_argument("--results-dir", default=None, help="scratch folder (default: .)")
+    parser.add_argument("--n-train", type=int, default=5120)
+    parser.add_argument("--n-valid", type=int, default=1280)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="config",
+                        help="config: as configured; original: per-file reads, CPU preprocessing in "
+                             "the main process, fp16; optimized: cache, workers, GPU preprocessing, "
+                             "bf16, channels_last")
+    parser.add_argument("--num-workers", type=int, default=None, help="override the setting's workers")
+    parser.add_argument("--cache", type=_on_off, default=None,
+                        help="on/off: read prep_data's memory-mapped cache instead of the .npy files")
+    parser.add_argument("--gpu-transform", type=_on_off, default=None,
+                        help="on/off: run Normalize/BandPass/Whiten batched on the device")
+    parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None,
+                        help="autocast dtype (auto: bf16 where supported)")
+    parser.add_argument("--channels-last", type=_on_off, default=None, help="on/off")
+    parser.add_argument("--compile", default=None,
+                        help="off, on, or a torch.compile mode (reduce-overhead = CUDA graphs)")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON",
+                        help="print the results of earlier runs as a markdown table")
+    parser.add_argument("--markdown", help="with --summarize: also write the table to this file")
+    return parser
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize, args.markdown)
+    if not args.config:
+        parser.error("--config NAME is required (python train.py --list shows the configs)")
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        raise G2NetError(f"unknown --phases {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    for name in ("n_train", "n_valid"):
+        if getattr(args, name) < 1:
+            raise G2NetError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.steps is not None and args.steps < 1:
+        raise G2NetError("--steps must be at least 1")
+    result = run_bench(args)
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=2, default=str)), mode="w")
+        print(f"results in {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
