@@ -1,0 +1,459 @@
+"""Simulated G2Net data: PyCBC/LALSuite binary-black-hole injections into calibrated noise.
+
+``python simulate.py --out DIR --n-train N --n-test M --seed S [--workers W] [--approximant NAME]``
+plus one option per prior (``--help``). Writes the competition layout (``training_labels.csv``,
+``sample_submission.csv``, ``train/`` and ``test/`` with ``<id[0]>/<id[1]>/<id[2]>/<id>.npy``
+float64 arrays (3, 4096)) and the ground truth (``test_labels.csv``, ``injections.csv``).
+
+Every example is a pure function of (seed, example index): its random numbers come from
+``SeedSequence(seed, spawn_key=(index,))``, so the files are byte-identical whatever ``--workers``.
+A positive is ``colored_noise + injection_signal(row)``, where ``row`` is its line of
+``injections.csv``; the distance in that row is the one that gives the drawn network SNR.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+import noise_model
+from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write,
+                   cli_errors, cpu_count, example_path)
+
+DEFAULT_APPROXIMANT = "IMRPhenomD"
+F_LOWER = 20.0  # Hz, waveform start frequency
+SNR_BAND = (20.0, 1000.0)  # Hz, band of the optimal SNR
+REFERENCE_DISTANCE = 1000.0  # Mpc, distance of the first draw before rescaling to the drawn SNR
+CROP_MARGIN = 0.1  # s kept either side of the window before projection (light travel <= 27 ms)
+ID_SPACE = 16 ** 10
+SPLITS = ("train", "test")
+INJECTION_COLUMNS = ["id", "split", "target", "approximant", "mass1", "mass2", "spin1z", "spin2z",
+                     "distance", "ra", "dec", "polarization", "inclination", "coa_phase",
+                     "gps_start", "tc", "snr_H1", "snr_L1", "snr_V1", "snr_network"]
+SNR_DISTRIBUTIONS = ("uniform", "loguniform", "powerlaw")
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Where the injection parameters are drawn from (defaults documented in docs/simulator.md).
+
+    Masses are detector-frame solar masses, angles radians, times seconds.
+    """
+    mass_range: tuple[float, float] = (10.0, 50.0)  # each component uniform; mass1 >= mass2
+    spin_range: tuple[float, float] = (-0.5, 0.5)  # aligned spins spin1z, spin2z, each uniform
+    ra_range: tuple[float, float] = (0.0, 2 * math.pi)  # uniform
+    dec_range: tuple[float, float] = (-math.pi / 2, math.pi / 2)  # uniform in sin(dec): isotropic
+    inclination_range: tuple[float, float] = (0.0, math.pi)  # uniform in cos: isotropic
+    polarization_range: tuple[float, float] = (0.0, 2 * math.pi)  # uniform
+    coa_phase_range: tuple[float, float] = (0.0, 2 * math.pi)  # uniform
+    tc_range: tuple[float, float] = (1.5, 1.9)  # geocentric merger, s after the window start
+    gps_range: tuple[int, int] = (1238166018, 1269363618)  # window start, whole seconds (O3)
+    snr_range: tuple[float, float] = (5.0, 20.0)  # optimal network SNR
+    snr_distribution: str = "uniform"  # uniform | loguniform | powerlaw (p ~ snr^-4)
+    positive_fraction: float = 0.5
+
+    def validate(self, approximant: str) -> None:
+        """Raise G2NetError naming the first prior that makes no sense."""
+        duration = N_SAMPLES / SAMPLE_RATE
+
+        def ordered(name: str, lo_ok: float, hi_ok: float) -> None:
+            value = getattr(self, name)
+            option = "--" + name.replace("_", "-")
+            if not all(map(math.isfinite, value)) or value[0] > value[1]:
+                raise G2NetError(f"{option} {value[0]:g} {value[1]:g}: need finite MIN <= MAX")
+            if value[0] < lo_ok or value[1] > hi_ok:
+                raise G2NetError(f"{option} {value[0]:g} {value[1]:g}: must lie within "
+                                 f"[{lo_ok:g}, {hi_ok:g}]")
+
+        if not all(map(math.isfinite, self.mass_range)) or not 0 < self.mass_range[0] <= self.mass_range[1]:
+            raise G2NetError(f"--mass-range {self.mass_range[0]:g} {self.mass_range[1]:g}: need "
+                             "0 < MIN <= MAX (solar masses)")
+        ordered("spin_range", -0.99, 0.99)
+        ordered("ra_range", 0.0, 2 * math.pi)
+        ordered("dec_range", -math.pi / 2, math.pi / 2)
+        ordered("inclination_range", 0.0, math.pi)
+        ordered("polarization_range", 0.0, 2 * math.pi)
+        ordered("coa_phase_range", 0.0, 2 * math.pi)
+        ordered("tc_range", 0.0, duration)
+        if not self.gps_range[0] <= self.gps_range[1]:
+            raise G2NetError(f"--gps-range {self.gps_range[0]} {self.gps_range[1]}: need MIN <= MAX")
+        if not all(map(math.isfinite, self.snr_range)) or not 0 < self.snr_range[0] <= self.snr_range[1]:
+            raise G2NetError(f"--snr-range {self.snr_range[0]:g} {self.snr_range[1]:g}: need 0 < MIN <= MAX")
+        if self.snr_distribution not in SNR_DISTRIBUTIONS:
+            raise G2NetError(f"--snr-distribution {self.snr_distribution!r}: use one of "
+                             f"{', '.join(SNR_DISTRIBUTIONS)}")
+        if not 0.0 <= self.positive_fraction <= 1.0:
+            raise G2NetError(f"--positive-fraction {self.positive_fraction:g}: must be in [0, 1]")
+        check_approximant(approximant)
+
+
+@functools.lru_cache(maxsize=None)
+def _td_approximants() -> tuple[str, ...]:
+    from pycbc.waveform import td_approximants
+
+    return tuple(td_approximants())
+
+
+def check_approximant(approximant: str) -> None:
+    if approximant not in _td_approximants():
+        known = _td_approximants()
+        raise G2NetError(f"--approximant {approximant!r} is not a time-domain approximant PyCBC "
+                         f"knows; try {DEFAULT_APPROXIMANT} or one of {', '.join(sorted(known)[:12])}, ...")
+
+
+def _uniform(rng: np.random.Generator, bounds: Sequence[float]) -> float:
+    return float(rng.uniform(bounds[0], bounds[1])) if bounds[0] < bounds[1] else float(bounds[0])
+
+
+def _uniform_in_sin(rng: np.random.Generator, bounds: Sequence[float]) -> float:
+    return math.asin(_uniform(rng, (math.sin(bounds[0]), math.sin(bounds[1]))))
+
+
+def _uniform_in_cos(rng: np.random.Generator, bounds: Sequence[float]) -> float:
+    return math.acos(_uniform(rng, (math.cos(bounds[1]), math.cos(bounds[0]))))
+
+
+def draw_snr(rng: np.random.Generator, priors: Priors) -> float:
+    """Optimal network SNR: uniform, log-uniform, or p(snr) ~ snr^-4 (sources uniform in volume)."""
+    low, high = priors.snr_range
+    u = _uniform(rng, (0.0, 1.0))
+    if low == high:
+        return float(low)
+    if priors.snr_distribution == "uniform":
+        return float(low + u * (high - low))
+    if priors.snr_distribution == "loguniform":
+        return float(low * (high / low) ** u)
+    return float((low ** -3 + u * (high ** -3 - low ** -3)) ** (-1.0 / 3.0))
+
+
+def draw_parameters(rng: np.random.Generator, priors: Priors, approximant: str) -> dict[str, Any]:
+    """One source at ``REFERENCE_DISTANCE`` (the distance is rescaled to the drawn SNR later)."""
+    masses = sorted((_uniform(rng, priors.mass_range), _uniform(rng, priors.mass_range)), reverse=True)
+    return {
+        "approximant": approximant,
+        "mass1": masses[0], "mass2": masses[1],
+        "spin1z": _uniform(rng, priors.spin_range), "spin2z": _uniform(rng, priors.spin_range),
+        "distance": REFERENCE_DISTANCE,
+        "ra": _uniform(rng, priors.ra_range), "dec": _uniform_in_sin(rng, priors.dec_range),
+        "polarization": _uniform(rng, priors.polarization_range),
+        "inclination": _uniform_in_cos(rng, priors.inclination_range),
+        "coa_phase": _uniform(rng, priors.coa_phase_range),
+        "gps_start": int(rng.integers(priors.gps_range[0], priors.gps_range[1] + 1)),
+        "tc": _uniform(rng, priors.tc_range),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _detector(name: str):
+    from pycbc.detector import Detector
+
+    return Detector(name)
+
+
+def injection_signal(row: Mapping[str, Any], n_samples: int = N_SAMPLES,
+                     sample_rate: float = SAMPLE_RATE) -> np.ndarray:
+    """The clean signal (3, n_samples) of one ``injections.csv`` row, from its columns alone.
+
+    ``get_td_waveform`` (f_lower 20 Hz) with the merger at GPS ``gps_start + tc``, projected with
+    ``Detector.project_wave`` (LAL: antenna patterns, light travel time from the geocentre), cut
+    to the window that starts at ``gps_start`` (which must lie on the sample grid).
+    """
+    from pycbc.waveform import get_td_waveform
+
+    gps_start = float(row["gps_start"])
+    if abs(gps_start * sample_rate - round(gps_start * sample_rate)) > 1e-6 * sample_rate:
+        raise G2NetError(f"gps_start {gps_start!r} is not on the {sample_rate:g} Hz sample grid")
+    hp, hc = get_td_waveform(approximant=str(row["approximant"]), mass1=float(row["mass1"]),
+                             mass2=float(row["mass2"]), spin1z=float(row["spin1z"]),
+                             spin2z=float(row["spin2z"]), distance=float(row["distance"]),
+                             inclination=float(row["inclination"]), coa_phase=float(row["coa_phase"]),
+                             delta_t=1.0 / sample_rate, f_lower=F_LOWER)
+    start = float(hp.start_time) + gps_start + float(row["tc"])
+    # Only the part near the window matters; projecting seconds of early inspiral costs time.
+    first = max(0, int(math.floor((gps_start - CROP_MARGIN - start) * sample_rate)))
+    last = min(len(hp), int(math.ceil((gps_start + n_samples / sample_rate + CROP_MARGIN - start) * sample_rate)))
+    signal = np.zeros((len(DETECTORS), n_samples))
+    if last - first < 2:
+        return signal
+    hp, hc = hp[first:last], hc[first:last]
+    hp.start_time = hc.start_time = start + first / sample_rate
+    for row_index, name in enumerate(DETECTORS):
+        projected = _detector(name).project_wave(hp, hc, float(row["ra"]), float(row["dec"]),
+                                                 float(row["polarization"]))
+        offset = (float(projected.start_time) - gps_start) * sample_rate
+        shift = int(round(offset))
+        if abs(offset - shift) > 1e-3:
+            raise RuntimeError(f"projected waveform is off the sample grid by {offset - shift:g} samples")
+        values = projected.numpy()
+        lo, hi = max(0, shift), min(n_samples, shift + len(values))
+        if hi > lo:
+            signal[row_index, lo:hi] = values[lo - shift:hi - shift]
+    return signal
+
+
+@functools.lru_cache(maxsize=4)
+def _snr_psds(n_samples: int, sample_rate: float) -> tuple:
+    return tuple(noise_model.detector_psd(name, sample_rate / n_samples, n_samples // 2 + 1,
+                                          low_frequency_cutoff=SNR_BAND[0]) for name in DETECTORS)
+
+
+def optimal_snr(signal: np.ndarray, sample_rate: float = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """Optimal SNR of a clean signal (3, T) per detector against the simulator PSD over 20-1000 Hz,
+    and the network SNR (their quadrature sum), with ``pycbc.filter.sigma``."""
+    from pycbc.filter import sigma
+    from pycbc.types import TimeSeries
+
+    signal = np.asarray(signal, dtype=np.float64)
+    psds = _snr_psds(signal.shape[-1], float(sample_rate))
+    per_detector = np.array([
+        sigma(TimeSeries(row, delta_t=1.0 / sample_rate), psd=psd,
+              low_frequency_cutoff=SNR_BAND[0], high_frequency_cutoff=SNR_BAND[1])
+        for row, psd in zip(signal, psds)])
+    return per_detector, float(np.sqrt(np.sum(per_detector ** 2)))
+
+
+def example_generators(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(parameters, noise) generators of example ``index``: independent of every other example."""
+    params, noise = np.random.SeedSequence(seed, spawn_key=(index,)).spawn(2)
+    return np.random.default_rng(params), np.random.default_rng(noise)
+
+
+def simulate_example(seed: int, index: int, target: int, priors: Priors,
+                     approximant: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(data, clean signal, physics columns)`` of one example (empty columns for a negative)."""
+    param_rng, noise_rng = example_generators(seed, index)
+    noise = noise_model.colored_noise(noise_rng)
+    if not target:
+        return noise, np.zeros_like(noise), {}
+    params = draw_parameters(param_rng, priors, approximant)
+    wanted = draw_snr(param_rng, priors)
+    reference = injection_signal(params)
+    snrs, network = optimal_snr(reference)
+    if not network > 0:
+        raise G2NetError(f"example {index}: the signal misses the window (tc {params['tc']:.3f} s); "
+                         "narrow --tc-range")
+    scale = wanted / network
+    params["distance"] = REFERENCE_DISTANCE / scale
+    signal = reference * scale
+    params.update({f"snr_{name}": float(value * scale) for name, value in zip(DETECTORS, snrs)})
+    params["snr_network"] = float(network * scale)
+    return noise + signal, signal, params
+
+
+def make_ids(seed: int, count: int) -> list[str]:
+    """``count`` unique 10-character lower-case hex ids, a function of the seed only."""
+    if count > ID_SPACE // 4:
+        raise G2NetError(f"{count} examples is more than unique 10-hex ids can comfortably name")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 1,)))
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < count:
+        for value in rng.integers(0, ID_SPACE, size=count - len(ids)):
+            text = f"{int(value):010x}"
+            if text not in seen:
+                seen.add(text)
+                ids.append(text)
+    return ids
+
+
+def make_targets(seed: int, n_train: int, n_test: int, positive_fraction: float) -> np.ndarray:
+    """Targets: round(fraction * n) positives per split, in seed-determined order."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 2,)))
+    parts = []
+    for n in (n_train, n_test):
+        labels = np.zeros(n, dtype=np.int64)
+        labels[:int(round(positive_fraction * n))] = 1
+        parts.append(rng.permutation(labels))
+    return np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class _Job:
+    out: str
+    seed: int
+    priors: Priors
+    approximant: str
+
+
+def _save_example(path: Path, data: np.ndarray) -> None:
+    """Write through a temporary name and rename, so a killed run never leaves a torn array.
+
+    No fsync (``utils.atomic_save_npy`` does one): at 150+ files/s it would dominate the run, and
+    the csv tables, written atomically at the very end, are what marks a simulation complete.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        np.save(handle, data)
+    os.replace(temporary, path)
+
+
+def _run_one(job: _Job, index: int, example_id: str, split: str, target: int) -> dict[str, Any]:
+    data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
+    _save_example(example_path(job.out, split, example_id), data)
+    return {"id": example_id, "split": split, "target": int(target), **params}
+
+
+def _worker(args: tuple) -> dict[str, Any]:
+    return _run_one(*args)
+
+
+def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Priors = Priors(),
+             approximant: str = DEFAULT_APPROXIMANT, workers: int = 1, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
+    """Write the competition layout and ground truth under ``out``; return counts and rate."""
+    validate_run(out, n_train, n_test, seed, workers, overwrite)
+    priors.validate(approximant)
+    out = Path(out)
+    # an earlier simulation (or, with --overwrite, anything) is replaced, never mixed with; its
+    # tables go first so that a killed run leaves no labels pointing at missing files
+    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
+        (out / name).unlink(missing_ok=True)
+    for name in SPLITS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    total = n_train + n_test
+    ids = make_ids(seed, total)
+    targets = make_targets(seed, n_train, n_test, priors.positive_fraction)
+    splits = ["train"] * n_train + ["test"] * n_test
+    job = _Job(str(out), seed, priors, approximant)
+    tasks = [(job, i, ids[i], splits[i], int(targets[i])) for i in range(total)]
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=total, desc="simulate", unit="ex", disable=not progress)
+    if workers == 1:
+        for task in tasks:
+            rows.append(_worker(task))
+            bar.update()
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for row in pool.imap(_worker, tasks, chunksize=8):
+                rows.append(row)
+                bar.update()
+    bar.close()
+    elapsed = time.perf_counter() - started
+    _write_tables(out, rows)
+    return {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
+            "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf")}
+
+
+def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers: int,
+                 overwrite: bool) -> None:
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
+    if seed < 0:
+        raise G2NetError(f"--seed {seed}: must be >= 0")
+    if workers < 1:
+        raise G2NetError(f"--workers {workers}: must be >= 1")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise G2NetError(f"--out {out} is a file; give a folder")
+    clash = [name for name in ("training_labels.csv", "sample_submission.csv", "train", "test")
+             if (out / name).exists()]
+    if clash and not overwrite and not (out / "injections.csv").is_file():
+        raise G2NetError(f"--out {out} already holds {', '.join(clash)} that simulate.py did not "
+                         "write (no injections.csv); choose another folder or pass --overwrite")
+
+
+def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
+    table = pd.DataFrame(rows).reindex(columns=INJECTION_COLUMNS)
+    table["target"] = table["target"].astype(int)
+    table["gps_start"] = table["gps_start"].astype("Int64")
+    train = table[table["split"] == "train"]
+    test = table[table["split"] == "test"]
+
+    def csv(frame: pd.DataFrame, name: str) -> None:
+        atomic_write(out / name, lambda f: frame.to_csv(f, index=False), mode="w")
+
+    csv(train[["id", "target"]], "training_labels.csv")
+    csv(test[["id", "target"]], "test_labels.csv")
+    csv(test[["id"]].assign(target=0.5), "sample_submission.csv")
+    csv(table, "injections.csv")
+
+
+def load_injections(path: str | Path) -> pd.DataFrame:
+    """``injections.csv`` with ids as strings (a leading zero, or an all-digit id, survives)."""
+    path = Path(path)
+    if not path.is_file():
+        raise G2NetError(f"{path} not found; simulate.py writes it next to training_labels.csv")
+    return pd.read_csv(path, dtype={"id": str, "split": str, "approximant": str})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Priors()
+    parser = argparse.ArgumentParser(
+        description="Simulate G2Net-format data: BBH injections (PyCBC/LALSuite) into calibrated "
+                    "noise; priors documented in docs/simulator.md.")
+    parser.add_argument("--out", required=True, help="output folder (the competition layout)")
+    parser.add_argument("--n-train", type=int, required=True, help="training examples")
+    parser.add_argument("--n-test", type=int, required=True, help="test examples")
+    parser.add_argument("--seed", type=int, required=True, help="master seed: same seed, same bytes")
+    parser.add_argument("--workers", type=int, default=min(cpu_count(), 8),
+                        help="processes (the output does not depend on it)")
+    parser.add_argument("--approximant", default=DEFAULT_APPROXIMANT,
+                        help="any LAL time-domain approximant PyCBC knows")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace competition files in --out that simulate.py did not write "
+                             "(an earlier simulation is always replaced)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pair = {"nargs": 2, "type": float, "metavar": ("MIN", "MAX")}
+    parser.add_argument("--mass-range", default=defaults.mass_range, **pair,
+                        help="component masses, detector-frame Msun, each uniform (%(default)s)")
+    parser.add_argument("--spin-range", default=defaults.spin_range, **pair,
+                        help="aligned spins spin1z, spin2z, each uniform (%(default)s)")
+    parser.add_argument("--ra-range", default=defaults.ra_range, **pair, help="right ascension, uniform")
+    parser.add_argument("--dec-range", default=defaults.dec_range, **pair,
+                        help="declination, uniform in sin(dec) (isotropic sky)")
+    parser.add_argument("--inclination-range", default=defaults.inclination_range, **pair,
+                        help="inclination, uniform in cos (isotropic orientation)")
+    parser.add_argument("--polarization-range", default=defaults.polarization_range, **pair,
+                        help="polarization angle, uniform")
+    parser.add_argument("--coa-phase-range", default=defaults.coa_phase_range, **pair,
+                        help="coalescence phase, uniform")
+    parser.add_argument("--tc-range", default=defaults.tc_range, **pair,
+                        help="geocentric merger time, s after the window start, uniform (%(default)s)")
+    parser.add_argument("--gps-range", default=defaults.gps_range, nargs=2, type=int,
+                        metavar=("MIN", "MAX"), help="GPS second of the window start, uniform integer")
+    parser.add_argument("--snr-range", default=defaults.snr_range, **pair,
+                        help="optimal network SNR, 20-1000 Hz (%(default)s)")
+    parser.add_argument("--snr-distribution", default=defaults.snr_distribution,
+                        help=f"{' | '.join(SNR_DISTRIBUTIONS)} (powerlaw: p ~ snr^-4) (%(default)s)")
+    parser.add_argument("--positive-fraction", type=float, default=defaults.positive_fraction,
+                        help="share of examples with a signal, per split (%(default)s)")
+    return parser
+
+
+def priors_from_args(args: argparse.Namespace) -> Priors:
+    values = {f.name: getattr(args, f.name) for f in fields(Priors)}
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return Priors(**values)
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    priors = priors_from_args(args)
+    summary = simulate(args.out, args.n_train, args.n_test, args.seed, priors, args.approximant,
+                       args.workers, args.overwrite, progress=not args.no_progress)
+    print(f"wrote {summary['n_train']} train + {summary['n_test']} test examples "
+          f"({summary['positives']} with a signal) to {args.out}")
+    print(f"rate: {summary['rate']:.1f} examples/s with {args.workers} worker(s) "
+          f"({summary['seconds']:.1f} s)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""simulate.py: the competition layout, reproducible bytes, and physics checked against PyCBC."""
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import noise_model  # noqa: E402
+import simulate  # noqa: E402
+from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, example_path  # noqa: E402
+
+N_TRAIN, N_TEST, SEED = 24, 8, 11
+ARGS = ["--n-train", str(N_TRAIN), "--n-test", str(N_TEST), "--seed", str(SEED), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("simulate") / "one_worker"
+    simulate.main(["--out", str(out), "--workers", "1", *ARGS])
+    return out
+
+
+@pytest.fixture(scope="module")
+def injections(sim_dir) -> pd.DataFrame:
+    return simulate.load_injections(sim_dir / "injections.csv")
+
+
+@pytest.fixture(scope="module")
+def positives(injections) -> pd.DataFrame:
+    return injections[injections["target"] == 1]
+
+
+def all_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_ids_dtypes_and_tables(sim_dir, injections):
+    train = pd.read_csv(sim_dir / "training_labels.csv", dtype={"id": str})
+    test = pd.read_csv(sim_dir / "test_labels.csv", dtype={"id": str})
+    submission = pd.read_csv(sim_dir / "sample_submission.csv", dtype={"id": str})
+    assert list(train.columns) == ["id", "target"] and len(train) == N_TRAIN
+    assert list(test.columns) == ["id", "target"] and len(test) == N_TEST
+    assert list(submission.columns) == ["id", "target"] and (submission["target"] == 0.5).all()
+    assert submission["id"].tolist() == test["id"].tolist()
+    assert list(injections.columns) == simulate.INJECTION_COLUMNS
+    assert injections["id"].tolist() == train["id"].tolist() + test["id"].tolist()
+    ids = injections["id"]
+    assert ids.is_unique and all(re.fullmatch(r"[0-9a-f]{10}", i) for i in ids)
+    # about half positives: exactly round(n / 2) per split with the default fraction
+    assert train["target"].sum() == N_TRAIN // 2 and test["target"].sum() == N_TEST // 2
+    for split, frame in (("train", train), ("test", test)):
+        for example_id in frame["id"]:
+            path = sim_dir / split / example_id[0] / example_id[1] / example_id[2] / f"{example_id}.npy"
+            assert path == example_path(sim_dir, split, example_id)
+            data = np.load(path)
+            assert data.shape == (3, N_SAMPLES) and data.dtype == np.float64
+            assert np.all(np.isfinite(data)) and 1e-22 < data.std() < 1e-19  # raw strain
+    assert not list(sim_dir.rglob(".*.tmp"))
+    physics = simulate.INJECTION_COLUMNS[3:]
+    negatives = injections[injections["target"] == 0]
+    assert negatives[physics].isna().all().all()
+    assert injections.loc[injections["target"] == 1, physics].notna().all().all()
+
+
+def test_parameters_respect_the_priors(positives):
+    priors = simulate.Priors()
+    assert (positives["approximant"] == simulate.DEFAULT_APPROXIMANT).all()
+    assert (positives["mass1"] >= positives["mass2"]).all()
+    assert positives[["mass1", "mass2"]].stack().between(*priors.mass_range).all()
+    assert positives[["spin1z", "spin2z"]].stack().between(*priors.spin_range).all()
+    assert positives["tc"].between(*priors.tc_range).all()
+    assert positives["snr_network"].between(*priors.snr_range).all()
+    assert (positives["gps_start"] % 1 == 0).all()
+    np.testing.assert_allclose(np.sqrt((positives[[f"snr_{d}" for d in DETECTORS]] ** 2).sum(axis=1)),
+                               positives["snr_network"], rtol=1e-9)
+
+
+def test_same_seed_same_bytes_whatever_the_workers(sim_dir, tmp_path):
+    other = tmp_path / "two_workers"
+    simulate.main(["--out", str(other), "--workers", "2", *ARGS])
+    ours, theirs = all_files(sim_dir), all_files(other)
+    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 4
+    assert all(ours[name] == theirs[name] for name in ours)
+    reseeded = tmp_path / "other_seed"
+    simulate.main(["--out", str(reseeded), "--workers", "1", "--n-train", "4", "--n-test", "0",
+                   "--seed", str(SEED + 1), "--no-progress"])
+    new_ids = set(pd.read_csv(reseeded / "training_labels.csv", dtype={"id": str})["id"])
+    assert not new_ids & set(pd.read_csv(sim_dir / "training_labels.csv", dtype={"id": str})["id"])
+
+
+def pycbc_recompute(row: pd.Series) -> np.ndarray:
+    """Independent rebuild of one injection: PyCBC waveform, projection, placement in the window."""
+    from pycbc.detector import Detector
+    from pycbc.waveform import get_td_waveform
+
+    hp, hc = get_td_waveform(approximant=row["approximant"], mass1=row["mass1"], mass2=row["mass2"],
+                             spin1z=row["spin1z"], spin2z=row["spin2z"], distance=row["distance"],
+                             inclination=row["inclination"], coa_phase=row["coa_phase"],
+                             delta_t=1.0 / SAMPLE_RATE, f_lower=20.0)
+    merger = float(row["gps_start"]) + float(row["tc"])
+    hp.start_time += merger
+    hc.start_time += merger
+    signal = np.zeros((3, N_SAMPLES))
+    for k, name in enumerate(DETECTORS):
+        strain = Detector(name).project_wave(hp, hc, row["ra"], row["dec"], row["polarization"])
+        first = int(round((float(strain.start_time) - float(row["gps_start"])) * SAMPLE_RATE))
+        values = strain.numpy()
+        lo, hi = max(0, first), min(N_SAMPLES, first + len(values))
+        signal[k, lo:hi] = values[lo - first:hi - first]
+    return signal
+
+
+@pytest.fixture(scope="module")
+def recomputed(positives) -> dict[str, np.ndarray]:
+    return {row["id"]: pycbc_recompute(row) for _, row in positives.iterrows()}
+
+
+def test_snr_recomputed_with_pycbc_matches_the_table(positives, recomputed):
+    from pycbc.filter import sigma
+    from pycbc.types import TimeSeries
+
+    psds = [noise_model.detector_psd(name, SAMPLE_RATE / N_SAMPLES, N_SAMPLES // 2 + 1,
+                                     low_frequency_cutoff=20.0) for name in DETECTORS]
+    for _, row in positives.iterrows():
+        per_detector = [sigma(TimeSeries(strain, delta_t=1.0 / SAMPLE_RATE), psd=psd,
+                              low_frequency_cutoff=20.0, high_frequency_cutoff=1000.0)
+                        for strain, psd in zip(recomputed[row["id"]], psds)]
+        network = math.sqrt(sum(s ** 2 for s in per_detector))
+        assert network == pytest.approx(row["snr_network"], rel=0.05)
+        np.testing.assert_allclose(per_detector, row[[f"snr_{d}" for d in DETECTORS]].astype(float),
+                                   rtol=0.05, atol=0.05)
+
+
+def test_stored_data_is_noise_plus_the_row_signal(sim_dir, injections, recomputed):
+    """From the injections.csv columns alone the injected signal comes back (to rounding)."""
+    for index, row in injections.iterrows():
+        data = np.load(example_path(sim_dir, row["split"], row["id"]))
+        _, noise_rng = simulate.example_generators(SEED, index)
+        residual = data - noise_model.colored_noise(noise_rng)
+        if row["target"] == 0:
+            assert np.all(residual == 0)
+            continue
+        signal = simulate.injection_signal(row)
+        np.testing.assert_allclose(residual, signal, rtol=0, atol=1e-9 * np.abs(signal).max())
+        # PyCBC on the uncropped waveform agrees to ~1e-3: LAL's projection evaluates the moving
+        # light-travel delay on a grid anchored at the series start (simulate.py crops first),
+        # a microsecond-level difference
+        full = recomputed[row["id"]]
+        assert np.linalg.norm(signal - full) < 1e-2 * np.linalg.norm(full)
+        assert simulate.optimal_snr(signal)[1] == pytest.approx(row["snr_network"], rel=1e-6)
+
+
+def arrival_time(strain: np.ndarray, upsample: int = 16) -> float:
+    """Seconds from the window start to the peak of the amplitude envelope (sub-sample)."""
+    from scipy.signal import hilbert, resample
+
+    envelope = np.abs(hilbert(resample(strain, len(strain) * upsample)))
+    return float(np.argmax(envelope)) / (SAMPLE_RATE * upsample)
+
+
+def test_arrival_time_differences_match_the_light_travel_time(positives, recomputed):
+    from pycbc.detector import Detector
+
+    hanford = Detector("H1")
+    for _, row in positives.iterrows():
+        times = [arrival_time(strain) for strain in recomputed[row["id"]]]
+        merger = float(row["gps_start"]) + float(row["tc"])
+        for k, other in ((1, "L1"), (2, "V1")):
+            expected = hanford.time_delay_from_detector(Detector(other), row["ra"], row["dec"], merger)
+            assert abs((times[0] - times[k]) - expected) * SAMPLE_RATE < 1.0, (row["id"], other)
+        # and the geocentric merger time sits where tc says (the envelope peaks near merger)
+        geocentre = times[0] - hanford.time_delay_from_earth_center(row["ra"], row["dec"], merger)
+        assert abs(geocentre - row["tc"]) < 0.01
+
+
+def test_other_approximant_and_snr_distribution(tmp_path):
+    out = tmp_path / "phenomt"
+    simulate.main(["--out", str(out), "--n-train", "4", "--n-test", "0", "--seed", "3", "--workers", "1",
+                   "--approximant", "IMRPhenomT", "--snr-range", "30", "40", "--snr-distribution",
+                   "powerlaw", "--positive-fraction", "1", "--no-progress"])
+    table = simulate.load_injections(out / "injections.csv")
+    assert (table["target"] == 1).all() and (table["approximant"] == "IMRPhenomT").all()
+    assert table["snr_network"].between(30, 40).all()
+    row = table.iloc[0]
+    assert simulate.optimal_snr(simulate.injection_signal(row))[1] == pytest.approx(row["snr_network"], rel=1e-6)
+
+
+def test_snr_distributions_have_the_right_shape():
+    rng = np.random.default_rng(0)
+    draws = {name: np.array([simulate.draw_snr(rng, simulate.Priors(snr_range=(5.0, 20.0),
+                                                                    snr_distribution=name))
+                             for _ in range(4000)]) for name in simulate.SNR_DISTRIBUTIONS}
+    assert np.median(draws["uniform"]) == pytest.approx(12.5, abs=0.4)
+    assert np.median(draws["loguniform"]) == pytest.approx(10.0, abs=0.4)
+    # p ~ snr^-4: median where the cumulative (5^-3 - s^-3) / (5^-3 - 20^-3) is one half
+    assert np.median(draws["powerlaw"]) == pytest.approx((0.5 * (5.0 ** -3 + 20.0 ** -3)) ** (-1 / 3), abs=0.2)
+    for values in draws.values():
+        assert values.min() >= 5.0 and values.max() <= 20.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--n-train", "-1"], "--n-train"),
+    (["--n-train", "0", "--n-test", "0"], "not both 0"),
+    (["--seed", "-3"], "--seed"),
+    (["--workers", "0"], "--workers"),
+    (["--mass-range", "40", "10"], "--mass-range"),
+    (["--mass-range", "0", "10"], "--mass-range"),
+    (["--spin-range", "-0.5", "1.2"], "--spin-range"),
+    (["--dec-range", "-2", "0"], "--dec-range"),
+    (["--inclination-range", "0", "4"], "--inclination-range"),
+    (["--tc-range", "1.5", "2.5"], "--tc-range"),
+    (["--snr-range", "0", "10"], "--snr-range"),
+    (["--snr-distribution", "gaussian"], "--snr-distribution"),
+    (["--positive-fraction", "1.5"], "--positive-fraction"),
+    (["--approximant", "NoSuchWaveform"], "--approximant"),
+])
+def test_bad_arguments_are_one_clear_error(tmp_path, capsys, extra, message):
+    argv = ["--out", str(tmp_path / "out"), "--n-train", "2", "--n-test", "2", "--seed", "1",
+            "--workers", "1", "--no-progress", *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        simulate.main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error
+    assert not (tmp_path / "out" / "training_labels.csv").exists()
+
+
+def test_replaces_a_simulation_but_not_other_data(tmp_path, capsys):
+    out = tmp_path / "again"
+    small = ["--out", str(out), "--n-test", "0", "--no-progress", "--workers", "1"]
+    simulate.main([*small, "--n-train", "6", "--seed", "1"])
+    simulate.main([*small, "--n-train", "2", "--seed", "2"])  # an earlier simulation: replaced
+    ids = pd.read_csv(out / "training_labels.csv", dtype={"id": str})["id"]
+    assert sorted(p.stem for p in (out / "train").rglob("*.npy")) == sorted(ids)
+    (out / "injections.csv").unlink()  # now it looks like someone else's competition folder
+    with pytest.raises(SystemExit):
+        simulate.main([*small, "--n-train", "2", "--seed", "3"])
+    assert "--overwrite" in capsys.readouterr().err
+    assert sorted(p.stem for p in (out / "train").rglob("*.npy")) == sorted(ids)
+    simulate.main([*small, "--n-train", "2", "--seed", "3", "--overwrite"])
+    assert (out / "injections.csv").is_file()
