@@ -99,8 +99,8 @@ class WaveNet1d(Model1d):
 
     def __init__(self, in_channels: int = 3, hidden_dims: tuple[int, ...] = (16, 32, 64, 128),
                  wave_layers: tuple[int, ...] = (12, 8, 4, 1), wave_block: str = "none",
-                 kernel_size: int = 3, num_classes: int = 1,
-                 downsample: bool | int | tuple = False, reinit: bool = False):
+                 kernel_size: int = 3, num_classes: int = 1, reinit: bool = False,
+                 downsample: bool | int | tuple = False):
         super().__init__()
         if len(hidden_dims) != len(wave_layers):
             raise G2NetError(f"WaveNet1d: hidden_dims {hidden_dims} and wave_layers {wave_layers} "
