@@ -1,6 +1,8 @@
 """Pseudo-label targets: exactly the sigmoid of the parent's fold predictions, for every option."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,73 @@ def test_parent_made_on_another_test_set_is_refused(tmp_path, monkeypatch, paren
     np.save(tmp_path / "Debug" / "predictions.npy", np.full((CV, N_TEST, 1), np.nan, np.float32))
     with pytest.raises(G2NetError, match="NaN"):
         load_parent_predictions("Debug", N_TEST)
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.fixture
+def restore_torch_determinism(monkeypatch):
+    """The Debug configs switch on deterministic algorithms process-wide: switch them back after."""
+    import torch
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    state = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(state[0])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = state[1:]
+
+
+def test_debug_parent_and_pseudo_child_train_end_to_end_and_stack(experiment_env, monkeypatch,
+                                                                   restore_torch_determinism):
+    """Debug, then DebugPseudo (spying on its pseudo targets), then stacking; all in-process."""
+    import pandas as pd
+
+    import configs
+    import pseudo
+    import runner
+    import stacking
+    from conftest import SIM_TEST, SIM_TRAIN
+
+    results = Path(experiment_env["G2NET_RESULTS_DIR"])
+    runner.main(["--config", "Debug", "--num_workers", "0", "--silent"], pseudo=False)
+    parent = np.load(results / "Debug" / "predictions.npy")
+    assert parent.shape == (configs.Debug.cv, SIM_TEST, 1)
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = real_pseudo_targets(*args, **kwargs)
+        calls.append((args[1] if len(args) > 1 else kwargs["fold"], *out))
+        return out
+
+    real_pseudo_targets = pseudo.pseudo_targets
+    monkeypatch.setattr(pseudo, "pseudo_targets", spy)
+    summary = runner.main(["--config", "DebugPseudo", "--num_workers", "0", "--silent"], pseudo=True)
+
+    assert sorted(call[0] for call in calls) == list(range(configs.DebugPseudo.cv))
+    for fold, indices, targets in calls:
+        np.testing.assert_array_equal(indices, np.arange(SIM_TEST))  # soft labels: every example
+        np.testing.assert_allclose(targets[:, 0], 1 / (1 + np.exp(-parent[fold, :, 0].astype(float))),
+                                   rtol=1e-5)
+    child = results / "DebugPseudo"
+    assert np.load(child / "outoffolds.npy").shape == (SIM_TRAIN, 1)  # validation: real rows only
+    assert np.isfinite(np.load(child / "predictions.npy")).all()
+    log = next(child.glob("DebugPseudo_*.log")).read_text()
+    assert log.count(f"+ {SIM_TEST} pseudo-labelled test") == configs.DebugPseudo.cv
+    assert summary["oof_auc"] is not None
+
+    outcome = stacking.run_stacking(printer=lambda line: None)
+    report = outcome.report.set_index("name")
+    assert {"Debug", "DebugPseudo", "ridge_stack", "mean", "rank_mean"} <= set(report.index)
+    assert report["oof_auc"].between(0, 1).all() and report["test_auc"].between(0, 1).all()
+    submission = pd.read_csv(results / "submission.csv", dtype={"id": str})
+    sample = pd.read_csv(Path(experiment_env["G2NET_INPUT_DIR"]) / "sample_submission.csv",
+                         dtype={"id": str})
+    assert list(submission["id"]) == list(sample["id"])
+    assert submission["target"].between(0, 1).all()
+
+    # a parent predicted on another test set stops the child before any training
+    np.save(results / "Debug" / "predictions.npy", parent[:, :-1])
+    with pytest.raises(G2NetError, match=rf"'Debug' predicted {SIM_TEST - 1} test examples but the "
+                                         rf"current test set has {SIM_TEST}"):
+        runner.main(["--config", "DebugPseudo", "--num_workers", "0", "--silent"], pseudo=True)
