@@ -2,7 +2,8 @@
 
 Two families:
 
-* fixed transforms applied to every detector row in one batched call (``(B*3, T)``), always in
+* fixed transforms (their ``transform`` method maps ``(batch, time)`` to ``(batch, freq, time)``)
+  applied to every detector row in one batched call (``(B*3, T)``), always in
   float32 with autocast switched off (a CQT/CWT in fp16 loses the faint low-frequency rows):
   :class:`CQT` (nnAudio's ``CQT1992v2``), :class:`ComplexMorletCWT`, :class:`RickerCWT`. Their image
   has one channel per detector, rows are frequencies (row 0 = the highest for the CWTs, the lowest
