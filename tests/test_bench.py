@@ -1,0 +1,161 @@
+"""bench.py: the exact CPU/GPU split of the preprocessing, the noise data set, and a CPU smoke run
+that writes valid JSON and a markdown summary."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import bench
+import configs
+import transforms as T
+from utils import G2NetError
+
+FACTORS = T.COMPETITION_FACTORS
+
+
+def names(steps) -> list[str]:
+    return [type(s).__name__ for s in steps]
+
+
+def cpu_names(cpu) -> list[str]:
+    return [] if cpu is None else names(cpu.transforms)
+
+
+def test_split_moves_exactly_the_steps_that_commute_with_what_follows():
+    cpu, gpu = bench.split_for_gpu(configs.Debug.transforms["train"])
+    assert names(gpu) == ["Whiten", "BandPass"] and cpu_names(cpu) == ["FlipWave"]
+    # noise added after the band-pass must not be band-passed: only Normalize may move past it
+    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(),
+                                              T.GaussianNoiseSNR(p=1.0), T.FlipWave()]))
+    assert names(gpu) == ["Normalize"] and cpu_names(cpu) == ["BandPass", "GaussianNoiseSNR", "FlipWave"]
+    # per-detector factors do not commute with swapping H1 and L1; one shared filter does
+    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(), T.SwapChannel()]))
+    assert names(gpu) == ["BandPass"] and cpu_names(cpu) == ["Normalize", "SwapChannel"]
+    cpu, gpu = bench.split_for_gpu(T.Compose([T.Whiten(), T.SwapChannel(p=0.5)]))
+    assert gpu == [] and cpu_names(cpu) == ["Whiten", "SwapChannel"]
+    # a preprocessing step applied only sometimes stays where it is
+    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS, p=0.5)]))
+    assert gpu == [] and cpu_names(cpu) == ["Normalize"]
+    # a random choice among commuting augmentations commutes too; everything moved leaves no CPU part
+    cpu, gpu = bench.split_for_gpu(T.Compose([T.BandPass(), T.OneOf([T.FlipWave(), T.Scale()])]))
+    assert names(gpu) == ["BandPass"] and cpu_names(cpu) == ["OneOf"]
+    assert bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass()]))[0] is None
+    assert bench.split_for_gpu(None) == (None, [])
+
+
+def strain(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((3, 4096)) * np.array(FACTORS)[:, None]).astype(np.float32)
+
+
+PIPELINES = {
+    "normalize-bandpass-noise": [T.Normalize(FACTORS, always_apply=True),
+                                 T.BandPass(always_apply=True), T.GaussianNoiseSNR(always_apply=True),
+                                 T.FlipWave(p=0.5), T.Scale(p=0.5)],
+    "whiten-bandpass-flips": [T.Whiten(always_apply=True), T.BandPass(always_apply=True),
+                              T.FlipWavePerChannel(p=1.0), T.FlipWave(p=0.5)],
+    "normalize-past-augmentations": [T.Normalize(FACTORS, always_apply=True),
+                                     T.IndependentTimeShift(p=1.0), T.TimeMask(p=1.0),
+                                     T.FrequencyMask(p=1.0), T.PinkNoiseSNR(p=1.0),
+                                     T.TimeResize(p=1.0), T.RandomResizedCrop(p=1.0)],
+    "bandpass-past-swap": [T.BandPass(always_apply=True), T.SwapChannel(always_apply=True),
+                           T.FlipWave(p=0.5)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_cpu_part_then_gpu_part_equals_the_numpy_pipeline(name):
+    """Same random draws (the moved steps are always_apply, so they draw nothing), same result."""
+    full = T.Compose(PIPELINES[name])
+    cpu, gpu_steps = bench.split_for_gpu(full)
+    assert gpu_steps, "something must move for this test to mean anything"
+    gpu = bench.GpuPreprocess(gpu_steps)
+    expected, partial = [], []
+    for seed in range(4):
+        np.random.seed(seed)
+        expected.append(full(strain(seed)))
+        np.random.seed(seed)
+        partial.append(cpu(strain(seed)) if cpu is not None else strain(seed))
+    got = gpu(torch.from_numpy(np.stack(partial))).numpy()
+    expected = np.stack(expected)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_gpu_transforms_leaves_one_common_gpu_part_for_every_key():
+    numpy_transforms = dict(
+        train=T.Compose([T.Normalize(FACTORS), T.BandPass(), T.GaussianNoiseSNR(p=0.5)]),
+        test=T.Compose([T.Normalize(FACTORS), T.BandPass()]),
+        tta=T.Compose([T.Normalize(FACTORS), T.BandPass(), T.FlipWave(always_apply=True)]))
+    out = bench.gpu_transforms(numpy_transforms)
+    assert names(out["gpu"].steps) == ["Normalize"]
+    assert cpu_names(out["train"]) == ["BandPass", "GaussianNoiseSNR"]
+    assert cpu_names(out["test"]) == ["BandPass"] and cpu_names(out["tta"]) == ["BandPass", "FlipWave"]
+    x = np.stack([strain(s) for s in range(3)])
+    expected = np.stack([numpy_transforms["test"](e) for e in x])
+    got = out["gpu"](torch.from_numpy(np.stack([out["test"](e) for e in x]))).numpy()
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+    with pytest.raises(G2NetError, match="already"):
+        bench.gpu_transforms(out)
+
+
+def test_gpu_part_loads_its_psd_on_first_use():
+    out = bench.gpu_transforms(dict(train=T.Compose([T.Whiten(psd="no_such_psd.npy"), T.FlipWave()])))
+    with pytest.raises(G2NetError, match="no_such_psd.npy"):
+        out["gpu"](torch.zeros(2, 3, 4096))
+
+
+def test_noise_data_set_is_in_the_competition_layout_and_reused(tmp_path):
+    root = bench.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=lambda m: None)
+    table = __import__("pandas").read_csv(root / "train.csv", dtype={"id": str})
+    assert len(table) == 12 and set(table["target"]) == {0, 1} and table["id"].is_unique
+    cache = np.load(root / "train_cache.npy")
+    first = np.load(root / table["path"][0])
+    assert first.shape == (3, 4096) and first.dtype == np.float64
+    np.testing.assert_array_equal(cache[0], first.astype(np.float32))
+    assert 1e-23 < first.std() < 1e-18  # strain, not unit-variance noise
+    assert np.abs(cache[0] - cache[1]).max() > first.std()  # independent examples
+    messages = []
+    bench.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=messages.append)
+    assert messages and "reusing" in messages[0]
+
+
+def test_bench_runs_on_cpu_and_writes_json_and_a_markdown_table(tmp_path, capsys):
+    common = ["--config", "Debug", "--synthetic", "--results-dir", str(tmp_path), "--n-train", "48",
+              "--n-valid", "20", "--batch-size", "16"]
+    optimized = bench.main(common + ["--setting", "optimized", "--num-workers", "1",
+                                     "--json", str(tmp_path / "optimized.json")])
+    original = bench.main(common + ["--setting", "original", "--steps", "2",
+                                    "--json", str(tmp_path / "original.json")])
+    for result, path in ((optimized, "optimized.json"), (original, "original.json")):
+        saved = json.loads((tmp_path / path).read_text())
+        assert set(bench.RESULT_KEYS) <= set(saved)
+        assert saved["errors"] == {} and saved["device"].startswith("cpu")
+        for phase in bench.PHASES:
+            assert saved[f"{phase}_examples_per_s"] > 0
+        assert 0 < saved["train_vs_model"] and saved["peak_gpu_memory_mb"]["max"] is None
+        assert saved["n_valid"] == 20 and saved["batch_size"] == 16 and saved["amp_dtype"] is None
+    assert optimized["n_train"] == 48 and optimized["num_workers"] == 1 and optimized["cache"]
+    assert "Whiten" in optimized["gpu_transform"] and "Whiten" not in optimized["cpu_transform"]
+    assert original["n_train"] == 32 and original["num_workers"] == 0 and not original["cache"]
+    assert original["gpu_transform"] is None and "Whiten" in original["cpu_transform"]
+    capsys.readouterr()
+    text = bench.main(["--summarize", str(tmp_path / "optimized.json"), str(tmp_path / "original.json"),
+                       "--markdown", str(tmp_path / "bench.md")])
+    lines = (tmp_path / "bench.md").read_text().splitlines()
+    assert text.splitlines() == lines and len(lines) == 4
+    assert lines[2].startswith("| Debug | optimized |") and lines[3].startswith("| Debug | original |")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_bench_explains_bad_requests(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--config", "Debug", "--synthetic", "--results-dir", str(tmp_path),
+                    "--n-train", "8", "--n-valid", "4", "--phases", "data,warp"])
+    assert exc.value.code == 2 and "unknown --phases warp" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--config", "NoSuchConfig"])
+    assert "unknown config" in capsys.readouterr().err
