@@ -102,7 +102,7 @@ def _read_csv(name: str, columns: Sequence[str], remedy: str) -> pd.DataFrame:
     return table
 
 
-def load_inputs() -> Inputs:
+def load_inputs(printer: Printer = print) -> Inputs:
     """Read ``train.csv``, ``test.csv``, ``sample_submission.csv`` and, if present, ``test_labels.csv``."""
     remedy = "point G2NET_INPUT_DIR at the competition folder, or make it with prep_data.py / simulate.py"
     train = _read_csv("train.csv", ("id", "target"), remedy)
@@ -118,7 +118,7 @@ def load_inputs() -> Inputs:
         table = pd.read_csv(labels_path, dtype={"id": str}).set_index("id")["target"]
         aligned = table.reindex(test["id"])
         if aligned.isna().any():
-            print(f"warning: {labels_path} lacks labels for {int(aligned.isna().sum())} test ids; "
+            printer(f"warning: {labels_path} lacks labels for {int(aligned.isna().sum())} test ids; "
                   "test AUCs are not reported")
         else:
             labels = aligned.to_numpy(dtype=np.float64)
@@ -301,8 +301,10 @@ def common_folds(experiments: Sequence[Experiment]) -> np.ndarray:
     with_folds = [exp for exp in experiments if exp.folds is not None]
     if not with_folds:
         raise G2NetError("no stacked experiment has folds.npy (the fold of each training row), so "
-                         "the ridge cannot be fitted per fold; re-run train.py, which writes it: "
-                         + ", ".join(exp.name for exp in experiments))
+                         "the ridge cannot be fitted per fold: "
+                         + ", ".join(exp.name for exp in experiments)
+                         + "; include an experiment trained with train.py (which writes folds.npy), "
+                         "or re-run train.py --inference for these")
     reference = with_folds[0]
     differ = [exp.name for exp in with_folds[1:] if not np.array_equal(exp.folds, reference.folds)]
     if differ:
@@ -444,7 +446,7 @@ def run_stacking(model_names: Sequence[str] | None = None, alpha: float = 1.0,
     """Every step: load, AUC table, heatmap, stack and blends, report and submission files."""
     if submit not in BLEND_CHOICES:
         raise G2NetError(f"unknown blend '{submit}' to submit; choose one of {', '.join(BLEND_CHOICES)}")
-    inputs = load_inputs()
+    inputs = load_inputs(printer)
     experiments, missing = load_experiments(model_names, inputs, printer)
     results = results_dir()
     heatmap = correlation_heatmap(prediction_correlations(experiments), results / HEATMAP_FILE)

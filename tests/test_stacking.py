@@ -208,6 +208,25 @@ def test_default_skips_debug_runs_and_blends_only_complete_experiments(world, ca
     check_submission(outcome.paths["submission"], world)
 
 
+def test_matched_filter_layout_joins_the_stack_with_the_others_folds(world):
+    """One row of test logits, out-of-fold scores from an unfitted statistic, no folds.npy."""
+    world.add_disagreeing_pair()
+    everywhere = np.ones(len(world.y), bool)
+    scores = world.logits(everywhere, world.y, 1.0)
+    world.add("matched_filter", scores, world.logits(np.ones(len(world.y_test), bool),
+                                                     world.y_test, 1.0)[None], folds=False)
+    outcome = stacking.run_stacking(printer=lambda line: None)
+    stack = outcome.blends[0]
+    assert list(stack.coefficients.columns) == ["matched_filter", "model_a", "model_b"]
+    assert (stack.coefficients["matched_filter"] > 0).all()
+    report = outcome.report.set_index("name")
+    assert report.loc["matched_filter", "oof_auc"] == pytest.approx(roc_auc_score(world.y, scores))
+    assert report.loc["ridge_stack", "oof_auc"] >= report.loc["model_a", "oof_auc"] - 0.005
+    # alone it has no folds to fit the ridge per fold on
+    with pytest.raises(G2NetError, match="no stacked experiment has folds.npy.*matched_filter"):
+        stacking.run_stacking(["matched_filter"], printer=lambda line: None)
+
+
 def test_submit_another_blend(world):
     world.add_disagreeing_pair()
     outcome = stacking.run_stacking(submit="rank_mean", printer=lambda line: None)
