@@ -91,16 +91,19 @@ def parent_folder(parent: str | os.PathLike) -> Path:
 
 
 def load_parent_predictions(parent_name: str | os.PathLike, n_test: int,
-                            parent_is_pseudo: bool = False) -> np.ndarray:
+                            parent_is_pseudo: bool = False, debug: bool = False) -> np.ndarray:
     """The parent's test logits ``(cv, n_test, 1)`` as float32, checked against the test set size.
 
     ``parent_is_pseudo`` only changes the advice in the error message: a pseudo parent is made by
-    ``train_pseudo.py``, a plain one by ``train.py``.
+    ``train_pseudo.py``, a plain one by ``train.py``. ``debug`` reads the parent's ``--debug`` run
+    (``<parent>_debug``).
     """
     folder = parent_folder(parent_name)
     config_name = folder.name
+    if debug:
+        folder = folder.with_name(f"{config_name}_debug")
     script = "train_pseudo.py" if parent_is_pseudo else "train.py"
-    remedy = f"run `python {script} --config {config_name}` first"
+    remedy = f"run `python {script} --config {config_name}{' --debug' if debug else ''}` first"
     path = folder / PREDICTIONS_FILE
     if not path.is_file():
         raise G2NetError(f"pseudo-label parent '{config_name}' has no test predictions "

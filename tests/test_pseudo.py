@@ -116,6 +116,10 @@ def test_load_parent_predictions(tmp_path, monkeypatch, parent_logits):
     np.testing.assert_array_equal(loaded, parent_logits)
     # a folder path works as well as a name
     np.testing.assert_array_equal(load_parent_predictions(tmp_path / "Parent", N_TEST), parent_logits)
+    # a --debug parent lives in <parent>_debug
+    (tmp_path / "Parent_debug").mkdir()
+    np.save(tmp_path / "Parent_debug" / "predictions.npy", parent_logits[:, :50])
+    assert load_parent_predictions("Parent", 50, debug=True).shape == (CV, 50, 1)
 
 
 def test_missing_parent_names_config_and_command(tmp_path, monkeypatch):
@@ -125,6 +129,9 @@ def test_missing_parent_names_config_and_command(tmp_path, monkeypatch):
         load_parent_predictions("Debug", N_TEST)
     with pytest.raises(G2NetError, match=r"`python train_pseudo\.py --config PseudoDebug`"):
         load_parent_predictions("PseudoDebug", N_TEST, parent_is_pseudo=True)
+    with pytest.raises(G2NetError, match=r"Debug_debug/predictions\.npy is missing.*"
+                                         r"`python train\.py --config Debug --debug`"):
+        load_parent_predictions("Debug", N_TEST, debug=True)
 
 
 def test_parent_made_on_another_test_set_is_refused(tmp_path, monkeypatch, parent_logits):
