@@ -66,8 +66,9 @@ demo: $(DEMO_PREPARED) | $(REQUIREMENTS_STAMP)
 	$(DEMO_ENV) $(VENV_PYTHON) stacking.py
 	@echo
 	@echo "== make demo: out-of-fold AUC of every model and blend ($(DEMO_RESULTS)/stacking_report.csv) =="
-	@$(VENV_PYTHON) -c 'import sys, pandas as pd; print(pd.read_csv(sys.argv[1]).to_string(index=False))' \
-	    $(DEMO_RESULTS)/stacking_report.csv
+	@$(DEMO_ENV) $(VENV_PYTHON) -c 'import pandas as pd, stacking, utils; \
+	    report = pd.read_csv(utils.results_dir() / stacking.REPORT_FILE); \
+	    print(stacking.format_report(report), *stacking.summary_lines(report), sep="\n")'
 	@echo
 	@echo "simulated data, train.csv, test.csv, caches: $(DEMO_DIR)/"
 	@echo "checkpoints, out-of-fold and test predictions: $(DEMO_RESULTS)/$(DEMO_CONFIG)/, $(DEMO_RESULTS)/$(DEMO_PSEUDO_CONFIG)/"
