@@ -120,11 +120,12 @@ def estimate_psd(x: np.ndarray, sample_rate: float = SAMPLE_RATE) -> np.ndarray:
 
 def hold_interpolation(frequencies: np.ndarray, table_freqs: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse weights ``(rows, cols, weights)`` mapping table bins onto a finer grid: each fine bin
-    takes its nearest table bin, bins exactly half-way take the mean of both neighbours.
+    """Sparse weights ``(rows, cols, weights)`` spreading table bins onto a finer grid: each fine
+    bin takes its nearest table bin; bins exactly half-way take a quarter of each neighbour.
 
-    Used to draw noise on the oversampled grid: unlike linear interpolation it keeps a line that
-    sits in one 0.5 Hz bin within +-0.25 Hz, as narrow as the real lines.
+    Used to draw noise on the oversampled grid. Power stays within about +-0.125 Hz of its table
+    bin, so a line that sits in one or two 0.5 Hz bins (60 Hz, 306 Hz) keeps shoulders as low as
+    the real data's; with linear interpolation (or full half-way bins) it leaks into the next bin.
     """
     position = np.interp(np.asarray(frequencies, dtype=float), table_freqs, np.arange(len(table_freqs)))
     lower = np.minimum(np.floor(position).astype(int), len(table_freqs) - 2)
@@ -134,7 +135,7 @@ def hold_interpolation(frequencies: np.ndarray, table_freqs: np.ndarray
     rows = np.arange(len(position))
     return (np.concatenate([rows[~halfway], rows[halfway], rows[halfway]]),
             np.concatenate([nearest[~halfway], lower[halfway], lower[halfway] + 1]),
-            np.concatenate([np.ones((~halfway).sum()), np.full(2 * halfway.sum(), 0.5)]))
+            np.concatenate([np.ones((~halfway).sum()), np.full(2 * halfway.sum(), 0.25)]))
 
 
 class TukeyEstimateOperator:
