@@ -218,6 +218,35 @@ class _Staged:
         self.pending = []
 
 
+def remove_stale_temporaries(out_dir: Path, printer: Callable[[str], None] = print) -> list[Path]:
+    """Delete temporaries left by a prep_data run that was killed (a cache one can be many GB).
+
+    Only files named like ours whose process no longer exists are touched.
+    """
+    names = [*OUTPUT_CSV.values(), *OUTPUT_CACHE.values(), PSD_FILE]
+    removed = []
+    for name in names:
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            pid = tmp.name[len(name) + 2:].split(".")[0]
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        printer(f"removed {len(removed)} temporary files of an interrupted earlier run from {out_dir}")
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class _CacheWriter:
     """A float32 ``(N, 3, 4096)`` .npy filled row by row with ``os.pwrite`` from any thread."""
 
@@ -367,6 +396,7 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
 
     tables = {name: t for name in ("train", "test") if (t := read_split(root, name)) is not None}
     _check_writable(out_dir)
+    remove_stale_temporaries(out_dir, printer)
     if cache:
         _check_disk_space(out_dir, sum(len(t.ids) for t in tables.values()))
     if psd and not (tables["train"].targets == 0).any():

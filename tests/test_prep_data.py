@@ -352,6 +352,23 @@ def test_full_disk_mid_cache_is_a_clear_error_and_leaves_nothing(tmp_path, monke
     assert all_files(root) == before
 
 
+def test_temporaries_of_a_killed_run_are_removed_and_live_ones_kept(tmp_path):
+    root = tmp_path / "input"
+    make_folder(root)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    stale = root / f".train_cache.npy.{dead_pid}.0a1b2c3d.tmp"
+    live = root / f".train_cache.npy.{os.getpid()}.0a1b2c3d.tmp"  # a run still going on
+    unrelated = root / ".notes.txt.123.tmp"
+    for path in (stale, live, unrelated):
+        path.write_bytes(b"x" * 100)
+    lines = []
+    prep_data.prepare(root, progress=False, printer=lines.append)
+    assert not stale.exists() and live.exists() and unrelated.exists()
+    assert "removed 1 temporary files of an interrupted earlier run" in lines[0]
+
+
 # -- command line and memory ---------------------------------------------------------------------
 
 def _cli(args, env_input: Path):
