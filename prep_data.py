@@ -1,6 +1,6 @@
 """Turn a competition-layout folder into the tables and caches that training reads.
 
-``python prep_data.py [--input DIR] [--out DIR] [--cache] [--psd] [--workers N]``
+``python prep_data.py [--input DIR] [--out DIR] [--cache] [--psd] [--workers N] [--no-progress]``
 
 Reads ``training_labels.csv`` (``id,target``) and, when present, ``sample_submission.csv`` (``id``)
 from the input folder (default: ``utils.input_dir()``) and writes into the output folder (default:
@@ -31,7 +31,6 @@ import errno
 import os
 import secrets
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -273,21 +272,23 @@ class _CacheWriter:
 
 
 class _PsdSum:
-    """Running sum of per-example PSD estimates of the negatives (thread safe)."""
+    """Running sum of per-example PSD estimates of the negatives, added in csv row order so that
+    ``psd.npy`` is bit-identical whatever the thread timing."""
 
     def __init__(self) -> None:
-        from noise_model import estimate_psd  # imported on demand: it pulls in PyCBC (slow)
+        from noise_model import estimate_psd  # imported on demand: only --psd needs it
 
         self.estimate = estimate_psd
         self.total: np.ndarray | None = None
         self.count = 0
-        self.lock = threading.Lock()
 
-    def add(self, example: np.ndarray) -> None:
-        psd = np.asarray(self.estimate(example, sample_rate=SAMPLE_RATE), dtype=np.float64)
-        with self.lock:
-            self.total = psd.copy() if self.total is None else self.total + psd
-            self.count += 1
+    def of(self, example: np.ndarray) -> np.ndarray:
+        """One example's PSD (called from the reader threads)."""
+        return np.asarray(self.estimate(example, sample_rate=SAMPLE_RATE), dtype=np.float64)
+
+    def add(self, psd: np.ndarray) -> None:
+        self.total = psd.copy() if self.total is None else self.total + psd
+        self.count += 1
 
     def mean(self) -> np.ndarray:
         return self.total / self.count
@@ -299,15 +300,13 @@ def _read_pass(split: SplitTable, cache: _CacheWriter | None, psd: _PsdSum | Non
     check = SplitCheck(split.name, len(split.ids))
     negatives = split.targets == 0 if (psd is not None and split.targets is not None) else None
 
-    def work(row: int) -> tuple[str, str] | None:
+    def work(row: int) -> tuple[tuple[str, str] | None, np.ndarray | None]:
         array, problem = load_example(split.file(row))
         if problem is not None:
-            return problem
+            return problem, None
         if cache is not None:
             cache.write(row, array)
-        if negatives is not None and negatives[row]:
-            psd.add(array)
-        return None
+        return None, psd.of(array) if negatives is not None and negatives[row] else None
 
     chunk = max(256, 32 * workers)  # bounded look-ahead: memory stays flat whatever N is
     verb = "caching" if cache is not None else "checking"
@@ -317,7 +316,9 @@ def _read_pass(split: SplitTable, cache: _CacheWriter | None, psd: _PsdSum | Non
                   disable=not progress, mininterval=0.5) as bar:
             for start in range(0, check.n_rows, chunk):
                 rows = range(start, min(start + chunk, check.n_rows))
-                for row, problem in zip(rows, executor.map(work, rows)):
+                for row, (problem, example_psd) in zip(rows, executor.map(work, rows)):
+                    if example_psd is not None:
+                        psd.add(example_psd)
                     if problem is not None:
                         kind, detail = problem
                         check.problems[kind].append(row)
