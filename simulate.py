@@ -330,6 +330,9 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     job = _Job(str(out), seed, priors, approximant)
     tasks = [(job, i, ids[i], splits[i], int(targets[i])) for i in range(total)]
     started = time.perf_counter()
+    # the noise PSD (a deconvolution) and the SNR PSDs are built once here, inherited by the workers
+    noise_model.colored_noise(np.random.default_rng(0))
+    _snr_psds(N_SAMPLES, float(SAMPLE_RATE))
     cpu_started = _cpu_seconds()
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=total, desc="simulate", unit="ex", disable=not progress)
