@@ -1,0 +1,121 @@
+"""evaluate.py on a toy simulated input folder: metrics, efficiency curve, report files, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import evaluate
+from utils import G2NetError
+
+
+def _toy_folder(tmp_path, monkeypatch, n: int = 1200, seed: int = 0):
+    """An input folder with labels and injections, and two experiments whose scores track SNR."""
+    rng = np.random.default_rng(seed)
+    ids = [f"{i:010x}" for i in range(n)]
+    target = (np.arange(n) % 2).astype(int)
+    snr = np.where(target == 1, rng.uniform(4.0, 20.0, n), np.nan)
+    mass1 = np.where(target == 1, rng.uniform(20, 50, n), np.nan)
+    mass2 = np.where(target == 1, rng.uniform(10, 20, n), np.nan)
+    root, results = tmp_path / "input", tmp_path / "results"
+    root.mkdir()
+    pd.DataFrame({"id": ids, "path": [f"test/{i}.npy" for i in ids]}).to_csv(root / "test.csv",
+                                                                             index=False)
+    pd.DataFrame({"id": ids, "target": target}).to_csv(root / "test_labels.csv", index=False)
+    pd.DataFrame({"id": ids, "split": "test", "target": target, "mass1": mass1, "mass2": mass2,
+                  "snr_network": snr}).to_csv(root / "injections.csv", index=False)
+    # Matched-filter-like scores: the SNR (or a quarter of it) plus unit noise.
+    strong = np.where(target == 1, np.nan_to_num(snr), 3.0) + rng.normal(0, 1, n)
+    weak = 0.25 * np.where(target == 1, np.nan_to_num(snr), 0.0) + rng.normal(0, 1, n)
+    for name, score, folds in (("strong", strong, 1), ("weak", weak, 3)):
+        (results / name).mkdir(parents=True)
+        stacked = np.stack([score + rng.normal(0, 0.01, n) for _ in range(folds)])
+        np.save(results / name / "predictions.npy", stacked[..., None].astype(np.float32))
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(root))
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(results))
+    return root, results, target, strong, snr
+
+
+def test_efficiency_rises_with_snr(tmp_path, monkeypatch):
+    _toy_folder(tmp_path, monkeypatch)
+    truth = evaluate.load_truth()
+    scores = {n: evaluate.load_scores(n, len(truth)) for n in ("strong", "weak")}
+    table = evaluate.efficiency_table(truth, scores, edges=np.arange(4, 22, 2))
+    for (name, fap), rows in table.groupby(["experiment", "false_alarm_probability"]):
+        eff = rows["efficiency"].to_numpy()
+        assert eff[-1] > eff[0] + 0.5, (name, fap, eff)
+        assert np.all(np.diff(eff) > -0.15), (name, fap, eff)  # rises, up to binomial noise
+    strong = table[(table.experiment == "strong") & (table.false_alarm_probability == 0.01)]
+    assert strong["efficiency"].iloc[-1] == 1.0  # SNR 18-20 against a threshold near 5.3
+    assert 0.2 < strong["efficiency"].iloc[0] < 0.7  # SNR 4-6 straddles it
+    assert strong["n"].sum() == int(truth.target.sum())
+
+
+def test_threshold_sets_false_alarm_probability():
+    negatives = np.arange(1000, dtype=float)
+    threshold = evaluate.threshold_at(negatives, 0.01)
+    assert np.mean(negatives > threshold) == pytest.approx(0.01)
+    assert evaluate.threshold_at(negatives, 0.001) == 998.0
+    assert evaluate.threshold_at(negatives[:100], 0.001) == 99.0  # unresolved: the loudest one
+
+
+def test_bootstrap_interval_brackets_the_auc():
+    rng = np.random.default_rng(1)
+    target = np.repeat([0, 1], 500)
+    scores = target * 1.0 + rng.normal(0, 1, 1000)
+    auc, low, high = evaluate.bootstrap_auc(target, scores, n_resamples=200)
+    assert low < auc < high
+    assert 0.71 < auc < 0.81  # Phi(1 / sqrt 2) = 0.76
+    assert 0.02 < high - low < 0.1
+    # Ties count one half, in the resamples too: all-equal scores give exactly 0.5.
+    assert evaluate.bootstrap_auc(target, np.zeros(1000), n_resamples=20) == (0.5, 0.5, 0.5)
+
+
+def test_auc_by_mchirp_splits_positives(tmp_path, monkeypatch):
+    _toy_folder(tmp_path, monkeypatch)
+    truth = evaluate.load_truth()
+    scores = {"strong": evaluate.load_scores("strong", len(truth))}
+    table = evaluate.auc_by_mchirp(truth, scores)
+    assert len(table) == evaluate.N_MCHIRP_BINS
+    assert table["n_positive"].sum() == int(truth.target.sum())
+    assert table["auc"].between(0.8, 1.0).all()
+
+
+def test_report_files_are_written(tmp_path, monkeypatch):
+    root, results, target, strong, _ = _toy_folder(tmp_path, monkeypatch)
+    submission = tmp_path / "blend.csv"
+    pd.DataFrame({"id": [f"{i:010x}" for i in range(len(target))][::-1],
+                  "target": strong[::-1]}).to_csv(submission, index=False)
+    # A matched-filter folder joins without being named.
+    (results / "matched_filter").mkdir()
+    np.save(results / "matched_filter" / "predictions.npy", strong[None, :, None].astype(np.float32))
+    report = evaluate.evaluate(["strong", "weak"], submission=submission, n_resamples=50)
+    out = results / "evaluation"
+    assert report == out / "report.md"
+    for name in ("auc.csv", "efficiency.csv", "auc_by_mchirp.csv", "efficiency.png", "roc.png"):
+        assert (out / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    aucs = pd.read_csv(out / "auc.csv").set_index("experiment")
+    assert list(aucs.index) == ["strong", "weak", "matched_filter", "blend"]
+    assert aucs.loc["blend", "auc"] == pytest.approx(aucs.loc["matched_filter", "auc"])
+    assert aucs.loc["strong", "auc"] > aucs.loc["weak", "auc"]
+    text = report.read_text()
+    assert "![efficiency](efficiency.png)" in text and "![ROC curves](roc.png)" in text
+    assert "| strong |" in text and "False-alarm probability 0.001" in text
+
+
+def test_not_a_simulated_folder_is_a_clear_error(tmp_path, monkeypatch):
+    root, *_ = _toy_folder(tmp_path, monkeypatch)
+    (root / "injections.csv").unlink()
+    with pytest.raises(G2NetError, match="injections.csv not found.*simulate.py"):
+        evaluate.evaluate(["strong"])
+
+
+def test_wrong_prediction_shape_is_a_clear_error(tmp_path, monkeypatch):
+    _, results, *_ = _toy_folder(tmp_path, monkeypatch)
+    np.save(results / "weak" / "predictions.npy", np.zeros((1, 7, 1), np.float32))
+    with pytest.raises(G2NetError, match=r"expected \(cv, 1200, 1\)"):
+        evaluate.evaluate(["weak"])
+    with pytest.raises(G2NetError, match="no test predictions"):
+        evaluate.evaluate(["absent"])
