@@ -146,6 +146,22 @@ class GpuPreprocess(nn.Module):
         return ", ".join(repr(s) for s in self.steps)
 
 
+def cpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`gpu_transforms`: the ``gpu`` steps appended to every numpy pipeline."""
+    gpu = transforms.get("gpu")
+    if gpu is None:
+        return dict(transforms)
+    if not isinstance(gpu, GpuPreprocess):
+        raise G2NetError(f"the 'gpu' transform {type(gpu).__name__} has no numpy version; only "
+                         "transforms made by bench.gpu_transforms can run on the CPU")
+    out = {k: v for k, v in transforms.items() if k != "gpu"}
+    for key, value in out.items():
+        if value is not None:
+            cpu_steps = value.transforms if type(value) is Compose and value.p >= 1.0 else [value]
+            out[key] = Compose([*cpu_steps, *gpu.steps])
+    return out
+
+
 def gpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
     """A config's ``transforms`` dict with its preprocessing moved to ``'gpu'`` where exact.
 
@@ -170,8 +186,8 @@ def gpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
     steps = splits[keys[0]][1] if keys else []
     if not steps:
         return out
-    for key, (cpu, _) in splits.items():
-        out[key] = cpu
+    for key, (cpu, _) in splits.items():  # an empty pipeline, not None: cpu_transforms inverts it
+        out[key] = cpu if cpu is not None else Compose([], always_apply=True)
     out["gpu"] = GpuPreprocess(steps)
     return out
 
@@ -267,7 +283,9 @@ def bench_config(cfg: type, args: argparse.Namespace) -> tuple[type, dict[str, A
             setting[key] = getattr(args, key)
     if args.num_workers is not None:
         setting["workers"] = args.num_workers
-    fields: dict[str, Any] = {"name": cfg.name}
+    fields: dict[str, Any] = {"name": cfg.name, "weight_path": None}
+    if "pretrained" in cfg.model_params:  # throughput does not depend on the weights; no download
+        fields["model_params"] = {**cfg.model_params, "pretrained": False}
     if args.batch_size is not None:
         fields["batch_size"] = args.batch_size
     if setting["amp"] is not None:
@@ -281,8 +299,7 @@ def bench_config(cfg: type, args: argparse.Namespace) -> tuple[type, dict[str, A
     if setting["gpu_transform"] and not has_gpu:
         fields["transforms"] = gpu_transforms(cfg.transforms)
     elif setting["gpu_transform"] is False and has_gpu:
-        raise G2NetError(f"config {cfg.name} already runs transforms on the GPU; benchmark it "
-                         "with --gpu-transform on (or choose --setting config)")
+        fields["transforms"] = cpu_transforms(cfg.transforms)
     variant = type(cfg.__name__, (cfg,), fields)
     if setting["workers"] is None:
         setting["workers"] = default_num_workers()
@@ -358,6 +375,10 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {cpu_count()} cores)"
 
 
+def _noise_root(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else Path(args.results_dir or ".") / "bench_noise"
+
+
 def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure every phase (each on its own: one failing is recorded and the rest still run)."""
     import runner
@@ -367,8 +388,8 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) 
     cfg, setting = bench_config(runner.get_config(args.config), args)
     base = Path(args.data_dir) if args.data_dir else None
     if args.synthetic:
-        base = make_noise_dataset(base or Path(args.results_dir or ".") / "bench_noise",
-                                  args.n_train + args.n_valid, seed=args.seed, printer=printer)
+        base = make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed,
+                                  printer=printer)
     from utils import input_dir
     base = base or input_dir()
     table = runner.read_table(base / cfg.train_path, "training")
@@ -397,7 +418,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) 
                                       batch_size, runtime, False)
     gpu_transform = cfg.transforms.get("gpu")
     result: dict[str, Any] = {
-        "config": args.config, "setting": args.setting, "device": _device_name(runtime.device),
+        "config": args.config, "setting": args.label or args.setting, "device": _device_name(runtime.device),
         "torch": torch.__version__, "python": platform.python_version(),
         "batch_size": batch_size, "n_train": n_train, "n_valid": len(valid_rows),
         "num_workers": runtime.num_workers, "cache": cache is not None,
@@ -504,7 +525,9 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summarize(paths: Sequence[str], markdown: str | None, printer: Callable[[str], None] = print) -> str:
+def summarize(paths: Sequence[str], markdown: str | None, combined: str | None = None,
+              printer: Callable[[str], None] = print) -> str:
+    """The markdown table of several result files (and, with ``combined``, all of them in one JSON)."""
     results = []
     for path in paths:
         try:
@@ -514,6 +537,8 @@ def summarize(paths: Sequence[str], markdown: str | None, printer: Callable[[str
     text = markdown_table(results)
     if markdown:
         atomic_write(markdown, lambda f: f.write(text), mode="w")
+    if combined:
+        atomic_write(combined, lambda f: f.write(json.dumps(results, indent=2, default=str)), mode="w")
     printer(text)
     return text
 
@@ -530,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="training batches per phase (default: one epoch of --n-train)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
-    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--json", help="write the results (with --summarize: all of them) to this JSON file")
     parser.add_argument("--synthetic", action="store_true",
                         help="write (or reuse) a noise-only data set in --data-dir first")
     parser.add_argument("--data-dir", help="input folder (default: G2NET_INPUT_DIR; with "
@@ -553,8 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels-last", type=_on_off, default=None, help="on/off")
     parser.add_argument("--compile", default=None,
                         help="off, on, or a torch.compile mode (reduce-overhead = CUDA graphs)")
+    parser.add_argument("--label", default=None, help="name of this run in the table (default: --setting)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="with --synthetic: write the noise data set and stop")
     parser.add_argument("--summarize", nargs="+", metavar="JSON",
                         help="print the results of earlier runs as a markdown table")
     parser.add_argument("--markdown", help="with --summarize: also write the table to this file")
@@ -566,7 +594,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, args.markdown)
+        return summarize(args.summarize, args.markdown, args.json)
+    if args.prepare_only:
+        if not args.synthetic:
+            parser.error("--prepare-only goes with --synthetic")
+        return str(make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed))
     if not args.config:
         parser.error("--config NAME is required (python train.py --list shows the configs)")
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]

@@ -159,3 +159,26 @@ def test_bench_explains_bad_requests(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--config", "NoSuchConfig"])
     assert "unknown config" in capsys.readouterr().err
+
+
+def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
+    class DebugOnGpu(configs.Debug):
+        transforms = bench.gpu_transforms(configs.Debug.transforms)
+
+    assert names(DebugOnGpu.transforms["gpu"].steps) == ["Whiten", "BandPass"]
+    args = bench.build_parser().parse_args(["--config", "DebugOnGpu", "--setting", "original"])
+    cfg, setting = bench.bench_config(DebugOnGpu, args)
+    assert "gpu" not in cfg.transforms and setting["workers"] == 0 and cfg.amp_precision == "fp16"
+    assert cpu_names(cfg.transforms["tta"]) == ["FlipWave", "Whiten", "BandPass"]
+    x = np.stack([strain(s) for s in range(2)])
+    for key in ("test", "tta"):
+        expected = np.stack([configs.Debug.transforms[key](e) for e in x])
+        got = np.stack([cfg.transforms[key](e) for e in x])
+        assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+    args = bench.build_parser().parse_args(["--config", "DebugOnGpu", "--setting", "optimized",
+                                            "--channels-last", "off", "--amp", "bf16"])
+    cfg, _ = bench.bench_config(DebugOnGpu, args)
+    assert cfg.transforms["gpu"] is DebugOnGpu.transforms["gpu"] and not cfg.channels_last
+    assert cfg.amp_precision == "bf16" and cfg.name == "DebugOnGpu" and cfg.weight_path is None
+    with pytest.raises(G2NetError, match="no numpy version"):
+        bench.cpu_transforms(dict(test=None, gpu=torch.nn.Identity()))

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Issue 7's figures in one run on one GPU: the original-like pipeline against the optimized one.
+#
+#   OUT=/folder/for/results bash scripts/device_bench.sh        (from anywhere; runs in the repo root)
+#
+# For each config of BENCH_CONFIGS (default "Nspec16 Seq03aug3") it runs bench.py on a noise-only
+# set of 5,120 training + 1,280 validation examples in the competition layout (written first, with
+# its cache), batch 64, in two settings:
+#   original   per-file .npy reads, Normalize/BandPass with scipy in the main process, fp16,
+#              no channels_last
+#   optimized  memory-mapped cache, DataLoader workers from the CPU count (pinned, persistent),
+#              Normalize/BandPass/Whiten batched on the GPU, bf16, channels_last
+# and, while time is left, the optimized setting with the preprocessing kept on the CPU workers and
+# with torch.compile. Each measurement is its own process with its own time limit, so a failure or
+# a hang loses only that one. Everything lands in $OUT (4 files): bench_results.json (all runs),
+# bench.md (the table), env.txt (versions, GPU), bench.log (this output).
+#
+# Needs python3 with torch, timm, numpy, scipy, pandas, scikit-learn and tqdm; nnAudio on PYTHONPATH
+# for CQT front-ends; no pycbc (the noise comes from noise_model.colored_noise). Environment:
+#   BENCH_CONFIGS   configs to measure (names in configs.py)
+#   BENCH_BUDGET_S  seconds for the whole script (default 420); optional steps are skipped past it
+#   BENCH_DATA      scratch folder for the noise set and per-run JSON (default /tmp/g2net_bench)
+#   BENCH_TINY=1    CPU check of this script: Debug, 64 + 32 examples, batch 16
+#   PYTHON          interpreter (default python3)
+set -u -o pipefail
+: "${OUT:?set OUT to the folder that receives the results}"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DATA=${BENCH_DATA:-/tmp/g2net_bench}
+if [[ "${BENCH_TINY:-0}" == 1 ]]; then
+    CONFIGS=${BENCH_CONFIGS:-Debug}; N_TRAIN=64; N_VALID=32; BATCH=16
+    BUDGET=${BENCH_BUDGET_S:-900}; LIMIT=240
+else
+    CONFIGS=${BENCH_CONFIGS:-"Nspec16 Seq03aug3"}; N_TRAIN=5120; N_VALID=1280; BATCH=64
+    BUDGET=${BENCH_BUDGET_S:-420}; LIMIT=150
+fi
+RUNS="$DATA/runs"
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
+exec > >(tee -a "$OUT/bench.log") 2>&1
+
+# step NAME LIMIT_S COMMAND...: run COMMAND under a time limit cut to what is left of the budget.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - SECONDS))
+    if ((left < 30)); then
+        echo "+++ [${SECONDS}s] SKIP $name: ${left}s of the ${BUDGET}s budget left"
+        return 0
+    fi
+    ((limit > left)) && limit=$left
+    echo "+++ [${SECONDS}s] $name (limit ${limit}s): $*"
+    timeout --kill-after=15 "$limit" "$@"
+    local rc=$?
+    echo "+++ [${SECONDS}s] $name finished with exit status $rc"
+    return 0
+}
+
+common=(--synthetic --data-dir "$DATA/noise" --n-train "$N_TRAIN" --n-valid "$N_VALID"
+        --batch-size "$BATCH")
+bench() {  # bench CONFIG TAG LIMIT_S BENCH_ARGS...
+    local config=$1 tag=$2 limit=$3
+    shift 3
+    step "$config $tag" "$limit" "$PY" bench.py --config "$config" "${common[@]}" \
+        --label "$tag" --json "$RUNS/bench_${config}_${tag}.json" "$@"
+}
+
+ENV_PY=$(cat <<'EOF'
+import importlib, platform
+print('python', platform.python_version())
+for name in ('torch', 'timm', 'numpy', 'scipy', 'pandas', 'sklearn', 'tqdm', 'nnAudio'):
+    try:
+        module = importlib.import_module(name)
+        print(name, getattr(module, '__version__', '?'))
+    except Exception as exc:
+        print(name, 'MISSING:', type(exc).__name__, exc)
+import torch
+print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')
+EOF
+)
+echo "+++ [${SECONDS}s] environment"
+{ date -u; timeout 30 nvidia-smi; echo "cpus: $(nproc --all)"; free -g; timeout 60 "$PY" -c "$ENV_PY"; } >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+step "noise data set" 120 "$PY" bench.py --prepare-only "${common[@]}"
+
+for config in $CONFIGS; do
+    bench "$config" original "$LIMIT" --setting original
+    bench "$config" optimized "$LIMIT" --setting optimized
+done
+# Optional, in order of interest, while the budget lasts.
+for config in $CONFIGS; do
+    bench "$config" optimized-cpu-transforms "$LIMIT" --setting optimized --gpu-transform off
+done
+first=${CONFIGS%% *}
+bench "$first" optimized-compile "$LIMIT" --setting optimized --compile on --phases model,train
+
+mapfile -t results < <(ls -tr "$RUNS"/bench_*.json 2>/dev/null)
+step "summary" 60 "$PY" bench.py --summarize "${results[@]:-no-results.json}" \
+    --markdown "$OUT/bench.md" --json "$OUT/bench_results.json"
+echo "+++ [${SECONDS}s] done: $(ls "$OUT")"
