@@ -379,8 +379,13 @@ def _noise_root(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else Path(args.results_dir or ".") / "bench_noise"
 
 
-def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure every phase (each on its own: one failing is recorded and the rest still run)."""
+def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
+              save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure every phase (each on its own: one failing is recorded and the rest still run).
+
+    ``save`` receives the results so far after every phase, so that a run killed at its time
+    limit still leaves the figures it had.
+    """
     import runner
     from datasets import CacheView, load_cache
 
@@ -426,7 +431,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) 
         "cpu_transform": repr(cfg.transforms.get("train")), "channels_last": bool(cfg.channels_last),
         "compile": cfg.compile, "errors": {}, "peak_gpu_memory_mb": {},
     }
-    printer(f"bench {args.config} [{args.setting}] on {result['device']}: batch {batch_size}, "
+    printer(f"bench {args.config} [{result['setting']}] on {result['device']}: batch {batch_size}, "
             f"{n_train} train + {len(valid_rows)} valid examples, {runtime.num_workers} workers, "
             f"cache {'on' if cache is not None else 'off'}, GPU transforms "
             f"{'on' if gpu_transform is not None else 'off'}")
@@ -448,6 +453,8 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print) 
             traceback.print_exc(file=sys.stderr)
         if name != "data" and runtime.device.type == "cuda":
             result["peak_gpu_memory_mb"][name] = round(_peak_mb(runtime.device), 1)
+        if save is not None:
+            save(result)
 
     kept: list[Any] = []
 
@@ -513,7 +520,8 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
         ratio = f"{100 * r['train_vs_model']:.0f}%" if r.get("train_vs_model") else "-"
-        peak = (r.get("peak_gpu_memory_mb") or {}).get("max")
+        peak = max((v for v in (r.get("peak_gpu_memory_mb") or {}).values() if v is not None),
+                   default=None)  # also for a run cut short before it wrote "max"
         errors = "; ".join(f"{k}: {v}" for k, v in (r.get("errors") or {}).items())
         cells = [r.get("config"), r.get("setting"), r.get("device"), r.get("batch_size"),
                  r.get("num_workers"), r.get("amp_dtype") or "off", r.get("channels_last"),
@@ -610,9 +618,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | str:
             raise G2NetError(f"--{name.replace('_', '-')} must be at least 1")
     if args.steps is not None and args.steps < 1:
         raise G2NetError("--steps must be at least 1")
-    result = run_bench(args)
+    def save(partial: dict[str, Any]) -> None:
+        atomic_write(args.json, lambda f: f.write(json.dumps(partial, indent=2, default=str)), mode="w")
+
+    result = run_bench(args, save=save if args.json else None)
     if args.json:
-        atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=2, default=str)), mode="w")
+        save(result)
         print(f"results in {args.json}")
     return result
 

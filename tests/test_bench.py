@@ -182,3 +182,20 @@ def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
     assert cfg.amp_precision == "bf16" and cfg.name == "DebugOnGpu" and cfg.weight_path is None
     with pytest.raises(G2NetError, match="no numpy version"):
         bench.cpu_transforms(dict(test=None, gpu=torch.nn.Identity()))
+
+
+def test_results_are_saved_after_every_phase(tmp_path):
+    """A run killed at its time limit keeps the figures of the phases it finished."""
+    args = bench.build_parser().parse_args(
+        ["--config", "Debug", "--synthetic", "--results-dir", str(tmp_path), "--n-train", "32",
+         "--n-valid", "16", "--batch-size", "16", "--setting", "original"])
+    args.phases = ["data", "valid"]
+    snapshots = []
+    result = bench.run_bench(args, printer=lambda m: None,
+                             save=lambda partial: snapshots.append(json.loads(json.dumps(partial, default=str))))
+    assert len(snapshots) == 2
+    assert snapshots[0]["data_examples_per_s"] > 0 and "valid_examples_per_s" not in snapshots[0]
+    assert snapshots[1]["valid_examples_per_s"] == result["valid_examples_per_s"] > 0
+    assert "model_examples_per_s" not in result and result["train_vs_model"] is None
+    row = bench.markdown_table([snapshots[0]]).splitlines()[2]
+    assert row.startswith("| Debug | original |") and " - |" in row
