@@ -10,15 +10,15 @@
 #              no channels_last
 #   optimized  memory-mapped cache, DataLoader workers from the CPU count (pinned, persistent),
 #              Normalize/BandPass/Whiten batched on the GPU, bf16, channels_last
-# and, while time is left, the optimized setting with the preprocessing kept on the CPU workers and
-# with torch.compile. Each measurement is its own process with its own time limit, so a failure or
+# and, while time is left, the optimized setting with the preprocessing kept on the CPU workers, with
+# torch.compile and with torch.compile's CUDA graphs (mode reduce-overhead). Each measurement is its own process with its own time limit, so a failure or
 # a hang loses only that one. Everything lands in $OUT (4 files): bench_results.json (all runs),
 # bench.md (the table), env.txt (versions, GPU), bench.log (this output).
 #
 # Needs python3 with torch, timm, numpy, scipy, pandas, scikit-learn and tqdm; nnAudio on PYTHONPATH
 # for CQT front-ends; no pycbc (the noise comes from noise_model.colored_noise). Environment:
 #   BENCH_CONFIGS   configs to measure (names in configs.py)
-#   BENCH_BUDGET_S  seconds for the whole script (default 420); optional steps are skipped past it
+#   BENCH_BUDGET_S  seconds for the whole script (default 390); optional steps are skipped past it
 #   BENCH_DATA      scratch folder for the noise set and per-run JSON (default /tmp/g2net_bench)
 #   BENCH_TINY=1    CPU check of this script: Debug, 64 + 32 examples, batch 16
 #   PYTHON          interpreter (default python3)
@@ -35,7 +35,7 @@ if [[ "${BENCH_TINY:-0}" == 1 ]]; then
     BUDGET=${BENCH_BUDGET_S:-900}; LIMIT=240
 else
     CONFIGS=${BENCH_CONFIGS:-"Nspec16 Seq03aug3"}; N_TRAIN=5120; N_VALID=1280; BATCH=64
-    BUDGET=${BENCH_BUDGET_S:-420}; LIMIT=150
+    BUDGET=${BENCH_BUDGET_S:-390}; LIMIT=150
 fi
 RUNS="$DATA/runs"
 rm -rf "$RUNS"
@@ -97,6 +97,8 @@ for config in $CONFIGS; do
 done
 first=${CONFIGS%% *}
 bench "$first" optimized-compile "$LIMIT" --setting optimized --compile on --phases model,train
+bench "$first" optimized-cudagraphs "$LIMIT" --setting optimized --compile reduce-overhead \
+    --phases model,train
 
 mapfile -t results < <(ls -tr "$RUNS"/bench_*.json 2>/dev/null)
 step "summary" 60 "$PY" bench.py --summarize "${results[@]:-no-results.json}" \
