@@ -45,7 +45,7 @@ from transforms import (BandPass, BrownNoiseSNR, Compose, FlipWave, FlipWavePerC
                         TimeMask, TimeResize, TorchBandPass, TorchNormalize, TorchWhiten, Transform,
                         Whiten)
 from utils import (DETECTORS, N_SAMPLES, G2NetError, atomic_write, cli_errors, cpu_count,
-                   default_num_workers, example_path)
+                   default_num_workers, example_path, input_dir)
 
 PHASES = ("data", "model", "train", "valid")
 RESULT_KEYS = ("config", "setting", "device", "batch_size", "n_train", "n_valid", "num_workers",
@@ -395,7 +395,6 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
     if args.synthetic:
         base = make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed,
                                   printer=printer)
-    from utils import input_dir
     base = base or input_dir()
     table = runner.read_table(base / cfg.train_path, "training")
     if len(table) < args.n_train + args.n_valid:
@@ -403,6 +402,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
                          f"{args.n_train} + --n-valid {args.n_valid}; lower them or use --synthetic")
     cache_path = base / cfg.train_cache if cfg.train_cache else None
     cache = load_cache(cache_path, len(table)) if setting["cache"] and cache_path and cache_path.exists() else None
+    # cudnn.benchmark on, as in every non-deterministic run: the figures are for production configs
     runtime = runner.setup_runtime(None, setting["workers"], deterministic=False)
     batch_size = cfg.batch_size
     n_train = args.n_train if args.steps is None else min(args.n_train, args.steps * batch_size)
