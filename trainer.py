@@ -272,7 +272,7 @@ class Trainer:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 output = self.hook.forward_eval(self, inputs)
-            outputs.append(output.float())
+            outputs.append(output.float().clone())  # a CUDA-graph replay (compile) reuses its output
             if with_target:
                 targets.append(batch[1].float())
         out = torch.cat(outputs) if outputs else torch.zeros(0, 1)
