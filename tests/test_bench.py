@@ -199,3 +199,17 @@ def test_results_are_saved_after_every_phase(tmp_path):
     assert "model_examples_per_s" not in result and result["train_vs_model"] is None
     row = bench.markdown_table([snapshots[0]]).splitlines()[2]
     assert row.startswith("| Debug | original |") and " - |" in row
+
+
+def test_device_script_parses_and_asks_for_its_output_folder():
+    """The full script is checked by hand with BENCH_TINY=1 (minutes); here only what is instant."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    script = REPO / "scripts" / "device_bench.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "set OUT" in done.stderr
