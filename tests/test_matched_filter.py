@@ -13,7 +13,7 @@ from utils import G2NetError
 
 # A narrow corner of the simulator's prior keeps banks small and tests fast.
 NARROW = simulate.Priors(mass_range=(30.0, 40.0), spin_range=(-0.1, 0.1))
-SPEC = mf.BankSpec(size=12, mass_range=NARROW.mass_range, chi_eff_range=NARROW.spin_range,
+SPEC = mf.BankSpec(size=12, mass_range=NARROW.mass_range, spin_range=NARROW.spin_range,
                    duration=1.5, n_candidates=200)
 
 
@@ -79,7 +79,7 @@ def test_bank_covers_its_prior(bank):
     """The bank-match property on a narrow prior (the full default prior is measured in docs)."""
     matches = mf.injection_matches(bank, 12, seed=5, priors=NARROW, progress=False)
     assert np.mean(matches >= 0.95) >= 0.95, np.sort(matches)
-    assert bank.covering_match > 0.9
+    assert bank.pool_coverage > 0.9
     assert len(bank) == SPEC.size
 
 
@@ -95,7 +95,7 @@ def test_sliding_max_matches_brute_force():
 def test_bank_is_cached(tmp_path, monkeypatch, bank):
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path))
     psd = noise_model.psd_array()
-    spec = mf.BankSpec(size=3, mass_range=(30.0, 32.0), chi_eff_range=(0.0, 0.0),
+    spec = mf.BankSpec(size=3, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0),
                        duration=1.5, n_candidates=16)
     first = mf.load_or_build_bank(spec, psd, progress=False)
     assert mf.bank_cache_path(spec, psd).is_file()
@@ -103,7 +103,7 @@ def test_bank_is_cached(tmp_path, monkeypatch, bank):
     again = mf.load_or_build_bank(spec, psd)
     np.testing.assert_array_equal(first.mchirp, again.mchirp)
     np.testing.assert_allclose(first.waveforms, again.waveforms)
-    other = mf.BankSpec(size=4, mass_range=(30.0, 32.0), chi_eff_range=(0.0, 0.0))
+    other = mf.BankSpec(size=4, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0))
     assert mf.bank_cache_path(other, psd) != mf.bank_cache_path(spec, psd)
     assert mf.bank_cache_path(spec, psd * 2) != mf.bank_cache_path(spec, psd)
 
