@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy, atomic_write,
-                   cli_errors, example_path, input_dir, results_dir)
+                   cli_errors, input_dir, results_dir)
 
 APPROXIMANT = "IMRPhenomD"
 OUT_NAME = "matched_filter"  # results/<OUT_NAME>/, read by evaluate.py and stacking

@@ -129,3 +129,14 @@ def test_cli_writes_experiment_layout(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         mf.main(["--input", str(tmp_path / "absent")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_clear_errors(matched):
+    with pytest.raises(G2NetError, match=r"takes \(B, 3, 4096\) strain"):
+        matched.statistic(np.zeros((2, 2, 4096)))
+    with pytest.raises(G2NetError, match="exceeds the 5 candidates"):
+        mf.build_bank(mf.BankSpec(size=6, n_candidates=5), noise_model.psd_array(), progress=False)
+    one = [np.array([30.0]), np.array([1.2]), np.array([0.0])]
+    tiny = mf.TemplateBank(SPEC, *one, mf.template_waveforms(SPEC, *one), pool_coverage=1.0)
+    with pytest.raises(G2NetError, match="window"):  # no room for Virgo's 27 ms at the end
+        mf.MatchedFilter(tiny, window=(1.99, 2.0), device="cpu")
