@@ -26,10 +26,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from matched_filter import OUT_NAME as MATCHED_FILTER
 from metrics import roc_auc
 from utils import G2NetError, atomic_write, cli_errors, input_dir, results_dir
 
-MATCHED_FILTER = "matched_filter"  # matched_filter.OUT_NAME (not imported: it pulls in PyCBC)
 FALSE_ALARM_PROBABILITIES = (0.01, 0.001)
 N_BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 0
