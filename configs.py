@@ -11,17 +11,18 @@ from __future__ import annotations
 from sklearn.model_selection import StratifiedKFold
 from torch import nn, optim
 
-from architectures import SpectroCNN, MultiInstanceSCNN
+from architectures import MultiInstanceSCNN, SpectroCNN
 from callbacks import EarlyStopping, SaveSnapshot
 from datasets import G2NetDataset
-from frontends import CQT
+from frontends import CQT, CNNSpectrogram, ComplexMorletCWT, WaveNetSpectrogram
 from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
-from models1d_pytorch import ResNet1d
+from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
 from transforms import BandPass, Compose, FlipWave, GaussianNoiseSNR, Normalize, Whiten
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
+PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
 
 
 class Baseline:
@@ -77,6 +78,9 @@ class Baseline:
             cls.name = cls.__name__
         if "splitter" not in cls.__dict__ and ("cv" in cls.__dict__ or "seed" in cls.__dict__):
             cls.splitter = StratifiedKFold(n_splits=cls.cv, shuffle=True, random_state=cls.seed)
+        if cls.pseudo_labels is PARENT:
+            parent = next(k for k in cls.__mro__[1:] if issubclass(k, Baseline) and k.pseudo_labels is not PARENT)
+            cls.pseudo_labels = dict(path=parent.name, confident_samples=None, hard_label=False)
 
 
 def _whitened(*extra) -> Compose:
@@ -85,11 +89,12 @@ def _whitened(*extra) -> Compose:
 
 
 class Demo(Baseline):
-    """A small 1D ResNet on whitened strain: trains in minutes on 2 CPU cores (``make demo``)."""
+    """A small strided 1D CNN on whitened strain: trains in minutes on 2 CPU cores (``make demo``)."""
     cv = 3
-    model = ResNet1d
-    model_params = dict(in_channels=3, base_filters=16, kernel_size=15, stride=2, groups=1,
-                        n_block=6, n_classes=1, use_bn=True, dropout=0.1)
+    model = CNN1d
+    model_params = dict(in_channels=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
+                        kernel_size=(32, 16, 8, 8), stride=(4, 2, 1, 1), pool=(1, 2, 2, 1),
+                        global_pool="max")
     num_epochs = 8
     batch_size = 32
     optimizer_params = dict(lr=2e-3, weight_decay=1e-6)
@@ -121,3 +126,256 @@ class Debug(Baseline):
 class DebugPseudo(Debug):
     criterion = BCEWithLogitsLoss(smooth_eps=0.025)
     pseudo_labels = dict(path="Debug", confident_samples=None, hard_label=False)
+
+
+# =============================================================================================
+# The competition's experiments (2nd place, G2Net 2021). Spectrogram models: Normalize + BandPass,
+# GaussianNoiseSNR(15, 30, p=0.5) in training, GeM head, bicubic resize, lr 1e-3 (2e-4 for
+# densenet201 / effnetv2 / xcit, 5e-4 for resnet200d and b7), 8 epochs with T_0 8.
+# =============================================================================================
+def _spectrogram_transforms(lower: float = 12, upper: float = 512, order: int = 8,
+                            *train_extra) -> dict:
+    def chain(*extra):
+        return Compose([Normalize(COMPETITION_FACTORS), BandPass(lower, upper, order), *extra])
+
+    return dict(train=chain(GaussianNoiseSNR(15, 30, p=0.5), *train_extra), test=chain(),
+                tta=chain(FlipWave(always_apply=True)))
+
+
+def _spectro_params(spectrogram, spec_params: dict, model_name: str = "tf_efficientnet_b2",
+                    resize_img=(128, 1024), **extra) -> dict:
+    return dict(model_name=model_name, pretrained=True, num_classes=1, spectrogram=spectrogram,
+                spec_params=spec_params, resize_img=resize_img, upsample="bicubic",
+                custom_classifier="gem", **extra)
+
+
+def _with(cfg: type, **changes) -> dict:
+    """``cfg.model_params`` with some entries replaced (the way experiments change a backbone)."""
+    return {**cfg.model_params, **changes}
+
+
+def _lr(lr: float) -> dict:
+    return dict(lr=lr, weight_decay=1e-6)
+
+
+def _cwt(n_scales: int, wavelet_width: float, stride: int, trainable_width: bool = False,
+         upper_freq: float = 1024) -> dict:
+    return dict(fs=2048, lower_freq=16, upper_freq=upper_freq, n_scales=n_scales,
+                wavelet_width=wavelet_width, stride=stride, trainable_width=trainable_width)
+
+
+class Resized08aug4(Baseline):
+    """CQT (hop 8) resized to 256x512 with the spectrogram defaults: parent of the Nspec family."""
+    model_params = _spectro_params(CQT, dict(sr=2048, fmin=16, fmax=1024, hop_length=8),
+                                   resize_img=(256, 512))
+    num_epochs = 8
+    optimizer_params = _lr(1e-3)
+    scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
+    transforms = _spectrogram_transforms()
+
+
+class Nspec12(Resized08aug4):
+    model_params = _spectro_params(ComplexMorletCWT, _cwt(256, 3, 8), resize_img=(256, 512))
+
+
+class Nspec12arch0(Nspec12):
+    model_params = _spectro_params(ComplexMorletCWT, _cwt(256, 8, 8), "densenet201", (256, 512))
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec16(Resized08aug4):
+    model_params = _spectro_params(ComplexMorletCWT, _cwt(128, 8, 4, trainable_width=True))
+
+
+class Nspec16spec13(Nspec16):
+    model_params = _with(Nspec16, spec_params=_cwt(128, 8, 4, True, upper_freq=512), resize_img=None)
+    transforms = _spectrogram_transforms(12, 360, 4)
+
+
+class Nspec16arch17(Nspec16):
+    model_params = _with(Nspec16, model_name="tf_efficientnet_b7_ns", resize_img=None)
+    batch_size = 32
+    optimizer_params = _lr(5e-4)
+
+
+class Nspec21(Nspec16):
+    model_params = _spectro_params(ComplexMorletCWT, _cwt(256, 8, 4, trainable_width=True),
+                                   "tf_efficientnet_b4_ns", (256, 1024))
+
+
+class MultiInstance04(Nspec16):
+    model = MultiInstanceSCNN
+    model_params = dict(_spectro_params(ComplexMorletCWT, _cwt(384, 8, 4), "xcit_tiny_12_p16_384_dist",
+                                        (384, 768)), n_patch=2)
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec22(Nspec16):
+    """Learned WaveNet front-end instead of the CWT."""
+    model_params = _spectro_params(WaveNetSpectrogram,
+                                   dict(base_filters=128, wave_layers=(10, 6, 2), kernel_size=3))
+    transforms = _spectrogram_transforms(16, 512)
+
+
+class Nspec22aug1(Nspec22):
+    model_params = _spectro_params(WaveNetSpectrogram, dict(
+        wave_block="none", base_filters=128, wave_layers=(10, 6, 2), kernel_size=3))
+    transforms = _spectrogram_transforms(16, 512, 8, FlipWave(p=0.5))
+
+
+class Nspec22arch2(Nspec22aug1):
+    model_params = _with(Nspec22aug1, model_name="tf_efficientnet_b6_ns")
+
+
+class Nspec22arch6(Nspec22aug1):
+    model_params = _with(Nspec22aug1, model_name="densenet201")
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec22arch7(Nspec22aug1):
+    model_params = _with(Nspec22aug1, model_name="tf_efficientnetv2_m")
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec22arch10(Nspec22aug1):
+    model_params = _with(Nspec22aug1, model_name="resnet200d")
+    optimizer_params = _lr(5e-4)
+
+
+class Nspec22arch12(Nspec22aug1):
+    model_params = _with(Nspec22aug1, model_name="tf_efficientnetv2_l")
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec23(Nspec16):
+    """Learned strided-CNN front-end."""
+    model_params = _spectro_params(CNNSpectrogram, dict(base_filters=128, kernel_sizes=(32, 16, 4)))
+
+
+class Nspec23arch3(Nspec23):
+    model_params = _spectro_params(CNNSpectrogram, dict(base_filters=128, kernel_sizes=(64, 16, 4)),
+                                   "tf_efficientnet_b6_ns")
+
+
+class Nspec23arch5(Nspec23arch3):
+    model_params = _with(Nspec23arch3, model_name="tf_efficientnetv2_m")
+    optimizer_params = _lr(2e-4)
+
+
+class Nspec25(Nspec22aug1):
+    model_params = _spectro_params(WaveNetSpectrogram, dict(
+        wave_block="none", base_filters=256, wave_layers=(10, 6, 2), downsample=4),
+        resize_img=(256, 1024))
+
+
+class Nspec25arch1(Nspec25):
+    model_params = _with(Nspec25, model_name="tf_efficientnet_b3_ns")
+
+
+class Nspec30(Nspec22aug1):
+    """One WaveNet stack per detector (``separate_channel``)."""
+    model_params = _spectro_params(WaveNetSpectrogram, dict(
+        separate_channel=True, in_channels=1, wave_block="none", base_filters=128,
+        wave_layers=(10, 10, 10), kernel_size=3))
+
+
+class Nspec30arch2(Nspec30):
+    model_params = _with(Nspec30, model_name="tf_efficientnet_b6_ns", spec_params=dict(
+        Nspec30.model_params["spec_params"], wave_layers=(8, 8, 8)))
+
+
+def _wave_transforms(lower: float, upper: float, order: int, *train_extra) -> dict:
+    def chain(*extra):
+        return Compose([Normalize(COMPETITION_FACTORS), BandPass(lower, upper, order), *extra])
+
+    return dict(train=chain(*train_extra), test=chain(), tta=chain(FlipWave(always_apply=True)))
+
+
+class Seq00(Baseline):
+    """1D ResNeXt on the band-passed waveform."""
+    model = ResNet1d
+    model_params = dict(in_channels=3, base_filters=64, kernel_size=16, stride=2, groups=64,
+                        n_block=16, n_classes=1, use_bn=True, dropout=0.2)
+    num_epochs = 8
+    optimizer_params = _lr(1e-3)
+    scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
+    transforms = _wave_transforms(20, 500, 8)
+
+
+class Seq02(Seq00):
+    model_params = dict(Seq00.model_params, base_filters=32, groups=32, dropout=0.0)
+
+
+class Seq03(Seq00):
+    model_params = dict(Seq00.model_params, base_filters=128, groups=32, dropout=0.0)
+
+
+class Seq03aug3(Seq03):
+    transforms = _wave_transforms(30, 300, 4, FlipWave(p=0.5))
+
+
+class Seq09(Seq00):
+    model = densenet121_1d
+    model_params: dict = dict()
+    transforms = _wave_transforms(30, 300, 8)
+
+
+class Seq12(Seq00):
+    model = WaveNet1d
+    model_params = dict(in_channels=3, hidden_dims=(128, 256, 512, 1024), wave_block="simplified",
+                        num_classes=1, reinit=True, downsample=True)
+
+
+class Seq12arch4(Seq12):
+    model_params = dict(Seq12.model_params, kernel_size=16,
+                        hidden_dims=(128, 128, 256, 256, 512, 512, 1024, 1024),
+                        wave_layers=(12, 10, 8, 8, 6, 6, 4, 2))
+
+
+# Whitened copies (physics-grade evaluation): whiten with the simulator PSD instead of Normalize.
+class Nspec16w(Nspec16):
+    transforms = dict(train=_whitened(GaussianNoiseSNR(15, 30, p=0.5)), test=_whitened(),
+                      tta=_whitened(FlipWave(always_apply=True)))
+
+
+class Seq03w(Seq03aug3):
+    transforms = dict(train=_whitened(FlipWave(p=0.5)), test=_whitened(),
+                      tta=_whitened(FlipWave(always_apply=True)))
+
+
+# =============================================================================================
+# Pseudo-label round: each model retrained with its parent's soft test labels, BCE with label
+# smoothing 0.025, 10 epochs (T_0 10).
+# =============================================================================================
+class _PseudoRound:
+    """Mixin placed before the parent config: ``class Pseudo07(_PseudoRound, Nspec16)``."""
+    criterion = BCEWithLogitsLoss(smooth_eps=0.025)
+    num_epochs = 10
+    scheduler_params = dict(T_0=10, T_mult=1, eta_min=1e-6)
+    pseudo_labels = PARENT
+
+
+class Pseudo06(_PseudoRound, Nspec12): pass
+class Pseudo07(_PseudoRound, Nspec16): pass
+class Pseudo10(_PseudoRound, Nspec16spec13): pass
+class Pseudo12(_PseudoRound, Nspec12arch0): pass
+class Pseudo13(_PseudoRound, MultiInstance04): pass
+class Pseudo14(_PseudoRound, Nspec16arch17): pass
+class Pseudo15(_PseudoRound, Nspec22aug1): pass
+class Pseudo16(_PseudoRound, Nspec22arch2): pass
+class Pseudo17(_PseudoRound, Nspec23arch3): pass
+class Pseudo18(_PseudoRound, Nspec21): pass
+class Pseudo19(_PseudoRound, Nspec22arch6): pass
+class Pseudo21(_PseudoRound, Nspec22arch7): pass
+class Pseudo22(_PseudoRound, Nspec23arch5): pass
+class Pseudo23(_PseudoRound, Nspec22arch12): pass
+class Pseudo24(_PseudoRound, Nspec30arch2): pass
+class Pseudo25(_PseudoRound, Nspec25arch1): pass
+class Pseudo26(_PseudoRound, Nspec22arch10): pass
+class PseudoSeq03(_PseudoRound, Seq09): pass
+class PseudoSeq04(_PseudoRound, Seq03aug3): pass
+
+
+class PseudoSeq07(_PseudoRound, Seq12arch4):
+    num_epochs = 6
+    scheduler_params = dict(T_0=6, T_mult=1, eta_min=1e-6)

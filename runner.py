@@ -337,7 +337,7 @@ def _parent_predictions(cfg: type, data: ExperimentData) -> np.ndarray:
     parent_cfg = all_configs().get(parent)
     is_pseudo = bool(parent_cfg is not None and parent_cfg.pseudo_labels)
     if data.debug:
-        return load_parent_predictions(parent + "_debug", len(data.test_rows), is_pseudo)
+        return load_parent_predictions(parent, len(data.test_rows), is_pseudo, debug=True)
     return load_parent_predictions(parent, data.n_test_total, is_pseudo)[:, data.test_rows]
 
 
@@ -345,7 +345,9 @@ def _pseudo_extra(cfg: type, data: ExperimentData, fold: int) -> dict[str, Any]:
     """Dataset arguments that append the parent's soft-labelled test examples for this fold."""
     from pseudo import pseudo_targets
 
-    options = {k: v for k, v in cfg.pseudo_labels.items() if k != "path"}
+    from pseudo import validate_pseudo_labels
+
+    options = {k: v for k, v in validate_pseudo_labels(cfg.pseudo_labels).items() if k != "path"}
     rows, targets = pseudo_targets(_parent_predictions(cfg, data), fold, **options)
     cache = CacheView(data.test_cache, data.test_rows[rows]) if data.test_cache is not None else None
     return dict(pseudo_label=True, test_paths=data.test["path"].values[rows],
@@ -476,6 +478,9 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
     print_config(cfg, log)
     data = load_data(cfg, debug)
     if cfg.pseudo_labels:
+        from pseudo import validate_pseudo_labels
+
+        validate_pseudo_labels(cfg.pseudo_labels)
         _parent_predictions(cfg, data)  # fail before any training when the parent is missing
     targets = data.train["target"].values.astype(np.float32)
     folds = split_folds(cfg, targets)

@@ -1,0 +1,119 @@
+"""Every experiment in configs.py builds offline, trains a step on CPU and has the documented shape."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import run_script
+
+import configs
+import runner
+
+ALL = runner.all_configs()
+
+# The competition's 20 stacked models (issue 4), their parents and the image each one sees.
+PSEUDO_PARENTS = {
+    "Pseudo06": "Nspec12", "Pseudo07": "Nspec16", "Pseudo10": "Nspec16spec13",
+    "Pseudo12": "Nspec12arch0", "Pseudo13": "MultiInstance04", "Pseudo14": "Nspec16arch17",
+    "Pseudo15": "Nspec22aug1", "Pseudo16": "Nspec22arch2", "Pseudo17": "Nspec23arch3",
+    "Pseudo18": "Nspec21", "Pseudo19": "Nspec22arch6", "Pseudo21": "Nspec22arch7",
+    "Pseudo22": "Nspec23arch5", "Pseudo23": "Nspec22arch12", "Pseudo24": "Nspec30arch2",
+    "Pseudo25": "Nspec25arch1", "Pseudo26": "Nspec22arch10", "PseudoSeq03": "Seq09",
+    "PseudoSeq04": "Seq03aug3", "PseudoSeq07": "Seq12arch4",
+}
+IMAGE_SIZE = {
+    "Nspec12": (256, 512), "Nspec12arch0": (256, 512), "Nspec16": (128, 1024),
+    "Nspec16spec13": (128, 1024), "Nspec16arch17": (128, 1024), "Nspec21": (256, 1024),
+    "MultiInstance04": (384, 768), "Nspec22": (128, 1024), "Nspec22aug1": (128, 1024),
+    "Nspec22arch2": (128, 1024), "Nspec23": (128, 1024), "Nspec23arch3": (128, 1024),
+    "Nspec25arch1": (256, 1024), "Nspec30arch2": (128, 1024),
+}
+BACKBONE = {
+    "Nspec12": "tf_efficientnet_b2", "Nspec12arch0": "densenet201", "Nspec16arch17": "tf_efficientnet_b7_ns",
+    "Nspec21": "tf_efficientnet_b4_ns", "MultiInstance04": "xcit_tiny_12_p16_384_dist",
+    "Nspec22arch2": "tf_efficientnet_b6_ns", "Nspec22arch6": "densenet201",
+    "Nspec22arch7": "tf_efficientnetv2_m", "Nspec22arch10": "resnet200d",
+    "Nspec22arch12": "tf_efficientnetv2_l", "Nspec23arch3": "tf_efficientnet_b6_ns",
+    "Nspec23arch5": "tf_efficientnetv2_m", "Nspec25arch1": "tf_efficientnet_b3_ns",
+    "Nspec30arch2": "tf_efficientnet_b6_ns",
+}
+
+
+def offline(cfg: type) -> torch.nn.Module:
+    params = dict(cfg.model_params)
+    if "pretrained" in params:
+        params["pretrained"] = False
+    return cfg.model(**params)
+
+
+def test_the_twenty_competition_models_and_their_parents_exist():
+    for child, parent in PSEUDO_PARENTS.items():
+        cfg = ALL[child]
+        assert issubclass(cfg, ALL[parent])
+        assert cfg.pseudo_labels == dict(path=parent, confident_samples=None, hard_label=False)
+        assert cfg.criterion.smooth_eps == 0.025
+        assert cfg.num_epochs == (6 if child == "PseudoSeq07" else 10)
+        assert cfg.scheduler_params["T_0"] == cfg.num_epochs
+    for name in ("Resized08aug4", "Nspec22", "Nspec23", "Nspec25", "Nspec30", "Seq00", "Seq02",
+                 "Seq03", "Seq12", "Nspec16w", "Seq03w"):
+        assert name in ALL
+    for name, backbone in BACKBONE.items():
+        assert ALL[name].model_params["model_name"] == backbone
+
+
+def test_names_folds_and_defaults_follow_the_class():
+    assert configs.Nspec16.name == "Nspec16" and configs.Pseudo07.name == "Pseudo07"
+    assert configs.Demo.splitter.n_splits == configs.Demo.cv == 3
+    assert configs.Baseline.splitter.random_state == configs.Baseline.seed
+    assert configs.Baseline.optimizer_params == dict(lr=2e-4, weight_decay=1e-6)
+    assert configs.Nspec16.optimizer_params["lr"] == 1e-3
+    assert configs.Nspec22arch7.optimizer_params["lr"] == 2e-4
+    assert configs.Nspec16arch17.optimizer_params["lr"] == 5e-4 and configs.Nspec16arch17.batch_size == 32
+    assert configs.Baseline.model_params["model_name"] == "tf_efficientnet_b7"
+
+
+def _distinct_models() -> dict[str, list[str]]:
+    """One config per distinct model definition, with every config that shares it."""
+    groups: dict[tuple, list[str]] = {}
+    for name in sorted(ALL):
+        cfg = ALL[name]
+        groups.setdefault((cfg.model, repr(sorted(cfg.model_params.items()))), []).append(name)
+    return {names[0]: names for names in groups.values()}
+
+
+DISTINCT = _distinct_models()
+
+
+def test_every_documented_image_size_is_checked():
+    assert set(IMAGE_SIZE) <= {n for names in DISTINCT.values() for n in names}
+
+
+@pytest.mark.parametrize("name", sorted(DISTINCT))
+def test_every_model_builds_offline_trains_a_step_and_sees_its_image(name):
+    """Build with pretrained=False, forward + backward a (2, 3, 4096) batch on CPU: (2, 1) logits."""
+    torch.manual_seed(0)
+    model = offline(ALL[name]).train()
+    x = torch.randn(2, 3, 4096)
+    sizes = {IMAGE_SIZE[n] for n in DISTINCT[name] if n in IMAGE_SIZE}
+    if sizes:
+        with torch.no_grad():
+            image = model.make_image(x)
+        assert {tuple(image.shape[-2:])} == sizes
+    logits = model(x)
+    assert logits.shape == (2, 1) and torch.isfinite(logits).all()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([[1.0], [0.0]]))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads[-2:])  # the head learns
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+
+
+def test_list_prints_every_config_with_backbone_and_size():
+    done = run_script("train.py", "--list")
+    lines = done.stdout.splitlines()
+    names = {line.split()[0] for line in lines}
+    assert set(ALL) <= names
+    nspec16 = next(line for line in lines if line.split()[0] == "Nspec16")
+    assert "tf_efficientnet_b2" in nspec16 and "M params" in nspec16
+    demo = next(line for line in lines if line.split()[0] == "Demo")
+    assert "CNN1d" in demo
