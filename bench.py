@@ -577,14 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "the main process, fp16; optimized: cache, workers, GPU preprocessing, "
                              "bf16, channels_last")
     parser.add_argument("--num-workers", type=int, default=None, help="override the setting's workers")
-    parser.add_argument("--cache", type=_on_off, default=None,
+    parser.add_argument("--cache", type=_on_off, default=None, metavar="on|off",
                         help="on/off: read prep_data's memory-mapped cache instead of the .npy files")
-    parser.add_argument("--gpu-transform", type=_on_off, default=None,
+    parser.add_argument("--gpu-transform", type=_on_off, default=None, metavar="on|off",
                         help="on/off: run Normalize/BandPass/Whiten batched on the device")
     parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None,
                         help="autocast dtype (auto: bf16 where supported)")
-    parser.add_argument("--channels-last", type=_on_off, default=None, help="on/off")
-    parser.add_argument("--compile", default=None,
+    parser.add_argument("--channels-last", type=_on_off, default=None, metavar="on|off", help="on/off")
+    parser.add_argument("--compile", default=None, metavar="off|on|MODE",
                         help="off, on, or a torch.compile mode (reduce-overhead = CUDA graphs)")
     parser.add_argument("--label", default=None, help="name of this run in the table (default: --setting)")
     parser.add_argument("--phases", default=",".join(PHASES),
