@@ -179,11 +179,14 @@ def threshold_at(negative_scores: np.ndarray, false_alarm_probability: float) ->
 
 
 def snr_bin_edges(snr: np.ndarray, width: float = SNR_BIN_WIDTH) -> np.ndarray:
-    """Edges every ``width`` covering the positives' network SNRs."""
+    """Edges on multiples of ``width``, the outer two moved in to the positives' whole-SNR range.
+
+    SNRs drawn in 5-20 give bins 5-6, 6-8, ..., 18-20, each labelled by what it holds.
+    """
     snr = snr[np.isfinite(snr)]
-    low = math.floor(snr.min() / width) * width
-    high = math.floor(snr.max() / width) * width + width
-    return np.arange(low, high + width / 2, width)
+    low, high = math.floor(snr.min()), math.floor(snr.max()) + 1
+    inner = np.arange(math.floor(low / width) * width + width, high, width)
+    return np.unique(np.concatenate([[low], inner, [high]]).astype(float))
 
 
 def efficiency_table(truth: Truth, scores: dict[str, np.ndarray],

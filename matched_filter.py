@@ -344,7 +344,7 @@ class MatchedFilter:
 
     def __init__(self, bank: TemplateBank, psd: np.ndarray | None = None,
                  window: tuple[float, float] = (0.1, 1.9), device: str | torch.device | None = None,
-                 template_chunk: int = 16, step: int = 1, sample_rate: float = SAMPLE_RATE,
+                 template_chunk: int | None = None, step: int = 1, sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES):
         import noise_model
         from transforms import TorchWhiten
@@ -363,7 +363,8 @@ class MatchedFilter:
         self.templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)
                                           ).to(self.device)
         self.whiten = TorchWhiten(psd, sample_rate=sample_rate, n_samples=n_samples).to(self.device)
-        self.template_chunk = template_chunk
+        # Small chunks keep a CPU's working set in cache; a GPU wants large batched FFTs.
+        self.template_chunk = template_chunk or (16 if self.device.type == "cpu" else 256)
         rate = sample_rate / self.step
         self.radius_l = int(math.floor(MAX_DT_HL * rate + 1e-9))
         self.radius_v = int(math.floor(MAX_DT_V * rate + 1e-9))

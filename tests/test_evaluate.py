@@ -51,6 +51,12 @@ def test_efficiency_rises_with_snr(tmp_path, monkeypatch):
     assert strong["n"].sum() == int(truth.target.sum())
 
 
+def test_snr_bins_hold_what_their_labels_say():
+    np.testing.assert_array_equal(evaluate.snr_bin_edges(np.array([5.2, 19.7, np.nan])),
+                                  [5, 6, 8, 10, 12, 14, 16, 18, 20])
+    np.testing.assert_array_equal(evaluate.snr_bin_edges(np.array([4.0, 9.0])), [4, 6, 8, 10])
+
+
 def test_threshold_sets_false_alarm_probability():
     negatives = np.arange(1000, dtype=float)
     threshold = evaluate.threshold_at(negatives, 0.01)
