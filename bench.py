@@ -52,7 +52,7 @@ RESULT_KEYS = ("config", "setting", "device", "batch_size", "n_train", "n_valid"
                "amp_dtype", "channels_last", "gpu_transform", "cache", "compile",
                "data_examples_per_s", "model_examples_per_s", "train_examples_per_s",
                "valid_examples_per_s", "train_vs_model", "peak_gpu_memory_mb", "peak_rss_mb",
-               "seconds", "errors")
+               "gpu_transform_max_rel_error", "seconds", "errors")
 MODEL_BATCHES = 4  # distinct real batches kept on the device for the model-alone phase
 WARMUP_STEPS = 5  # untimed steps first: cudnn autotuning, torch.compile, allocator growth
 
@@ -369,6 +369,21 @@ def time_valid(trainer: Any, loader: Any) -> float:
     return len(loader.dataset) / (time.perf_counter() - started)
 
 
+def gpu_split_error(transforms: dict[str, Any], examples: Sequence[np.ndarray],
+                    device: torch.device) -> float | None:
+    """Largest deviation of the CPU part + ``gpu`` module on ``device`` from the whole numpy
+    ``test`` pipeline, relative to the largest output value; None without a ``gpu`` module."""
+    gpu = transforms.get("gpu")
+    if not isinstance(gpu, GpuPreprocess):
+        return None
+    full, cpu = cpu_transforms(transforms)["test"], transforms["test"]
+    expected = np.stack([full(x) for x in examples])
+    partial = torch.from_numpy(np.stack([cpu(x) for x in examples])).to(device)
+    with torch.no_grad():
+        got = gpu(partial).cpu().numpy()
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -464,6 +479,16 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
         return rate
 
     phase("data", data)
+    try:  # the preprocessing on this device must equal the numpy one (float tolerance: 1e-5)
+        raw = dataset(valid_rows[:16], None, False)
+        result["gpu_transform_max_rel_error"] = gpu_split_error(
+            cfg.transforms, [raw[i][0].numpy() for i in range(len(raw))], runtime.device)
+    except Exception as exc:
+        result["errors"]["gpu_transform_check"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc(file=sys.stderr)
+    if result.get("gpu_transform_max_rel_error") is not None:
+        printer(f"  GPU preprocessing vs numpy: max relative error "
+                f"{result['gpu_transform_max_rel_error']:.2e}")
     trainer = None
     try:
         model = runner.wrap_model(runner.build_model(cfg), runtime, cfg.compile)
@@ -508,7 +533,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
 
 
@@ -516,7 +541,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """One row per run: the throughput figures, the model/end-to-end ratio and the peak memory."""
     header = ("| config | setting | device | batch | workers | AMP | channels_last | GPU transforms | "
               "compile | data ex/s | model ex/s | train ex/s | train/model | valid ex/s | "
-              "peak GPU MiB | errors |")
+              "peak GPU MiB | GPU prep. rel. error | errors |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
         ratio = f"{100 * r['train_vs_model']:.0f}%" if r.get("train_vs_model") else "-"
@@ -528,7 +553,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
                  "on" if r.get("gpu_transform") else "off", r.get("compile") or "off",
                  r.get("data_examples_per_s"), r.get("model_examples_per_s"),
                  r.get("train_examples_per_s"), ratio, r.get("valid_examples_per_s"), peak,
-                 errors.replace("|", "/")[:200] or ""]
+                 r.get("gpu_transform_max_rel_error"), errors.replace("|", "/")[:200] or ""]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

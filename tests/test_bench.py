@@ -140,6 +140,8 @@ def test_bench_runs_on_cpu_and_writes_json_and_a_markdown_table(tmp_path, capsys
         assert saved["n_valid"] == 20 and saved["batch_size"] == 16 and saved["amp_dtype"] is None
     assert optimized["n_train"] == 48 and optimized["num_workers"] == 1 and optimized["cache"]
     assert "Whiten" in optimized["gpu_transform"] and "Whiten" not in optimized["cpu_transform"]
+    assert 0 <= optimized["gpu_transform_max_rel_error"] < 1e-5
+    assert original["gpu_transform_max_rel_error"] is None
     assert original["n_train"] == 32 and original["num_workers"] == 0 and not original["cache"]
     assert original["gpu_transform"] is None and "Whiten" in original["cpu_transform"]
     capsys.readouterr()
