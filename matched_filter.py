@@ -189,13 +189,15 @@ class TemplateBank:
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
         return masses_from_mchirp_q(self.mchirp, self.q)
 
-    def spacing(self) -> dict[str, float]:
-        """Median distance to the nearest other template along each parameter (documentation)."""
-        result = {}
-        for name in ("mchirp", "q", "chi_eff"):
-            values = getattr(self, name)
-            gaps = np.abs(values[:, None] - values[None, :]) + np.diag(np.full(len(values), np.inf))
-            result[name] = float(np.median(gaps.min(axis=1))) if len(values) > 1 else float("nan")
+    def neighbour_matches(self, psd: np.ndarray) -> np.ndarray:
+        """Each template's match with its nearest other template (the bank's spacing), H1 PSD."""
+        white = torch.from_numpy(whitened_unit_templates(self.waveforms, psd[0], self.spec.f_lower)
+                                 .astype(np.complex64))
+        result = np.empty(len(self))
+        for i in range(len(self)):
+            matches = max_match(white[i], white, max_shift=MATCH_MAX_SHIFT)
+            matches[i] = -1.0
+            result[i] = float(matches.max())
         return result
 
 
@@ -587,12 +589,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present)")
     parser.add_argument("--check-bank", type=int, default=0, metavar="N",
                         help="only measure the bank: best match of N default-prior injections")
+    parser.add_argument("--check-seed", type=int, default=1,
+                        help="seed of the --check-bank injections")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise G2NetError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.check_bank:
+        import noise_model
+
         bank = load_or_build_bank(default_bank_spec(args.bank_size, args.candidates))
-        matches = injection_matches(bank, args.check_bank)
+        spacing = bank.neighbour_matches(noise_model.psd_array())
+        print(f"spacing: match with the nearest other template, median {np.median(spacing):.3f}"
+              f" (5%-95%: {np.percentile(spacing, 5):.3f}-{np.percentile(spacing, 95):.3f})")
+        matches = injection_matches(bank, args.check_bank, seed=args.check_seed)
         print(f"bank of {len(bank)} templates (covers {bank.pool_coverage:.1%} of its "
               f"{bank.spec.n_candidates}-injection pool at match {bank.spec.target_match}): "
               f"{np.mean(matches >= 0.95):.1%} of "

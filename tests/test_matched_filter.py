@@ -140,3 +140,9 @@ def test_bad_inputs_are_clear_errors(matched):
     tiny = mf.TemplateBank(SPEC, *one, mf.template_waveforms(SPEC, *one), pool_coverage=1.0)
     with pytest.raises(G2NetError, match="window"):  # no room for Virgo's 27 ms at the end
         mf.MatchedFilter(tiny, window=(1.99, 2.0), device="cpu")
+
+
+def test_neighbour_matches_measure_spacing(bank):
+    spacing = bank.neighbour_matches(noise_model.psd_array())
+    assert spacing.shape == (len(bank),)
+    assert np.all((spacing > 0.5) & (spacing < 1.0 - 1e-6))  # close, but no duplicates
