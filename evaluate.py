@@ -297,6 +297,8 @@ def plot_roc(truth: Truth, scores: dict[str, np.ndarray], aucs: pd.DataFrame, pa
         fpr, tpr, _ = roc_curve(truth.target, values)
         auc = float(aucs.loc[aucs["experiment"] == name, "auc"].iloc[0])
         axis.plot(np.maximum(fpr, 1e-4), tpr, label=f"{name} (AUC {auc:.4f})")
+    chance = np.logspace(-3, 0, 50)
+    axis.plot(chance, chance, ":", color="grey", label="chance")
     axis.set_xscale("log")
     axis.set_xlim(1e-3, 1)
     axis.set_xlabel("false-positive rate")
