@@ -103,4 +103,4 @@ bench "$first" optimized-cudagraphs "$LIMIT" --setting optimized --compile reduc
 mapfile -t results < <(ls -tr "$RUNS"/bench_*.json 2>/dev/null)
 step "summary" 60 "$PY" bench.py --summarize "${results[@]:-no-results.json}" \
     --markdown "$OUT/bench.md" --json "$OUT/bench_results.json"
-echo "+++ [${SECONDS}s] done: $(ls "$OUT")"
+echo "+++ [${SECONDS}s] done: $(ls "$OUT" | tr "\n" " ")"
