@@ -215,3 +215,21 @@ def test_device_script_parses_and_asks_for_its_output_folder():
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "set OUT" in done.stderr
+
+
+def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
+    import runner
+    import trainer
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert trainer.amp_dtype(cpu, True, "fp16") is None  # no autocast on the CPU
+    assert trainer.amp_dtype(cuda, True, "fp16") == torch.float16
+    assert trainer.amp_dtype(cuda, True, "bf16") == torch.bfloat16
+    assert trainer.amp_dtype(cuda, False, "bf16") is None
+    with pytest.raises(G2NetError, match="amp_precision"):
+        trainer.amp_dtype(cpu, True, "fp8")
+    runtime = runner.Runtime(cpu, 0)
+    model = torch.nn.Linear(3, 1)
+    assert runner.wrap_model(model, runtime) is model
+    compiled = runner.wrap_model(model, runtime, compile=True)
+    assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
