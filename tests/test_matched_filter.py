@@ -14,7 +14,7 @@ from utils import G2NetError
 # A narrow corner of the simulator's prior keeps banks small and tests fast.
 NARROW = simulate.Priors(mass_range=(30.0, 40.0), spin_range=(-0.1, 0.1))
 SPEC = mf.BankSpec(size=12, mass_range=NARROW.mass_range, spin_range=NARROW.spin_range,
-                   duration=1.5, n_candidates=200)
+                   duration=1.7, n_candidates=200)
 
 
 @pytest.fixture(scope="module")
