@@ -19,7 +19,8 @@ from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
-from transforms import BandPass, Compose, FlipWave, GaussianNoiseSNR, Normalize, Whiten
+from transforms import (BandPass, Compose, FlipWave, GaussianNoiseSNR, GlobalTimeShift, Normalize,
+                        Whiten)
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
@@ -95,12 +96,12 @@ class Demo(Baseline):
     model_params = dict(in_channels=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
                         kernel_size=(32, 16, 8, 8), stride=(4, 2, 1, 1), pool=(1, 2, 2, 1),
                         global_pool="max")
-    num_epochs = 8
+    num_epochs = 6
     batch_size = 32
-    optimizer_params = dict(lr=2e-3, weight_decay=1e-6)
-    scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-5)
-    transforms = dict(train=_whitened(FlipWave(p=0.5)), test=_whitened(),
-                      tta=_whitened(FlipWave(always_apply=True)))
+    optimizer_params = dict(lr=1e-3, weight_decay=1e-4)
+    scheduler_params = dict(T_0=6, T_mult=1, eta_min=1e-5)
+    transforms = dict(train=_whitened(FlipWave(p=0.5), GlobalTimeShift(max_shift=0.1, p=0.5)),
+                      test=_whitened(), tta=_whitened(FlipWave(always_apply=True)))
 
 
 class PseudoDemo(Demo):
