@@ -491,7 +491,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
                 f"{result['gpu_transform_max_rel_error']:.2e}")
     trainer = None
     try:
-        model = runner.wrap_model(runner.build_model(cfg), runtime, cfg.compile)
+        model = runner.wrap_model(runner.build_model(cfg), runtime, cfg)
         result["amp_dtype"] = None
         trainer = runner.make_trainer(cfg, model, Path(args.results_dir or ".") / "bench_unused.pt",
                                       runtime, lambda message: None, progress_bar=False,

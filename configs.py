@@ -173,6 +173,7 @@ class Resized08aug4(Baseline):
     optimizer_params = _lr(1e-3)
     scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
     transforms = _spectrogram_transforms()
+    channels_last = True  # 2D backbones: twice the step rate on an H100/H200 (docs/benchmarks.md)
 
 
 class Nspec12(Resized08aug4):

@@ -42,7 +42,7 @@ def predict_paths(cfg: type, paths: Sequence[str], tta: bool = False, debug: boo
     loader = make_loader(dataset, cfg.batch_size, runtime, shuffle=False)
     logits = []
     for checkpoint in fold_checkpoints(experiment_dir(cfg, debug)):
-        model = wrap_model(cfg.model(**_offline_params(cfg)), runtime)
+        model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg)
         trainer = make_trainer(cfg, model, checkpoint, runtime, lambda m: None, progress_bar)
         trainer.load_best()
         fold_logits = trainer.predict(loader, desc=checkpoint.stem)

@@ -269,12 +269,18 @@ def build_model(cfg: type, runtime: Runtime | None = None) -> torch.nn.Module:
     return model
 
 
-def wrap_model(model: torch.nn.Module, runtime: Runtime, compile: bool | str = False) -> torch.nn.Module:
-    """Move to the device, wrap in DDP (torchrun) or DataParallel (several --gpu), then compile.
+def wrap_model(model: torch.nn.Module, runtime: Runtime, cfg: type | None = None) -> torch.nn.Module:
+    """Move to the device (channels_last on CUDA when the config asks), wrap in DDP (torchrun) or
+    DataParallel (several --gpu), then compile (config field ``compile``: False, True or a
+    ``torch.compile`` mode).
 
-    ``compile``: False, True or a ``torch.compile`` mode (config field ``compile``).
+    channels_last converts the weights; the 2D models then lay out their image to match. Measured
+    on an H200, it doubles Nspec16's step rate (bf16: 498 -> 990 examples/s).
     """
+    compile = getattr(cfg, "compile", False)
     model = model.to(runtime.device)
+    if getattr(cfg, "channels_last", False) and runtime.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     if runtime.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
@@ -383,7 +389,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     train_loader = make_loader(train_set, cfg.batch_size, runtime, True, cfg.seed + fold, generator,
                                drop_last=len(train_set) > cfg.batch_size)
     valid_loader = make_loader(valid_set, cfg.batch_size, runtime, False)
-    model = wrap_model(build_model(cfg, runtime), runtime, cfg.compile)
+    model = wrap_model(build_model(cfg, runtime), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar, generator)
     state = trainer.fit(train_loader, valid_loader, num_epochs, resume=args.resume)
     if runtime.distributed:
@@ -395,7 +401,7 @@ def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, 
                  runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace) -> None:
     """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``."""
     checkpoint = out_dir / f"fold{fold}.pt"
-    model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg.compile)
+    model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar)
     trainer.load_best()
     valid_rows = np.flatnonzero(folds == fold)
