@@ -57,7 +57,8 @@ class Baseline:
     amp = True
     parallel = None  # None, 'dp' (several --gpu ids) or 'ddp' (torchrun)
     deterministic = False
-    channels_last = False
+    channels_last = False  # 2D backbones on CUDA: weights and image in channels_last layout
+    gpu_preprocess = True  # on CUDA: Normalize/BandPass/Whiten batched on the GPU where exact
     amp_precision = None  # autocast dtype on CUDA: None = bf16 where supported else fp16, or 'bf16' / 'fp16'
     compile = False  # torch.compile the model: False, True, or a mode ('max-autotune', 'reduce-overhead' = CUDA graphs)
     clip_grad = "value"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -615,3 +615,138 @@ class TorchWhiten(_TorchPreprocess):
         window = self.window.real.to(self.compute_dtype)
         spectrum = torch.fft.rfft(x * window, dim=-1) * self._complex(self.gain)
         return torch.fft.irfft(spectrum, n=self.n_samples, dim=-1)
+
+
+# =============================================================================================
+# Moving the deterministic preprocessing to the GPU
+# =============================================================================================
+# Normalize divides each row by a constant: it commutes with every augmentation that is
+# row-wise homogeneous, aug(D x) = D aug(x) for a diagonal D, with the same random draws (the noise
+# transforms scale their noise by the row's RMS). BandPass applies one linear filter to every row,
+# Whiten one per detector (and a window): they commute only with multiplying rows by numbers, and
+# BandPass also with swapping rows. Anything not listed blocks a move, so the result is exact.
+_COMMUTES_WITH: dict[type, tuple[type, ...]] = {
+    Normalize: (FlipWave, FlipWavePerChannel, Scale, GaussianNoiseSNR, PinkNoiseSNR, BrownNoiseSNR,
+                GlobalTimeShift, IndependentTimeShift, TimeMask, FrequencyMask, RandomResizedCrop,
+                TimeResize, Normalize, BandPass, Whiten),
+    BandPass: (FlipWave, FlipWavePerChannel, Scale, SwapChannel),
+    Whiten: (FlipWave, FlipWavePerChannel, Scale),
+}
+
+
+def _is_preprocessing(transform: Transform) -> bool:
+    return type(transform) in _COMMUTES_WITH and (transform.always_apply or transform.p >= 1.0)
+
+
+def _commutes(step: Transform, other: Transform) -> bool:
+    """Whether applying ``step`` after ``other`` gives exactly what applying it before does."""
+    if type(other) in (Compose, OneOf):  # random choice among commuting transforms commutes too
+        return all(_commutes(step, inner) for inner in other.transforms)
+    return isinstance(other, _COMMUTES_WITH[type(step)])
+
+
+def split_for_gpu(transform: Transform | None, allowed: set[str] | None = None
+                  ) -> tuple[Transform | None, list[Transform]]:
+    """Split a numpy pipeline into ``(cpu_part, gpu_steps)`` with ``gpu_steps(cpu_part(x))`` equal
+    to ``transform(x)``.
+
+    A Normalize / BandPass / Whiten step (always applied) moves to the GPU when it commutes with
+    every transform that stays on the CPU after it; ``allowed`` (reprs) restricts which may move.
+    ``cpu_part`` is None when nothing is left for the CPU.
+    """
+    if transform is None:
+        return None, []
+    whole = type(transform) is Compose and (transform.always_apply or transform.p >= 1.0)
+    steps = list(transform.transforms) if whole else [transform]
+    cpu: list[Transform] = []
+    gpu: list[Transform] = []
+    for step in reversed(steps):
+        movable = _is_preprocessing(step) and (allowed is None or repr(step) in allowed)
+        if movable and all(_commutes(step, later) for later in cpu):
+            gpu.insert(0, step)
+        else:
+            cpu.insert(0, step)
+    return (Compose(cpu) if cpu else None), gpu
+
+
+def torch_equivalent(step: Transform, n_samples: int) -> nn.Module:
+    """The batched torch module computing ``step`` on ``(B, 3, n_samples)`` tensors."""
+    if isinstance(step, Normalize):
+        return TorchNormalize(step.factors)
+    if isinstance(step, BandPass):
+        return TorchBandPass(step.lower, step.upper, step.order, step.sr, n_samples=n_samples)
+    if isinstance(step, Whiten):
+        return TorchWhiten(step._psd_spec, step.sample_rate, n_samples=n_samples,
+                           tukey_alpha=step.tukey_alpha)
+    raise G2NetError(f"{type(step).__name__} has no batched torch version; keep it in the "
+                     "per-example transforms")
+
+
+class GpuPreprocess(nn.Module):
+    """Numpy preprocessing steps run batched on the device (``transforms['gpu']`` of a config).
+
+    The torch modules are built on the first batch, for its length and device, so that a config
+    class can hold one without loading a PSD file at import time.
+    """
+
+    def __init__(self, steps: Sequence[Transform]):
+        super().__init__()
+        self.steps = list(steps)
+        self.chain: nn.Module | None = None
+        self._built_for: tuple[int, torch.device] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-1], x.device)
+        if self._built_for != key:
+            self.chain = nn.Sequential(*[torch_equivalent(s, x.shape[-1]) for s in self.steps]).to(x.device)
+            self._built_for = key
+        return self.chain(x)
+
+    def extra_repr(self) -> str:
+        return ", ".join(repr(s) for s in self.steps)
+
+
+def cpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`gpu_transforms`: the ``gpu`` steps appended to every numpy pipeline."""
+    gpu = transforms.get("gpu")
+    if gpu is None:
+        return dict(transforms)
+    if not isinstance(gpu, GpuPreprocess):
+        raise G2NetError(f"the 'gpu' transform {type(gpu).__name__} has no numpy version; only "
+                         "transforms made by gpu_transforms can run on the CPU")
+    out = {k: v for k, v in transforms.items() if k != "gpu"}
+    for key, value in out.items():
+        if value is not None:
+            cpu_steps = value.transforms if type(value) is Compose and value.p >= 1.0 else [value]
+            out[key] = Compose([*cpu_steps, *gpu.steps])
+    return out
+
+
+def gpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
+    """A config's ``transforms`` dict with its preprocessing moved to ``'gpu'`` where exact.
+
+    Every key (train, test, tta, ...) must leave the same steps to the GPU, because the trainer
+    applies one ``gpu`` module to training and evaluation batches alike; steps that cannot move in
+    every key stay on the CPU everywhere. Use it in a config: ``transforms = gpu_transforms(dict(
+    train=..., test=..., tta=...))``.
+    """
+    if transforms.get("gpu") is not None:
+        raise G2NetError("these transforms already have a 'gpu' entry; apply gpu_transforms to the "
+                         "numpy transforms only")
+    keys = [k for k, v in transforms.items() if k != "gpu" and v is not None]
+    allowed: set[str] | None = None
+    while True:
+        splits = {k: split_for_gpu(transforms[k], allowed) for k in keys}
+        moved = {k: [repr(s) for s in gpu] for k, (_, gpu) in splits.items()}
+        if len({tuple(m) for m in moved.values()}) <= 1:
+            break
+        common = set.intersection(*(set(m) for m in moved.values()))
+        allowed = set() if common == allowed else common
+    out = dict(transforms)
+    steps = splits[keys[0]][1] if keys else []
+    if not steps:
+        return out
+    for key, (cpu, _) in splits.items():  # an empty pipeline, not None: cpu_transforms inverts it
+        out[key] = cpu if cpu is not None else Compose([], always_apply=True)
+    out["gpu"] = GpuPreprocess(steps)
+    return out

@@ -25,25 +25,25 @@ def cpu_names(cpu) -> list[str]:
 
 
 def test_split_moves_exactly_the_steps_that_commute_with_what_follows():
-    cpu, gpu = bench.split_for_gpu(configs.Debug.transforms["train"])
+    cpu, gpu = T.split_for_gpu(configs.Debug.transforms["train"])
     assert names(gpu) == ["Whiten", "BandPass"] and cpu_names(cpu) == ["FlipWave"]
     # noise added after the band-pass must not be band-passed: only Normalize may move past it
-    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(),
+    cpu, gpu = T.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(),
                                               T.GaussianNoiseSNR(p=1.0), T.FlipWave()]))
     assert names(gpu) == ["Normalize"] and cpu_names(cpu) == ["BandPass", "GaussianNoiseSNR", "FlipWave"]
     # per-detector factors do not commute with swapping H1 and L1; one shared filter does
-    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(), T.SwapChannel()]))
+    cpu, gpu = T.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass(), T.SwapChannel()]))
     assert names(gpu) == ["BandPass"] and cpu_names(cpu) == ["Normalize", "SwapChannel"]
-    cpu, gpu = bench.split_for_gpu(T.Compose([T.Whiten(), T.SwapChannel(p=0.5)]))
+    cpu, gpu = T.split_for_gpu(T.Compose([T.Whiten(), T.SwapChannel(p=0.5)]))
     assert gpu == [] and cpu_names(cpu) == ["Whiten", "SwapChannel"]
     # a preprocessing step applied only sometimes stays where it is
-    cpu, gpu = bench.split_for_gpu(T.Compose([T.Normalize(FACTORS, p=0.5)]))
+    cpu, gpu = T.split_for_gpu(T.Compose([T.Normalize(FACTORS, p=0.5)]))
     assert gpu == [] and cpu_names(cpu) == ["Normalize"]
     # a random choice among commuting augmentations commutes too; everything moved leaves no CPU part
-    cpu, gpu = bench.split_for_gpu(T.Compose([T.BandPass(), T.OneOf([T.FlipWave(), T.Scale()])]))
+    cpu, gpu = T.split_for_gpu(T.Compose([T.BandPass(), T.OneOf([T.FlipWave(), T.Scale()])]))
     assert names(gpu) == ["BandPass"] and cpu_names(cpu) == ["OneOf"]
-    assert bench.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass()]))[0] is None
-    assert bench.split_for_gpu(None) == (None, [])
+    assert T.split_for_gpu(T.Compose([T.Normalize(FACTORS), T.BandPass()]))[0] is None
+    assert T.split_for_gpu(None) == (None, [])
 
 
 def strain(seed: int) -> np.ndarray:
@@ -70,9 +70,9 @@ PIPELINES = {
 def test_cpu_part_then_gpu_part_equals_the_numpy_pipeline(name):
     """Same random draws (the moved steps are always_apply, so they draw nothing), same result."""
     full = T.Compose(PIPELINES[name])
-    cpu, gpu_steps = bench.split_for_gpu(full)
+    cpu, gpu_steps = T.split_for_gpu(full)
     assert gpu_steps, "something must move for this test to mean anything"
-    gpu = bench.GpuPreprocess(gpu_steps)
+    gpu = T.GpuPreprocess(gpu_steps)
     expected, partial = [], []
     for seed in range(4):
         np.random.seed(seed)
@@ -90,7 +90,7 @@ def test_gpu_transforms_leaves_one_common_gpu_part_for_every_key():
         train=T.Compose([T.Normalize(FACTORS), T.BandPass(), T.GaussianNoiseSNR(p=0.5)]),
         test=T.Compose([T.Normalize(FACTORS), T.BandPass()]),
         tta=T.Compose([T.Normalize(FACTORS), T.BandPass(), T.FlipWave(always_apply=True)]))
-    out = bench.gpu_transforms(numpy_transforms)
+    out = T.gpu_transforms(numpy_transforms)
     assert names(out["gpu"].steps) == ["Normalize"]
     assert cpu_names(out["train"]) == ["BandPass", "GaussianNoiseSNR"]
     assert cpu_names(out["test"]) == ["BandPass"] and cpu_names(out["tta"]) == ["BandPass", "FlipWave"]
@@ -99,11 +99,11 @@ def test_gpu_transforms_leaves_one_common_gpu_part_for_every_key():
     got = out["gpu"](torch.from_numpy(np.stack([out["test"](e) for e in x]))).numpy()
     assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
     with pytest.raises(G2NetError, match="already"):
-        bench.gpu_transforms(out)
+        T.gpu_transforms(out)
 
 
 def test_gpu_part_loads_its_psd_on_first_use():
-    out = bench.gpu_transforms(dict(train=T.Compose([T.Whiten(psd="no_such_psd.npy"), T.FlipWave()])))
+    out = T.gpu_transforms(dict(train=T.Compose([T.Whiten(psd="no_such_psd.npy"), T.FlipWave()])))
     with pytest.raises(G2NetError, match="no_such_psd.npy"):
         out["gpu"](torch.zeros(2, 3, 4096))
 
@@ -165,7 +165,7 @@ def test_bench_explains_bad_requests(tmp_path, capsys):
 
 def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
     class DebugOnGpu(configs.Debug):
-        transforms = bench.gpu_transforms(configs.Debug.transforms)
+        transforms = T.gpu_transforms(configs.Debug.transforms)
 
     assert names(DebugOnGpu.transforms["gpu"].steps) == ["Whiten", "BandPass"]
     args = bench.build_parser().parse_args(["--config", "DebugOnGpu", "--setting", "original"])
@@ -183,7 +183,7 @@ def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
     assert cfg.transforms["gpu"] is DebugOnGpu.transforms["gpu"] and not cfg.channels_last
     assert cfg.amp_precision == "bf16" and cfg.name == "DebugOnGpu" and cfg.weight_path is None
     with pytest.raises(G2NetError, match="no numpy version"):
-        bench.cpu_transforms(dict(test=None, gpu=torch.nn.Identity()))
+        T.cpu_transforms(dict(test=None, gpu=torch.nn.Identity()))
 
 
 def test_results_are_saved_after_every_phase(tmp_path):
@@ -231,5 +231,5 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
     runtime = runner.Runtime(cpu, 0)
     model = torch.nn.Linear(3, 1)
     assert runner.wrap_model(model, runtime) is model
-    compiled = runner.wrap_model(model, runtime, compile=True)
+    compiled = runner.wrap_model(model, runtime, type("Compiled", (), {"compile": True}))
     assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain

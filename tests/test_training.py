@@ -186,3 +186,14 @@ def test_limit_fold_out_of_range_is_refused(experiment_env):
     args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "5"])
     with pytest.raises(G2NetError, match="out of range.*2 folds"):
         runner.run_experiment(configs.Debug, args)
+
+
+def test_gpu_runs_move_exact_preprocessing_to_the_device_and_cpu_runs_do_not():
+    cpu = runner.Runtime(torch.device("cpu"), 0)
+    assert runner.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
+    moved = runner.for_device(configs.Seq03aug3, runner.Runtime(torch.device("cuda", 0), 0))
+    assert issubclass(moved, configs.Seq03aug3) and moved.name == "Seq03aug3"
+    steps = [type(s).__name__ for s in moved.transforms["gpu"].steps]
+    assert steps == ["Normalize", "BandPass"]
+    assert [type(s).__name__ for s in moved.transforms["train"].transforms] == ["FlipWave"]
+    assert configs.Seq03aug3.transforms.get("gpu") is None  # the config class is untouched
