@@ -572,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help="candidate pool the bank is selected from")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch CPU threads; one is the robust choice: on cores shared with "
+                             "other jobs two intra-op threads stall each other")
     parser.add_argument("--check-bank", type=int, default=0, metavar="N",
                         help="only measure the bank: best match of N default-prior injections")
     parser.add_argument("--check-seed", type=int, default=1,
@@ -579,6 +582,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise G2NetError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads < 1:
+        raise G2NetError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.check_bank:
         import noise_model
 
