@@ -28,7 +28,7 @@ import pandas as pd
 
 from matched_filter import OUT_NAME as MATCHED_FILTER
 from metrics import roc_auc
-from utils import G2NetError, atomic_write, cli_errors, input_dir, results_dir
+from utils import G2NetError, atomic_write, cli_errors, input_dir, read_table, results_dir
 
 FALSE_ALARM_PROBABILITIES = (0.01, 0.001)
 N_BOOTSTRAP = 1000
@@ -57,16 +57,6 @@ def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
     return (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2
 
 
-def _read(path: Path, columns: Sequence[str], remedy: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise G2NetError(f"{path} not found; {remedy}")
-    table = pd.read_csv(path, dtype={"id": str})
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise G2NetError(f"{path} has no column {', '.join(missing)}; {remedy}")
-    return table
-
-
 def load_truth(root: Path | None = None) -> Truth:
     """Labels, network SNR and chirp mass of every test example, in ``test.csv`` order."""
     root = input_dir() if root is None else Path(root)
@@ -75,9 +65,9 @@ def load_truth(root: Path | None = None) -> Truth:
     order_file = root / "test.csv"
     if not order_file.is_file():
         order_file = root / "sample_submission.csv"
-    order = _read(order_file, ["id"], simulated)["id"].astype(str).to_numpy()
-    labels = _read(root / "test_labels.csv", ["id", "target"], simulated)
-    injections = _read(root / "injections.csv", ["id", "target", "mass1", "mass2", "snr_network"],
+    order = read_table(order_file, ["id"], simulated)["id"].astype(str).to_numpy()
+    labels = read_table(root / "test_labels.csv", ["id", "target"], simulated)
+    injections = read_table(root / "injections.csv", ["id", "target", "mass1", "mass2", "snr_network"],
                        simulated)
     labels = labels.set_index(labels["id"].astype(str))["target"]
     missing = [i for i in order if i not in labels.index]
@@ -122,7 +112,7 @@ def load_scores(name: str, n_test: int) -> np.ndarray:
 
 def load_submission(path: Path, truth: Truth) -> np.ndarray:
     """Scores of a submission csv (``id,target``) in ``test.csv`` order."""
-    table = _read(path, ["id", "target"], "a submission has the columns id,target")
+    table = read_table(path, ["id", "target"], "a submission has the columns id,target")
     table = table.set_index(table["id"].astype(str))
     missing = [i for i in truth.ids if i not in table.index]
     if missing:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 from datasets import CacheView, load_cache
 from trainer import Trainer
 from training_extras import make_tta_dataloader
-from utils import (G2NetError, default_num_workers, input_dir, print_config, results_dir,
+from utils import (G2NetError, default_num_workers, input_dir, print_config, read_table, results_dir,
                    seed_everything, atomic_save_npy, notify_me)
 
 DEBUG_TRAIN_SIZE = 512
@@ -115,23 +115,21 @@ def _resolve(name: str | os.PathLike | None, base: Path) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
-def read_table(path: Path, what: str) -> pd.DataFrame:
-    if not path.exists():
-        raise G2NetError(f"{path} not found. Put the competition files (or python simulate.py "
-                         f"output) in {path.parent}/ and run python prep_data.py --cache "
-                         f"(G2NET_INPUT_DIR chooses another input folder).")
-    table = pd.read_csv(path, dtype={"id": str})
-    if "path" not in table.columns:
-        raise G2NetError(f"{path} has no 'path' column; recreate the {what} table with python prep_data.py")
+def read_prepared(path: Path, what: str) -> pd.DataFrame:
+    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
+    table = read_table(path, ["id", "path"],
+                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
+                       f"and run python prep_data.py --cache to make the {what} table "
+                       "(G2NET_INPUT_DIR chooses another input folder)")
     table["path"] = [str(_resolve(p, path.parent)) for p in table["path"]]
     return table
 
 
 def load_data(cfg: type, debug: bool = False, need_test: bool = True) -> ExperimentData:
     base = input_dir()
-    train = read_table(_resolve(cfg.train_path, base), "training")
+    train = read_prepared(_resolve(cfg.train_path, base), "training")
     test_path = _resolve(cfg.test_path, base)
-    test = read_table(test_path, "test") if need_test or test_path.exists() else \
+    test = read_prepared(test_path, "test") if need_test or test_path.exists() else \
         pd.DataFrame(columns=["id", "path"])
     train_rows, test_rows = np.arange(len(train)), np.arange(len(test))
     if debug:

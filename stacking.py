@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pseudo import sigmoid
-from utils import G2NetError, atomic_write, cli_errors, input_dir, results_dir
+from utils import G2NetError, atomic_write, cli_errors, input_dir, read_table, results_dir
 
 OOF_FILES = ("outoffolds_tta.npy", "outoffolds.npy")  # preferred first
 TEST_FILES = ("predictions_tta.npy", "predictions.npy")
@@ -91,23 +91,12 @@ class Blend:
     coefficients: pd.DataFrame | None = field(default=None, repr=False)
 
 
-def _read_csv(name: str, columns: Sequence[str], remedy: str) -> pd.DataFrame:
-    path = input_dir() / name
-    if not path.is_file():
-        raise G2NetError(f"{path} is missing; {remedy}")
-    table = pd.read_csv(path, dtype={"id": str})
-    absent = [c for c in columns if c not in table.columns]
-    if absent:
-        raise G2NetError(f"{path} has no column(s) {absent}; {remedy}")
-    return table
-
-
 def load_inputs(printer: Printer = print) -> Inputs:
     """Read ``train.csv``, ``test.csv``, ``sample_submission.csv`` and, if present, ``test_labels.csv``."""
     remedy = "point G2NET_INPUT_DIR at the competition folder, or make it with prep_data.py / simulate.py"
-    train = _read_csv("train.csv", ("id", "target"), remedy)
-    test = _read_csv("test.csv", ("id",), remedy)
-    sample = _read_csv("sample_submission.csv", ("id",), remedy)
+    train = read_table(input_dir() / "train.csv", ("id", "target"), remedy)
+    test = read_table(input_dir() / "test.csv", ("id",), remedy)
+    sample = read_table(input_dir() / "sample_submission.csv", ("id",), remedy)
     unknown = sorted(set(sample["id"]) - set(test["id"]))
     if unknown:
         raise G2NetError(f"sample_submission.csv has {len(unknown)} ids that test.csv lacks "

@@ -146,3 +146,20 @@ def notify_me(message: str, timeout: float = 5.0) -> bool:
         return True
     except Exception:
         return False
+
+
+def read_table(path: str | os.PathLike, columns: Iterable[str], remedy: str):
+    """A csv with ids kept as text, checked to exist and to hold ``columns``.
+
+    ``remedy`` finishes the error message: what the user should run or provide.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise G2NetError(f"{path} not found; {remedy}")
+    table = pd.read_csv(path, dtype={"id": str})
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise G2NetError(f"{path} has no column {', '.join(missing)}; {remedy}")
+    return table
