@@ -197,3 +197,66 @@ def test_gpu_runs_move_exact_preprocessing_to_the_device_and_cpu_runs_do_not():
     assert steps == ["Normalize", "BandPass"]
     assert [type(s).__name__ for s in moved.transforms["train"].transforms] == ["FlipWave"]
     assert configs.Seq03aug3.transforms.get("gpu") is None  # the config class is untouched
+
+
+def test_demo_learns_well_above_chance(tmp_path):
+    """Demo, as make demo trains it, on 600 simulated examples with the default priors."""
+    root = tmp_path / "input"
+    run_script("simulate.py", "--out", str(root), "--n-train", "600", "--n-test", "20", "--seed", "3",
+               "--workers", "2", "--no-progress")
+    run_script("prep_data.py", "--input", str(root), "--cache", "--no-progress")
+    env = {"G2NET_INPUT_DIR": str(root), "G2NET_RESULTS_DIR": str(tmp_path / "results")}
+    done = run_script("train.py", "--config", "Demo", "--silent", env=env)
+    oof = np.load(tmp_path / "results" / "Demo" / "outoffolds.npy")[:, 0]
+    targets = pd.read_csv(root / "train.csv")["target"].values
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(targets, oof) > 0.75, done.stdout
+
+
+def test_snapshot_callbacks_write_what_they_say(experiment_env):
+    from callbacks import SaveAllSnapshots, SaveEveryEpoch
+
+    class EveryEpoch(configs.Debug):
+        name = "EveryEpoch"
+        callbacks = [SaveEveryEpoch(), SaveAllSnapshots()]
+
+    args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0"])
+    runner.run_experiment(EveryEpoch, args)
+    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "EveryEpoch"
+    last = torch.load(out / "fold0.pt", weights_only=False)
+    snapshots = [torch.load(out / f"fold0_epoch{e}.pt", weights_only=False) for e in range(2)]
+    assert [s["state"]["epoch"] for s in snapshots] == [0, 1]
+    for key, value in last["model"].items():  # SaveEveryEpoch keeps the last epoch, not the best
+        assert torch.equal(value, snapshots[1]["model"][key])
+    assert not any(torch.equal(v, snapshots[0]["model"][k]) for k, v in last["model"].items()
+                   if v.is_floating_point() and v.numel() > 1)
+
+
+def test_notify_me_posts_only_when_a_webhook_is_configured(monkeypatch):
+    import http.server
+    import json
+    import threading
+
+    from utils import notify_me
+
+    monkeypatch.delenv("G2NET_WEBHOOK_URL", raising=False)
+    assert notify_me("nothing configured") is False
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    monkeypatch.setenv("G2NET_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/")
+    assert notify_me("fold 0 done") is True
+    assert received == [{"text": "fold 0 done"}]
+    server.server_close()
+    monkeypatch.setenv("G2NET_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
+    assert notify_me("lost") is False
