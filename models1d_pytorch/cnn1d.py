@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .common import Model1d, reinit_weights
+from .common import Model1d
 
 
 def _per_layer(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -45,12 +45,8 @@ class CNN1d(Model1d):
             if pool_size > 1:
                 layers.append(nn.MaxPool1d(pool_size, ceil_mode=True))
             channels = dims
-        self.features = nn.Sequential(*layers)
         self.global_pool = global_pool
-        self._num_features = channels
-        self.classifier = nn.Linear(channels, num_classes)
-        if reinit:
-            reinit_weights(self)
+        self._set_features(layers, channels, num_classes, reinit)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)

@@ -86,9 +86,20 @@ class Model1d(nn.Module):
     """
 
     classifier: nn.Module
+    features: nn.Module
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _set_features(self, layers: list[nn.Module], channels: int, num_classes: int,
+                      reinit: bool) -> None:
+        """``features`` = the layers, ``classifier`` = Linear(channels, num_classes)."""
+        self.features = nn.Sequential(*layers)
+        self._num_features = channels
+        self.classifier = nn.Linear(channels, num_classes)
+        if reinit:
+            reinit_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled ``(B, features)``: the time average of the feature map by default."""
+        return self.features(x).mean(dim=-1)
 
     def forward(self, x: torch.Tensor, lam: torch.Tensor | float | None = None,
                 idx: torch.Tensor | None = None):

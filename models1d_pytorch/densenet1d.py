@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import Model1d, reinit_weights
+from .common import Model1d
 
 
 class DenseLayer1d(nn.Module):
@@ -72,14 +72,7 @@ class DenseNet1d(Model1d):
                            nn.AvgPool1d(kernel_size=2, stride=2)]
                 channels //= 2
         layers += [nn.BatchNorm1d(channels), nn.ReLU(inplace=True)]
-        self.features = nn.Sequential(*layers)
-        self._num_features = channels
-        self.classifier = nn.Linear(channels, num_classes)
-        if reinit:
-            reinit_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=-1)
+        self._set_features(layers, channels, num_classes, reinit)
 
 
 def densenet121_1d(in_channels: int = 3, num_classes: int = 1, **kwargs) -> DenseNet1d:

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from utils import G2NetError
 
-from .common import Model1d, reinit_weights
+from .common import Model1d
 
 WAVE_BLOCKS = ("none", "gated", "simplified")
 
@@ -117,11 +117,4 @@ class WaveNet1d(Model1d):
                        nn.BatchNorm1d(dims)]
             channels = dims
         layers.append(nn.ReLU())
-        self.features = nn.Sequential(*layers)
-        self._num_features = channels
-        self.classifier = nn.Linear(channels, num_classes)
-        if reinit:
-            reinit_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=-1)
+        self._set_features(layers, channels, num_classes, reinit)
