@@ -272,7 +272,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
         base = make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed,
                                   printer=printer)
     base = base or input_dir()
-    table = runner.read_table(base / cfg.train_path, "training")
+    table = runner.read_prepared(base / cfg.train_path, "training")
     if len(table) < args.n_train + args.n_valid:
         raise G2NetError(f"{base / cfg.train_path} has {len(table)} examples, fewer than --n-train "
                          f"{args.n_train} + --n-valid {args.n_valid}; lower them or use --synthetic")
