@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .common import Model1d
+from .common import Model1d, SamePadConv1d
 
 
 def _per_layer(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -39,9 +39,9 @@ class CNN1d(Model1d):
         layers: list[nn.Module] = []
         channels = in_channels
         for dims, kernel, step, pool_size in zip(hidden_dims, kernels, strides, pools):
-            padding = "same" if step == 1 else (kernel - step) // 2
-            layers += [nn.Conv1d(channels, dims, kernel, stride=step, padding=padding),
-                       nn.BatchNorm1d(dims), nn.SiLU()]
+            conv = (SamePadConv1d(channels, dims, kernel) if step == 1 else
+                    nn.Conv1d(channels, dims, kernel, stride=step, padding=(kernel - step) // 2))
+            layers += [conv, nn.BatchNorm1d(dims), nn.SiLU()]
             if pool_size > 1:
                 layers.append(nn.MaxPool1d(pool_size, ceil_mode=True))
             channels = dims
