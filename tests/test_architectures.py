@@ -263,3 +263,16 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
                  "pretrained_cfg_overlay"):
         assert hint in message
     assert "LOADED True" in run.stdout
+
+
+def test_cnn1d_per_layer_kernels_strides_and_pooling():
+    model = CNN1d(hidden_dims=(4, 8), kernel_size=(32, 8), stride=(4, 1), pool=(1, 2), global_pool="max")
+    x = torch.randn(2, 3, 4096)
+    feature_map = model.features(x)
+    assert feature_map.shape == (2, 8, 512)  # 4096 / 4 (stride) / 2 (pool)
+    assert torch.equal(model.forward_features(x), feature_map.amax(dim=-1))
+    assert model(x).shape == (2, 1)
+    with pytest.raises(ValueError, match="kernel_size has 3 entries for 2 layers"):
+        CNN1d(hidden_dims=(4, 8), kernel_size=(3, 3, 3))
+    with pytest.raises(ValueError, match="global_pool"):
+        CNN1d(global_pool="sum")
