@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils import G2NetError
+from utils import EXAMPLE_SHAPE, G2NetError
 
 
 class CacheView:
@@ -96,10 +96,18 @@ class G2NetDataset(Dataset):
         if cache is not None:
             return np.array(cache[position], dtype=np.float32)
         try:
-            return np.load(self.paths[index]).astype(np.float32)
+            x = np.load(self.paths[index]).astype(np.float32)
         except FileNotFoundError:
             raise G2NetError(f"example file {self.paths[index]} is missing; check the input folder "
                              "and rerun python prep_data.py") from None
+        # prep_data.py validates the training data; files given directly (predict.py) are checked here
+        if x.shape != EXAMPLE_SHAPE:
+            raise G2NetError(f"example file {self.paths[index]} has shape {x.shape}; expected "
+                             f"{EXAMPLE_SHAPE} (H1, L1, V1 rows of 2 s at 2048 Hz)")
+        if not np.isfinite(x).all():
+            raise G2NetError(f"example file {self.paths[index]} holds NaN or infinite strain; "
+                             "replace it or leave it out")
+        return x
 
     def _example(self, index: int) -> np.ndarray:
         x = self._raw(index)

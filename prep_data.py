@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, cli_errors, cpu_count,
+from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, cli_errors, cpu_count,
                    example_path, format_ids, input_dir)
 
 LABELS_CSV = "training_labels.csv"
@@ -49,7 +49,6 @@ SUBMISSION_CSV = "sample_submission.csv"
 OUTPUT_CSV = {"train": "train.csv", "test": "test.csv"}
 OUTPUT_CACHE = {"train": "train_cache.npy", "test": "test_cache.npy"}
 PSD_FILE = "psd.npy"
-EXAMPLE_SHAPE = (len(DETECTORS), N_SAMPLES)
 EXAMPLE_DTYPE = np.dtype(np.float64)  # what the competition shipped
 CACHE_DTYPE = np.dtype(np.float32)
 ROW_BYTES = int(np.prod(EXAMPLE_SHAPE)) * CACHE_DTYPE.itemsize

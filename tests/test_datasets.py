@@ -134,3 +134,15 @@ def test_mixup_hook_loss_is_the_lambda_weighted_bce():
     expected = lam * bce(output, target) + (1 - lam) * bce(output, target[idx])
     assert torch.allclose(output, lam * inputs + (1 - lam) * inputs[idx])
     assert torch.allclose(loss, expected)
+
+
+def test_files_with_a_wrong_shape_or_nan_strain_are_refused_clearly(tmp_path):
+    short, bad = tmp_path / "short.npy", tmp_path / "nan.npy"
+    np.save(short, np.zeros((3, 2048)))
+    x = np.zeros((3, 4096))
+    x[1, 7] = np.nan
+    np.save(bad, x)
+    with pytest.raises(G2NetError, match=r"short.npy has shape \(3, 2048\); expected \(3, 4096\)"):
+        G2NetDataset([str(short)], is_test=True)[0]
+    with pytest.raises(G2NetError, match="nan.npy holds NaN or infinite strain"):
+        G2NetDataset([str(bad)], is_test=True)[0]
