@@ -37,9 +37,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from transforms import (BandPass, Normalize, Whiten, GpuPreprocess, cpu_transforms, gpu_transforms)
+from transforms import GpuPreprocess, cpu_transforms, gpu_transforms
 from utils import (DETECTORS, N_SAMPLES, G2NetError, atomic_write, cli_errors, cpu_count,
                    default_num_workers, example_path, input_dir)
 

@@ -26,6 +26,25 @@ COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
 
 
+def _transform_set(head: list, *train_extra) -> dict:
+    """train / test / tta pipelines sharing the preprocessing ``head``; tta adds a sign flip."""
+    def chain(*extra):
+        return Compose([*head, *extra])
+
+    return dict(train=chain(*train_extra), test=chain(), tta=chain(FlipWave(always_apply=True)))
+
+
+def _bandpassed(lower: float, upper: float, order: int = 8, *train_extra) -> dict:
+    """The competition's preprocessing: per-detector normalisation, then a Butterworth band-pass."""
+    return _transform_set([Normalize(COMPETITION_FACTORS), BandPass(lower, upper, order)],
+                          *train_extra)
+
+
+def _whitened(*train_extra) -> dict:
+    """Whiten with the simulator PSD, then band-pass 20-500 Hz: noise becomes unit-variance."""
+    return _transform_set([Whiten(psd="simulator"), BandPass(lower=20, upper=500)], *train_extra)
+
+
 class Baseline:
     name = "Baseline"
     seed = 2021
@@ -65,12 +84,7 @@ class Baseline:
     max_grad_norm = 10000
     hook = TrainHook()
     callbacks: list = [EarlyStopping(patience=5, maximize=True), SaveSnapshot()]
-    transforms: dict = dict(
-        train=Compose([Normalize(COMPETITION_FACTORS), BandPass(lower=20, upper=500)]),
-        test=Compose([Normalize(COMPETITION_FACTORS), BandPass(lower=20, upper=500)]),
-        tta=Compose([Normalize(COMPETITION_FACTORS), BandPass(lower=20, upper=500),
-                     FlipWave(always_apply=True)]),
-    )
+    transforms: dict = _bandpassed(20, 500)
     pseudo_labels = None  # dict(path=parent, confident_samples=None, hard_label=False)
     debug = False
 
@@ -85,11 +99,6 @@ class Baseline:
             cls.pseudo_labels = dict(path=parent.name, confident_samples=None, hard_label=False)
 
 
-def _whitened(*extra) -> Compose:
-    """Whiten with the simulator PSD, then band-pass 20-500 Hz: noise becomes unit-variance."""
-    return Compose([Whiten(psd="simulator"), BandPass(lower=20, upper=500), *extra])
-
-
 class Demo(Baseline):
     """A small strided 1D CNN on whitened strain: trains in minutes on 2 CPU cores (``make demo``)."""
     cv = 3
@@ -101,8 +110,7 @@ class Demo(Baseline):
     batch_size = 32
     optimizer_params = dict(lr=1e-3, weight_decay=1e-4)
     scheduler_params = dict(T_0=6, T_mult=1, eta_min=1e-5)
-    transforms = dict(train=_whitened(FlipWave(p=0.5), GlobalTimeShift(max_shift=0.1, p=0.5)),
-                      test=_whitened(), tta=_whitened(FlipWave(always_apply=True)))
+    transforms = _whitened(FlipWave(p=0.5), GlobalTimeShift(max_shift=0.1, p=0.5))
 
 
 class PseudoDemo(Demo):
@@ -121,8 +129,7 @@ class Debug(Baseline):
     batch_size = 16
     deterministic = True
     optimizer_params = dict(lr=1e-3, weight_decay=1e-6)
-    transforms = dict(train=_whitened(FlipWave(p=0.5)), test=_whitened(),
-                      tta=_whitened(FlipWave(always_apply=True)))
+    transforms = _whitened(FlipWave(p=0.5))
 
 
 class DebugPseudo(Debug):
@@ -137,11 +144,7 @@ class DebugPseudo(Debug):
 # =============================================================================================
 def _spectrogram_transforms(lower: float = 12, upper: float = 512, order: int = 8,
                             *train_extra) -> dict:
-    def chain(*extra):
-        return Compose([Normalize(COMPETITION_FACTORS), BandPass(lower, upper, order), *extra])
-
-    return dict(train=chain(GaussianNoiseSNR(15, 30, p=0.5), *train_extra), test=chain(),
-                tta=chain(FlipWave(always_apply=True)))
+    return _bandpassed(lower, upper, order, GaussianNoiseSNR(15, 30, p=0.5), *train_extra)
 
 
 def _spectro_params(spectrogram, spec_params: dict, model_name: str = "tf_efficientnet_b2",
@@ -287,13 +290,6 @@ class Nspec30arch2(Nspec30):
         Nspec30.model_params["spec_params"], wave_layers=(8, 8, 8)))
 
 
-def _wave_transforms(lower: float, upper: float, order: int, *train_extra) -> dict:
-    def chain(*extra):
-        return Compose([Normalize(COMPETITION_FACTORS), BandPass(lower, upper, order), *extra])
-
-    return dict(train=chain(*train_extra), test=chain(), tta=chain(FlipWave(always_apply=True)))
-
-
 class Seq00(Baseline):
     """1D ResNeXt on the band-passed waveform."""
     model = ResNet1d
@@ -302,7 +298,7 @@ class Seq00(Baseline):
     num_epochs = 8
     optimizer_params = _lr(1e-3)
     scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
-    transforms = _wave_transforms(20, 500, 8)
+    transforms = _bandpassed(20, 500, 8)
 
 
 class Seq02(Seq00):
@@ -314,13 +310,13 @@ class Seq03(Seq00):
 
 
 class Seq03aug3(Seq03):
-    transforms = _wave_transforms(30, 300, 4, FlipWave(p=0.5))
+    transforms = _bandpassed(30, 300, 4, FlipWave(p=0.5))
 
 
 class Seq09(Seq00):
     model = densenet121_1d
     model_params: dict = dict()
-    transforms = _wave_transforms(30, 300, 8)
+    transforms = _bandpassed(30, 300, 8)
 
 
 class Seq12(Seq00):
@@ -337,13 +333,11 @@ class Seq12arch4(Seq12):
 
 # Whitened copies (physics-grade evaluation): whiten with the simulator PSD instead of Normalize.
 class Nspec16w(Nspec16):
-    transforms = dict(train=_whitened(GaussianNoiseSNR(15, 30, p=0.5)), test=_whitened(),
-                      tta=_whitened(FlipWave(always_apply=True)))
+    transforms = _whitened(GaussianNoiseSNR(15, 30, p=0.5))
 
 
 class Seq03w(Seq03aug3):
-    transforms = dict(train=_whitened(FlipWave(p=0.5)), test=_whitened(),
-                      tta=_whitened(FlipWave(always_apply=True)))
+    transforms = _whitened(FlipWave(p=0.5))
 
 
 # =============================================================================================

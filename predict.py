@@ -14,10 +14,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from runner import (_offline_params, experiment_dir, get_config, make_loader, make_trainer,
-                    setup_runtime, wrap_model)
-from training_extras import make_tta_dataloader
-from utils import G2NetError, atomic_write, cli_errors, example_path
+from runner import (checkpoint_trainer, experiment_dir, get_config, make_loader, setup_runtime,
+                    tta_predict)
+from utils import G2NetError, atomic_write, cli_errors, example_path, format_ids
 
 
 def fold_checkpoints(out_dir: Path) -> list[Path]:
@@ -35,20 +34,16 @@ def predict_paths(cfg: type, paths: Sequence[str], tta: bool = False, debug: boo
     """Fold-mean logits ``(N, 1)`` of the experiment's checkpoints on the given ``.npy`` files."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
-        from utils import format_ids
         raise G2NetError(f"{len(missing)} input files do not exist: {format_ids(missing, 3)}")
     runtime = setup_runtime(gpu, num_workers, deterministic=False)
     dataset = cfg.dataset(paths=list(paths), transforms=cfg.transforms.get("test"), is_test=True)
     loader = make_loader(dataset, cfg.batch_size, runtime, shuffle=False)
     logits = []
     for checkpoint in fold_checkpoints(experiment_dir(cfg, debug)):
-        model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg)
-        trainer = make_trainer(cfg, model, checkpoint, runtime, lambda m: None, progress_bar)
-        trainer.load_best()
+        trainer = checkpoint_trainer(cfg, checkpoint, runtime, lambda m: None, progress_bar)
         fold_logits = trainer.predict(loader, desc=checkpoint.stem)
         if tta:
-            flipped = trainer.predict(make_tta_dataloader(loader, cfg.transforms.get("tta")))
-            fold_logits = (fold_logits + flipped) / 2
+            fold_logits = (fold_logits + tta_predict(cfg, trainer, loader, checkpoint.stem + " tta")) / 2
         logits.append(fold_logits)
     return np.mean(logits, axis=0)
 

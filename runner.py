@@ -6,7 +6,6 @@ whether they accept configs with ``pseudo_labels``.
 from __future__ import annotations
 
 import argparse
-import copy
 import difflib
 import logging
 import os
@@ -60,13 +59,10 @@ def describe_configs() -> list[tuple[str, str, int | None]]:
     """(name, backbone, parameter count) for ``train.py --list``; counts need building the model."""
     rows = []
     for name, cfg in all_configs().items():
-        params = dict(cfg.model_params)
-        backbone = params.get("model_name") or cfg.model.__name__
-        if "pretrained" in params:
-            params["pretrained"] = False
+        backbone = cfg.model_params.get("model_name") or cfg.model.__name__
         try:
             with torch.device("meta"):
-                model = cfg.model(**params)
+                model = cfg.model(**offline_model_params(cfg))
             count = sum(p.numel() for p in model.parameters())
         except Exception:  # a model that cannot be built on the meta device
             count = None
@@ -125,12 +121,11 @@ def read_prepared(path: Path, what: str) -> pd.DataFrame:
     return table
 
 
-def load_data(cfg: type, debug: bool = False, need_test: bool = True) -> ExperimentData:
+def load_data(cfg: type, debug: bool = False) -> ExperimentData:
     base = input_dir()
     train = read_prepared(_resolve(cfg.train_path, base), "training")
     test_path = _resolve(cfg.test_path, base)
-    test = read_prepared(test_path, "test") if need_test or test_path.exists() else \
-        pd.DataFrame(columns=["id", "path"])
+    test = read_prepared(test_path, "test")
     train_rows, test_rows = np.arange(len(train)), np.arange(len(test))
     if debug:
         rng = np.random.default_rng(cfg.seed)
@@ -251,7 +246,7 @@ def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callab
 
 
 # ----------------------------------------------------------------------------- model pieces
-def build_model(cfg: type, runtime: Runtime | None = None) -> torch.nn.Module:
+def build_model(cfg: type) -> torch.nn.Module:
     model = cfg.model(**cfg.model_params)
     if cfg.weight_path is not None:
         path = _resolve(cfg.weight_path, results_dir())
@@ -404,7 +399,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     train_loader = make_loader(train_set, cfg.batch_size, runtime, True, cfg.seed + fold, generator,
                                drop_last=len(train_set) > cfg.batch_size)
     valid_loader = make_loader(valid_set, cfg.batch_size, runtime, False)
-    model = wrap_model(build_model(cfg, runtime), runtime, cfg)
+    model = wrap_model(build_model(cfg), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar, generator)
     state = trainer.fit(train_loader, valid_loader, num_epochs, resume=args.resume)
     if runtime.distributed:
@@ -412,13 +407,24 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     log(f"fold {fold}: best valid AUC {state['best_score']:.5f} at epoch {state['best_epoch']}")
 
 
+def checkpoint_trainer(cfg: type, checkpoint: Path, runtime: Runtime, log: Callable[[str], None],
+                       progress_bar: bool) -> Trainer:
+    """A trainer holding the weights of a fold checkpoint, ready to predict."""
+    model = wrap_model(cfg.model(**offline_model_params(cfg)), runtime, cfg)
+    trainer = make_trainer(cfg, model, checkpoint, runtime, log, progress_bar)
+    trainer.load_best()
+    return trainer
+
+
+def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> np.ndarray:
+    """Logits of ``loader``'s examples under the config's ``tta`` transforms (the sign flip)."""
+    return trainer.predict(make_tta_dataloader(loader, cfg.transforms.get("tta")), desc=desc)
+
+
 def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, out_dir: Path,
                  runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace) -> None:
     """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``."""
-    checkpoint = out_dir / f"fold{fold}.pt"
-    model = wrap_model(cfg.model(**_offline_params(cfg)), runtime, cfg)
-    trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar)
-    trainer.load_best()
+    trainer = checkpoint_trainer(cfg, out_dir / f"fold{fold}.pt", runtime, log, args.progress_bar)
     valid_rows = np.flatnonzero(folds == fold)
     loaders = {"oof": make_loader(_dataset(cfg, data, valid_rows, cfg.transforms.get("test"), False),
                                   cfg.batch_size, runtime, False),
@@ -428,16 +434,15 @@ def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, 
     for key, loader in loaders.items():
         result[key] = trainer.predict(loader, desc=f"fold {fold} {key}")
         if args.tta:
-            tta = trainer.predict(make_tta_dataloader(loader, cfg.transforms.get("tta")),
-                                  desc=f"fold {fold} {key} tta")
-            result[f"{key}_tta"] = (result[key] + tta) / 2
+            flipped = tta_predict(cfg, trainer, loader, desc=f"fold {fold} {key} tta")
+            result[f"{key}_tta"] = (result[key] + flipped) / 2
     if runtime.is_main:
         from utils import atomic_write
 
         atomic_write(out_dir / f"fold{fold}_predictions.npz", lambda f: np.savez(f, **result))
 
 
-def _offline_params(cfg: type) -> dict[str, Any]:
+def offline_model_params(cfg: type) -> dict[str, Any]:
     """Model arguments for rebuilding a trained model: its weights come from the checkpoint."""
     params = dict(cfg.model_params)
     if "pretrained" in params:

@@ -40,10 +40,7 @@ BACKBONE = {
 
 
 def offline(cfg: type) -> torch.nn.Module:
-    params = dict(cfg.model_params)
-    if "pretrained" in params:
-        params["pretrained"] = False
-    return cfg.model(**params)
+    return cfg.model(**runner.offline_model_params(cfg))
 
 
 def test_the_twenty_competition_models_and_their_parents_exist():
