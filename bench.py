@@ -148,6 +148,13 @@ def bench_config(cfg: type, args: argparse.Namespace) -> tuple[type, dict[str, A
         fields["model_params"] = {**cfg.model_params, "pretrained": False}
     if args.batch_size is not None:
         fields["batch_size"] = args.batch_size
+    if getattr(args, "frontend_method", None) is not None:
+        params = fields.get("model_params", cfg.model_params)
+        if "spec_params" not in params:
+            raise G2NetError(f"--frontend-method: {cfg.__name__} has no spectrogram front-end "
+                             "(spec_params)")
+        fields["model_params"] = {**params, "spec_params": {**params["spec_params"],
+                                                            "method": args.frontend_method}}
     if setting["amp"] is not None:
         fields["amp"] = setting["amp"] != "off"
         fields["amp_precision"] = setting["amp"] if setting["amp"] in ("bf16", "fp16") else None
@@ -471,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels-last", type=_on_off, default=None, metavar="on|off", help="on/off")
     parser.add_argument("--compile", default=None, metavar="off|on|MODE",
                         help="off, on, or a torch.compile mode (reduce-overhead = CUDA graphs)")
+    parser.add_argument("--frontend-method", choices=["auto", "fft", "conv"], default=None,
+                        help="convolution of a wavelet front-end (spec_params method): fft or direct")
     parser.add_argument("--label", default=None, help="name of this run in the table (default: --setting)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)}")

@@ -121,16 +121,80 @@ def ricker_kernels(t: torch.Tensor, sigmas: torch.Tensor, fs: float) -> torch.Te
     return (amplitude * (1 - u ** 2) * torch.exp(-u ** 2 / 2)).unsqueeze(1)
 
 
+def fft_size(n: int) -> int:
+    """Smallest ``2**a * 3**b * 5**c >= n``: the lengths cuFFT and pocketfft handle fastest."""
+    best = 1 << max(n - 1, 0).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            size = power35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``F.conv1d`` of real rows ``x`` (N, T) with complex kernels (H, K), through the FFT.
+
+    Returns the complex ``(N, H, L)`` with ``L = (T + 2 * padding - K) // stride + 1``, equal to
+    ``conv1d(x, kernels.real) + 1j * conv1d(x, kernels.imag)`` (cross-correlation, zero padding).
+    Long kernels (a CWT's lowest rows span over a second) make the direct convolution cost
+    ``K`` multiply-adds per output; here each costs a few, and the stride is applied by folding
+    the spectrum (aliasing it onto ``size / stride`` bins) before the inverse FFT, so only the
+    kept columns are ever computed. Differentiable in ``kernels`` (a learned wavelet width).
+    """
+    rows, length = x.shape
+    n_kernels, taps = kernels.shape
+    if not 0 <= padding < taps:
+        raise ValueError(f"fft_correlate needs 0 <= padding < kernel length, got {padding}, {taps}")
+    out_len = (length + 2 * padding - taps) // stride + 1
+    folded_len = fft_size(-(-(length + taps) // stride))
+    size = stride * folded_len  # >= T + K: no circular wrap reaches a kept output
+    # kernel tap i is the lag i - padding; lag q sits at index q mod size
+    lags = (torch.arange(taps, device=kernels.device) - padding) % size
+    circular = kernels.new_zeros(n_kernels, size).index_copy(1, lags, kernels)
+    kernel_spectrum = torch.fft.ifft(circular, dim=-1) * size  # sum_q psi[q] exp(+2 pi i f q / size)
+    spectrum = torch.fft.fft(x, n=size, dim=-1)
+    folded = torch.einsum("nsf,ksf->nkf", spectrum.view(rows, stride, folded_len),
+                          kernel_spectrum.view(n_kernels, stride, folded_len))
+    return torch.fft.ifft(folded, dim=-1)[..., :out_len] / stride
+
+
+def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``F.conv1d(x.unsqueeze(1), weight, stride=stride, padding=padding)`` for real (N, T) rows and
+    a real ``(R, 1, K)`` bank, computed with :func:`fft_correlate` (rows paired as real/imag)."""
+    n_rows = weight.shape[0]
+    if n_rows % 2:
+        weight = torch.cat([weight, weight.new_zeros(1, *weight.shape[1:])])
+    half = weight.shape[0] // 2
+    out = fft_correlate(x, torch.complex(weight[:half, 0], weight[half:, 0]), stride, padding)
+    return torch.cat([out.real, out.imag], dim=1)[:, :n_rows]
+
+
+CONVOLUTION_METHODS = ("auto", "fft", "conv")
+FFT_MIN_TAPS = 64  # 'auto' uses the FFT for kernels at least this long
+
+
 class _WaveletTransform(PerDetectorFrontend):
     """Strided convolution with a wavelet bank; rows ordered from ``upper_freq`` to ``lower_freq``.
 
     The output has ``ceil(T / stride)`` columns (the kernel is centred on every ``stride``-th sample,
-    zero padding outside the signal), minus ``border_crop // stride`` at each edge.
+    zero padding outside the signal), minus ``border_crop // stride`` at each edge. ``method``:
+    ``'conv'`` (direct ``conv1d``), ``'fft'`` (:func:`fft_conv1d`, the same numbers within float32
+    rounding, much cheaper for long kernels) or ``'auto'`` (FFT from ``FFT_MIN_TAPS`` taps).
     """
 
     def __init__(self, fs: float, lower_freq: float, upper_freq: float, n_scales: int,
-                 stride: int, border_crop: int, size_factor: float):
+                 stride: int, border_crop: int, size_factor: float, method: str = "auto"):
         super().__init__()
+        if method not in CONVOLUTION_METHODS:
+            raise G2NetError(f"{type(self).__name__}: method must be one of "
+                             f"{', '.join(CONVOLUTION_METHODS)}, got {method!r}")
+        self.method = method
         if not 0 < lower_freq < upper_freq:
             raise G2NetError(f"{type(self).__name__}: need 0 < lower_freq < upper_freq, got "
                              f"lower_freq={lower_freq}, upper_freq={upper_freq}")
@@ -155,12 +219,19 @@ class _WaveletTransform(PerDetectorFrontend):
         """The current ``(out_rows, 1, K)`` conv weight."""
         raise NotImplementedError
 
-    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.kernels()
-        out = F.conv1d(x.unsqueeze(1), weight.to(x.dtype), stride=self.stride,
-                       padding=weight.shape[-1] // 2)
+    def uses_fft(self, taps: int) -> bool:
+        return self.method == "fft" or (self.method == "auto" and taps >= FFT_MIN_TAPS)
+
+    def _crop(self, out: torch.Tensor) -> torch.Tensor:
         crop = self.border_crop // self.stride
         return out[..., crop:out.shape[-1] - crop] if crop else out
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.kernels().to(x.dtype)
+        padding = weight.shape[-1] // 2
+        if self.uses_fft(weight.shape[-1]):
+            return self._crop(fft_conv1d(x, weight, self.stride, padding))
+        return self._crop(F.conv1d(x.unsqueeze(1), weight, stride=self.stride, padding=padding))
 
 
 class ComplexMorletCWT(_WaveletTransform):
@@ -180,8 +251,9 @@ class ComplexMorletCWT(_WaveletTransform):
     def __init__(self, fs: float = SAMPLE_RATE, lower_freq: float = 16.0,
                  upper_freq: float = 1024.0, n_scales: int = 128, wavelet_width: float = 8.0,
                  stride: int = 4, trainable_width: bool = False, trainable_filter: bool = False,
-                 border_crop: int = 0, size_factor: float = 1.0):
-        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor)
+                 border_crop: int = 0, size_factor: float = 1.0, method: str = "auto"):
+        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor,
+                         method)
         if wavelet_width <= 0:
             raise G2NetError(f"ComplexMorletCWT: wavelet_width must be positive, got {wavelet_width}")
         if trainable_width and trainable_filter:
@@ -213,8 +285,14 @@ class ComplexMorletCWT(_WaveletTransform):
         return float(self.wavelet_width.detach()) if self.trainable_width else self.initial_width
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._convolve(x)
-        real, imag = out[:, :self.n_scales], out[:, self.n_scales:]
+        weight = self.kernels().to(x.dtype)
+        if self.uses_fft(weight.shape[-1]):  # complex kernels directly: half the rows
+            out = fft_correlate(x, torch.complex(weight[:self.n_scales, 0], weight[self.n_scales:, 0]),
+                                self.stride, weight.shape[-1] // 2)
+            real, imag = self._crop(out.real), self._crop(out.imag)
+        else:
+            out = self._convolve(x)
+            real, imag = out[:, :self.n_scales], out[:, self.n_scales:]
         # the tiny offset keeps the gradient finite where a window of the input is all zeros
         return torch.sqrt(real ** 2 + imag ** 2 + 1e-20)
 
@@ -230,8 +308,9 @@ class RickerCWT(_WaveletTransform):
     def __init__(self, fs: float = SAMPLE_RATE, lower_freq: float = 16.0,
                  upper_freq: float = 1024.0, n_scales: int = 128, stride: int = 4,
                  trainable_filter: bool = False, border_crop: int = 0, size_factor: float = 1.0,
-                 absolute: bool = False):
-        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor)
+                 absolute: bool = False, method: str = "auto"):
+        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor,
+                         method)
         self.absolute = absolute
         sigmas = math.sqrt(2.0) / (2 * math.pi * self.frequencies.double())
         t = self._time_axis(5.0 * float(sigmas.max()))

@@ -18,6 +18,10 @@
 # Needs python3 with torch, timm, numpy, scipy, pandas, scikit-learn and tqdm; nnAudio on PYTHONPATH
 # for CQT front-ends; no pycbc (the noise comes from noise_model.colored_noise). Environment:
 #   BENCH_CONFIGS   configs to measure (names in configs.py)
+#   BENCH_PLAN      instead of the sequence above, these runs in this order, each CONFIG:TAG with TAG
+#                   one of original, optimized, optimized-fp16, optimized-conv-frontend (wavelet
+#                   front-end by direct convolution), optimized-cpu-transforms, optimized-compile,
+#                   optimized-cudagraphs; e.g. BENCH_PLAN="Nspec16:optimized Seq03aug3:optimized"
 #   BENCH_BUDGET_S  seconds for the whole script (default 390); optional steps are skipped past it
 #   BENCH_DATA      scratch folder for the noise set and per-run JSON (default /tmp/g2net_bench)
 #   BENCH_TINY=1    CPU check of this script: Debug, 64 + 32 examples, batch 16
@@ -87,18 +91,39 @@ cat "$OUT/env.txt"
 
 step "noise data set" 120 "$PY" bench.py --prepare-only "${common[@]}"
 
-for config in $CONFIGS; do
-    bench "$config" original "$LIMIT" --setting original
-    bench "$config" optimized "$LIMIT" --setting optimized
-done
-# Optional, in order of interest, while the budget lasts.
-for config in $CONFIGS; do
-    bench "$config" optimized-cpu-transforms "$LIMIT" --setting optimized --gpu-transform off
-done
-first=${CONFIGS%% *}
-bench "$first" optimized-compile "$LIMIT" --setting optimized --compile on --phases model,train
-bench "$first" optimized-cudagraphs "$LIMIT" --setting optimized --compile reduce-overhead \
-    --phases model,train
+# run CONFIG TAG: one measurement; TAG names the setting and its overrides.
+run() {
+    local config=$1 tag=$2
+    case $tag in
+        original) bench "$config" "$tag" "$LIMIT" --setting original ;;
+        optimized) bench "$config" "$tag" "$LIMIT" --setting optimized ;;
+        optimized-fp16) bench "$config" "$tag" "$LIMIT" --setting optimized --amp fp16 ;;
+        optimized-conv-frontend) bench "$config" "$tag" "$LIMIT" --setting optimized --frontend-method conv ;;
+        optimized-cpu-transforms) bench "$config" "$tag" "$LIMIT" --setting optimized --gpu-transform off ;;
+        optimized-compile) bench "$config" "$tag" "$LIMIT" --setting optimized --compile on --phases model,train ;;
+        optimized-cudagraphs) bench "$config" "$tag" "$LIMIT" --setting optimized --compile reduce-overhead \
+            --phases model,train ;;
+        *) echo "+++ unknown run $config:$tag (see BENCH_PLAN in the header)"; return 0 ;;
+    esac
+}
+
+if [[ -n "${BENCH_PLAN:-}" ]]; then
+    for item in $BENCH_PLAN; do
+        run "${item%%:*}" "${item#*:}"
+    done
+else
+    for config in $CONFIGS; do
+        run "$config" original
+        run "$config" optimized
+    done
+    # Optional, in order of interest, while the budget lasts.
+    for config in $CONFIGS; do
+        run "$config" optimized-cpu-transforms
+    done
+    first=${CONFIGS%% *}
+    run "$first" optimized-compile
+    run "$first" optimized-cudagraphs
+fi
 
 mapfile -t results < <(ls -tr "$RUNS"/bench_*.json 2>/dev/null)
 step "summary" 60 "$PY" bench.py --summarize "${results[@]:-no-results.json}" \

@@ -233,3 +233,17 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
     assert runner.wrap_model(model, runtime) is model
     compiled = runner.wrap_model(model, runtime, type("Compiled", (), {"compile": True}))
     assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
+
+
+def test_frontend_method_reaches_the_wavelet_front_end():
+    args = bench.build_parser().parse_args(["--config", "Nspec16", "--setting", "optimized",
+                                            "--frontend-method", "conv"])
+    cfg, _ = bench.bench_config(configs.Nspec16, args)
+    assert cfg.model_params["spec_params"]["method"] == "conv"
+    assert cfg.model_params["pretrained"] is False
+    assert "method" not in configs.Nspec16.model_params["spec_params"]  # the config is untouched
+    model = cfg.model(**cfg.model_params)
+    assert model.spectrogram.method == "conv" and not model.spectrogram.uses_fft(1537)
+    args = bench.build_parser().parse_args(["--config", "Seq03aug3", "--frontend-method", "fft"])
+    with pytest.raises(G2NetError, match="no spectrogram front-end"):
+        bench.bench_config(configs.Seq03aug3, args)

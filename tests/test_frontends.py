@@ -9,6 +9,7 @@ import pytest
 import pywt
 import scipy.signal
 import torch
+import torch.nn.functional as F
 
 import frontends
 from frontends import (CQT, CNNSpectrogram, ComplexMorletCWT, MultiSpectrogram, RickerCWT,
@@ -288,3 +289,59 @@ def test_create_frontend_registry_and_errors():
         assert isinstance(create_frontend("doubler_test"), Doubler)
     finally:
         del frontends.FRONTENDS["doubler_test"]
+
+
+def test_fft_size_is_the_smallest_5_smooth_length():
+    from frontends import fft_size
+
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in (1, 2, 7, 97, 1409, 4097, 5633):
+        size = fft_size(n)
+        assert size >= n and smooth(size)
+        assert not any(smooth(m) for m in range(n, size))
+
+
+@pytest.mark.parametrize("stride,padding,taps", [(1, 3, 7), (3, 2, 7), (4, 768, 1537), (2, 0, 5)])
+def test_fft_conv1d_equals_conv1d(stride, padding, taps):
+    from frontends import fft_conv1d
+
+    torch.manual_seed(0)
+    x, weight = torch.randn(4, 1000), torch.randn(5, 1, taps)
+    expected = F.conv1d(x.unsqueeze(1), weight, stride=stride, padding=padding)
+    got = fft_conv1d(x, weight, stride, padding)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 1e-5 * expected.abs().max()
+
+
+@pytest.mark.parametrize("cls,params", [
+    (ComplexMorletCWT, dict(n_scales=32, wavelet_width=8, stride=4, border_crop=64,
+                            trainable_width=True)),
+    (ComplexMorletCWT, dict(n_scales=16, wavelet_width=3, stride=1, trainable_filter=True)),
+    (RickerCWT, dict(n_scales=15, stride=2, trainable_filter=True)),
+])
+def test_fft_and_direct_convolution_give_the_same_image_and_gradients(cls, params):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4096)
+    images, grads = {}, {}
+    for method in ("fft", "conv"):
+        frontend = cls(fs=FS, lower_freq=16, upper_freq=1024, method=method, **params)
+        image = frontend(x)
+        (image * torch.linspace(0, 1, image.shape[-1])).sum().backward()
+        images[method] = image.detach()
+        grads[method] = next(frontend.parameters()).grad
+    scale = images["conv"].abs().max()
+    assert (images["fft"] - images["conv"]).abs().max() < 1e-5 * scale
+    assert torch.allclose(grads["fft"], grads["conv"], rtol=1e-3, atol=1e-4 * grads["conv"].abs().max())
+    # 'auto' picks the FFT for the long kernels of these banks
+    auto = cls(fs=FS, lower_freq=16, upper_freq=1024, **params)
+    assert auto.uses_fft(auto.kernels().shape[-1])
+
+
+def test_unknown_convolution_method_is_one_clear_error():
+    with pytest.raises(G2NetError, match="method must be one of auto, fft, conv"):
+        ComplexMorletCWT(method="fast")
