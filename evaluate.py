@@ -92,7 +92,8 @@ def load_truth(root: Path | None = None) -> Truth:
 
 
 def load_scores(name: str, n_test: int) -> np.ndarray:
-    """Fold-mean test logits ``(N_test,)`` of ``results/<name>/predictions.npy``."""
+    """Fold-mean test logits ``(N_test,)`` of ``results/<name>/predictions.npy``, over the folds
+    that were predicted (a run with ``--limit_fold`` leaves the others NaN)."""
     path = results_dir() / name / "predictions.npy"
     if not path.is_file():
         remedy = ("run `python matched_filter.py --split test`" if name == MATCHED_FILTER else
@@ -105,9 +106,12 @@ def load_scores(name: str, n_test: int) -> np.ndarray:
         raise G2NetError(f"{path} has shape {np.load(path, mmap_mode='r').shape}, expected "
                          f"(cv, {n_test}, 1) for this input folder's {n_test} test examples; "
                          "predict again on the current test.csv")
-    if not np.isfinite(scores).all():
+    # untrained folds are all-NaN rows (train.py --limit_fold); any other NaN is a broken file
+    complete = np.isfinite(scores).all(axis=1)
+    untrained = ~np.isfinite(scores).any(axis=1)
+    if not complete.any() or not (complete | untrained).all():
         raise G2NetError(f"{path} holds NaN or infinite predictions; predict again")
-    return scores.mean(axis=0)
+    return scores[complete].mean(axis=0)
 
 
 def load_submission(path: Path, truth: Truth) -> np.ndarray:

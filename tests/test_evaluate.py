@@ -125,3 +125,18 @@ def test_wrong_prediction_shape_is_a_clear_error(tmp_path, monkeypatch):
         evaluate.evaluate(["weak"])
     with pytest.raises(G2NetError, match="no test predictions"):
         evaluate.evaluate(["absent"])
+
+
+def test_untrained_folds_are_skipped_and_stray_nan_refused(tmp_path, monkeypatch):
+    """A --limit_fold run leaves the other folds' rows NaN: the mean is over the predicted folds."""
+    _, results, target, *_ = _toy_folder(tmp_path, monkeypatch)
+    path = results / "weak" / "predictions.npy"
+    scores = np.load(path)
+    partial = scores.copy()
+    partial[1:] = np.nan
+    np.save(path, partial)
+    np.testing.assert_allclose(evaluate.load_scores("weak", len(target)), scores[0, :, 0], rtol=1e-6)
+    partial[0, 5] = np.nan
+    np.save(path, partial)
+    with pytest.raises(G2NetError, match="NaN or infinite"):
+        evaluate.load_scores("weak", len(target))
