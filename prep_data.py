@@ -42,7 +42,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, cli_errors, cpu_count,
-                   example_path, format_ids, input_dir)
+                   example_path, format_ids, input_dir, load_npy)
 
 LABELS_CSV = "training_labels.csv"
 SUBMISSION_CSV = "sample_submission.csv"
@@ -166,14 +166,11 @@ def load_example(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None]
     Values must stay finite in float32 too, since training and the cache use float32.
     """
     try:
-        array = np.load(path, allow_pickle=False)
+        array = load_npy(path)  # thread-safe: reader threads call this
     except FileNotFoundError:
         return None, ("missing", str(path))
     except (ValueError, OSError, EOFError) as exc:
-        return None, ("unreadable", f"{type(exc).__name__}: {exc}")
-    if not isinstance(array, np.ndarray):  # an .npz archive saved under a .npy name
-        array.close()
-        return None, ("unreadable", "an .npz archive, not an .npy array")
+        return None, ("unreadable", f"{type(exc).__name__}: {exc}" if "npz" not in str(exc) else str(exc))
     if array.shape != EXAMPLE_SHAPE:
         return None, ("shape", f"shape {array.shape}")
     if array.dtype != EXAMPLE_DTYPE:

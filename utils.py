@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -84,6 +85,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_NPY_HEADER_LOCK = threading.Lock()
+
+
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """``np.load`` of one ``.npy`` array (no pickles) that is safe to call from several threads.
+
+    ``np.load`` parses the header with ``ast.literal_eval``, and CPython 3.11 can fail with
+    "SystemError: AST constructor recursion depth mismatch" when threads parse at once
+    (python/cpython#106905, seen here on 3.11.7); the header is read under a lock, the data outside.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(2) == b"PK":
+            raise ValueError("an .npz archive, not an .npy array")
+        handle.seek(0)
+        with _NPY_HEADER_LOCK:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                handle.seek(0)
+                return np.load(handle, allow_pickle=False)
+        if dtype.hasobject:
+            raise ValueError("an array of Python objects (pickles are refused)")
+        count = int(np.prod(shape, dtype=np.int64))
+        data = np.fromfile(handle, dtype=dtype, count=count)
+        if data.size != count:
+            raise EOFError(f"the file ends after {data.size} of {count} values")
+        return data.reshape(shape, order="F" if fortran_order else "C")
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
