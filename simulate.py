@@ -9,16 +9,22 @@ Every example is a pure function of (seed, example index): its random numbers co
 ``SeedSequence(seed, spawn_key=(index,))``, so the files are byte-identical whatever ``--workers``.
 A positive is ``colored_noise + injection_signal(row)``, where ``row`` is its line of
 ``injections.csv``; the distance in that row is the one that gives the drawn network SNR.
+
+Signal banks, for machines without PyCBC/LALSuite (docs/simulator.md): ``--write-signal-bank BANK.npz
+--n-signals K --seed S`` stores K such signals (~24.7 KB each); ``--signal-bank BANK.npz`` injects them.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import math
 import multiprocessing
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -42,6 +48,10 @@ INJECTION_COLUMNS = ["id", "split", "target", "approximant", "mass1", "mass2", "
                      "distance", "ra", "dec", "polarization", "inclination", "coa_phase",
                      "gps_start", "tc", "snr_H1", "snr_L1", "snr_V1", "snr_network"]
 SNR_DISTRIBUTIONS = ("uniform", "loguniform", "powerlaw")
+BANK_COLUMNS = INJECTION_COLUMNS[3:]  # the physics columns a signal bank keeps per signal
+BANK_ROW_COLUMN = "bank_row"  # extra injections.csv column of a --signal-bank run
+BANK_FORMAT = "g2net-signal-bank"
+BANK_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -93,9 +103,14 @@ class Priors:
         if self.snr_distribution not in SNR_DISTRIBUTIONS:
             raise G2NetError(f"--snr-distribution {self.snr_distribution!r}: use one of "
                              f"{', '.join(SNR_DISTRIBUTIONS)}")
-        if not 0.0 <= self.positive_fraction <= 1.0:
-            raise G2NetError(f"--positive-fraction {self.positive_fraction:g}: must be in [0, 1]")
+        check_positive_fraction(self.positive_fraction)
         check_approximant(approximant)
+
+
+def check_positive_fraction(value: float) -> None:
+    """The one prior a --signal-bank run still takes: it shapes the data set, not the signals."""
+    if not 0.0 <= value <= 1.0:
+        raise G2NetError(f"--positive-fraction {value:g}: must be in [0, 1]")
 
 
 @functools.lru_cache(maxsize=None)
@@ -229,6 +244,27 @@ def example_generators(seed: int, index: int) -> tuple[np.random.Generator, np.r
     return np.random.default_rng(params), np.random.default_rng(noise)
 
 
+def draw_positive(param_rng: np.random.Generator, priors: Priors, approximant: str,
+                  label: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(clean signal, physics columns)`` of one positive: parameters and network SNR from the
+    priors, PyCBC signal rescaled to that SNR. Shared by the simulator and the signal banks, so
+    that a bank holds exactly the signals a simulation would inject. ``label`` names it in errors.
+    """
+    params = draw_parameters(param_rng, priors, approximant)
+    wanted = draw_snr(param_rng, priors)
+    reference = injection_signal(params)
+    snrs, network = optimal_snr(reference)
+    if not network > 0:
+        raise G2NetError(f"{label}: the signal misses the window (tc {params['tc']:.3f} s); "
+                         "narrow --tc-range")
+    scale = wanted / network
+    params["distance"] = REFERENCE_DISTANCE / scale
+    signal = reference * scale
+    params.update({f"snr_{name}": float(value * scale) for name, value in zip(DETECTORS, snrs)})
+    params["snr_network"] = float(network * scale)
+    return signal, params
+
+
 def simulate_example(seed: int, index: int, target: int, priors: Priors,
                      approximant: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(data, clean signal, physics columns)`` of one example (empty columns for a negative)."""
@@ -236,18 +272,7 @@ def simulate_example(seed: int, index: int, target: int, priors: Priors,
     noise = noise_model.colored_noise(noise_rng)
     if not target:
         return noise, np.zeros_like(noise), {}
-    params = draw_parameters(param_rng, priors, approximant)
-    wanted = draw_snr(param_rng, priors)
-    reference = injection_signal(params)
-    snrs, network = optimal_snr(reference)
-    if not network > 0:
-        raise G2NetError(f"example {index}: the signal misses the window (tc {params['tc']:.3f} s); "
-                         "narrow --tc-range")
-    scale = wanted / network
-    params["distance"] = REFERENCE_DISTANCE / scale
-    signal = reference * scale
-    params.update({f"snr_{name}": float(value * scale) for name, value in zip(DETECTORS, snrs)})
-    params["snr_network"] = float(network * scale)
+    signal, params = draw_positive(param_rng, priors, approximant, f"example {index}")
     return noise + signal, signal, params
 
 
@@ -278,6 +303,198 @@ def make_targets(seed: int, n_train: int, n_test: int, positive_fraction: float)
     return np.concatenate(parts)
 
 
+# --- signal banks: PyCBC signals made here, injected into fresh noise where PyCBC is missing ---
+
+@dataclass(frozen=True, eq=False)
+class SignalBank:
+    """A loaded signal bank: what a ``--signal-bank`` run injects instead of calling PyCBC."""
+    path: Path
+    signals: np.ndarray  # float64 (K, 3, N_SAMPLES), decoded: float16 code * float32 scale
+    table: pd.DataFrame  # BANK_COLUMNS, row k describes signals[k] (distance and SNRs included)
+    metadata: dict[str, Any]  # format, format_version, seed, approximant, sample_rate, n_samples, ...
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+
+def bank_generator(seed: int, row: int) -> np.random.Generator:
+    """Parameter generator of bank row ``row``: a stream of its own, so that a bank never holds
+    the signals of ``simulate --seed S`` (a test set simulated with the bank's seed stays unseen)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 4, row)))
+
+
+def quantise_signal(signal: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """``(float16 codes, float32 scale)`` with ``codes * scale`` within 2.5e-4 of the signal's peak
+    (optimal SNR changed by < 1e-4): a quarter of the bytes of float64, for a bank that must travel."""
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    scale = np.float32(peak if peak > 0 else 1.0)
+    return (np.asarray(signal, dtype=np.float64) / np.float64(scale)).astype(np.float16), scale
+
+
+def decode_signals(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float64 signals (K, 3, T) from the stored codes and per-signal scales."""
+    return codes.astype(np.float64) * scales.astype(np.float64)[:, None, None]
+
+
+def _bank_worker(args: tuple) -> tuple[np.ndarray, np.float32, dict[str, Any]]:
+    seed, row, priors, approximant = args
+    signal, params = draw_positive(bank_generator(seed, row), priors, approximant, f"bank signal {row}")
+    codes, scale = quantise_signal(signal)
+    return codes, scale, params
+
+
+def write_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Priors = Priors(),
+                      approximant: str = DEFAULT_APPROXIMANT, workers: int = 1,
+                      progress: bool = True) -> dict[str, Any]:
+    """Draw ``n_signals`` positives exactly as :func:`simulate` draws them and store them in one
+    compact ``.npz`` (about 24.7 KB a signal), so that a machine without PyCBC/LALSuite can build
+    training data from them (``--signal-bank``). Row ``j`` is a function of ``(seed, j)`` only:
+    the file is byte-identical whatever ``workers``. Returns counts, size and rate.
+    """
+    if n_signals < 1:
+        raise G2NetError(f"--n-signals {n_signals}: a bank needs at least 1 signal")
+    if seed < 0:
+        raise G2NetError(f"--seed {seed}: must be >= 0")
+    if workers < 1:
+        raise G2NetError(f"--workers {workers}: must be >= 1")
+    path = Path(path)
+    if path.is_dir():
+        raise G2NetError(f"--write-signal-bank {path} is a folder; give a file name such as bank.npz")
+    priors.validate(approximant)
+    started = time.perf_counter()
+    _snr_psds(N_SAMPLES, float(SAMPLE_RATE))  # built once, inherited by the workers
+    cpu_started = _cpu_seconds()
+    tasks = [(seed, row, priors, approximant) for row in range(n_signals)]
+    results = []
+    bar = tqdm(total=n_signals, desc="signal bank", unit="sig", disable=not progress)
+    if workers == 1:
+        for task in tasks:
+            results.append(_bank_worker(task))
+            bar.update()
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for result in pool.imap(_bank_worker, tasks, chunksize=8):
+                results.append(result)
+                bar.update()
+    bar.close()
+    codes = np.stack([r[0] for r in results])
+    scales = np.array([r[1] for r in results], dtype=np.float32)
+    table = pd.DataFrame([r[2] for r in results]).reindex(columns=BANK_COLUMNS)
+    metadata = {"format": BANK_FORMAT, "format_version": BANK_FORMAT_VERSION, "seed": int(seed),
+                "n_signals": int(n_signals), "approximant": approximant,
+                "sample_rate": SAMPLE_RATE, "n_samples": N_SAMPLES, "detectors": list(DETECTORS),
+                "priors": dataclasses.asdict(priors), "f_lower": F_LOWER, "snr_band": list(SNR_BAND),
+                "encoding": "signal = float16 signals * float32 scales (per signal)"}
+    _save_bank(path, codes, scales, table, metadata)
+    elapsed = time.perf_counter() - started
+    return {"path": str(path), "n_signals": n_signals, "bytes": path.stat().st_size,
+            "seconds": elapsed, "rate": n_signals / elapsed if elapsed > 0 else float("inf"),
+            "cpu_seconds": _cpu_seconds() - cpu_started}
+
+
+def _save_bank(path: Path, codes: np.ndarray, scales: np.ndarray, table: pd.DataFrame,
+               metadata: dict[str, Any]) -> None:
+    """An uncompressed ``.npz`` (float16 does not compress) with fixed zip timestamps, so that the
+    same bank is the same bytes; written atomically."""
+    arrays = {"signals": np.asarray(codes, dtype=np.float16),
+              "scales": np.asarray(scales, dtype=np.float32),
+              "metadata": np.array(json.dumps(metadata, sort_keys=True))}
+    for column in BANK_COLUMNS:
+        dtype = str if column == "approximant" else np.int64 if column == "gps_start" else np.float64
+        arrays[f"param_{column}"] = np.array(table[column].tolist(), dtype=dtype)
+
+    def write(handle: Any) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def load_signal_bank(path: str | Path) -> SignalBank:
+    """Read and check a bank written by :func:`write_signal_bank` (numpy and pandas only: this is
+    what a machine without PyCBC runs). Every problem is one G2NetError saying what to do."""
+    path = Path(path)
+    remedy = (f"make one with `python simulate.py --write-signal-bank {path} --n-signals K --seed S` "
+              "on a machine with PyCBC")
+    if not path.is_file():
+        raise G2NetError(f"signal bank {path} not found; {remedy}")
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with archive:
+            if "metadata" not in archive.files:
+                raise ValueError("no metadata")
+            metadata = json.loads(str(archive["metadata"][()]))
+            if not isinstance(metadata, dict) or metadata.get("format") != BANK_FORMAT:
+                raise ValueError("no signal-bank metadata")
+            version = metadata.get("format_version")
+            if version != BANK_FORMAT_VERSION:
+                raise G2NetError(f"{path} is a signal bank of format version {version}; this "
+                                 f"simulate.py reads version {BANK_FORMAT_VERSION}: rebuild it with "
+                                 "this simulate.py --write-signal-bank")
+            rate, length = metadata.get("sample_rate"), metadata.get("n_samples")
+            if rate != SAMPLE_RATE or length != N_SAMPLES or metadata.get("detectors") != list(DETECTORS):
+                raise G2NetError(f"{path} holds {metadata.get('detectors')} signals of {length} samples "
+                                 f"at {rate} Hz; the competition layout needs {list(DETECTORS)}, "
+                                 f"{N_SAMPLES} samples at {SAMPLE_RATE} Hz (utils.N_SAMPLES, "
+                                 "utils.SAMPLE_RATE): rebuild the bank with this simulate.py")
+            codes, scales = archive["signals"], archive["scales"]
+            table = pd.DataFrame({column: archive[f"param_{column}"] for column in BANK_COLUMNS})
+    except G2NetError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise G2NetError(f"{path} is not a signal bank written by simulate.py --write-signal-bank "
+                         f"({exc}); {remedy}") from None
+    count = len(codes)
+    problem = None
+    if codes.dtype != np.float16 or codes.shape[1:] != (len(DETECTORS), N_SAMPLES):
+        problem = f"signals are {codes.dtype} {codes.shape}, not float16 (K, {len(DETECTORS)}, {N_SAMPLES})"
+    elif scales.shape != (count,) or len(table) != count or metadata.get("n_signals") != count:
+        problem = (f"{count} signals, {len(scales)} scales, {len(table)} parameter rows and "
+                   f"n_signals {metadata.get('n_signals')} disagree")
+    elif not (np.all(np.isfinite(codes)) and np.all(np.isfinite(scales)) and np.all(scales > 0)):
+        problem = "signals or scales are not finite"
+    if problem:
+        raise G2NetError(f"{path} is a damaged signal bank ({problem}); rebuild it with "
+                         "simulate.py --write-signal-bank")
+    return SignalBank(path, decode_signals(codes, scales), table, metadata)
+
+
+def bank_rows(seed: int, n_positives: int, n_signals: int) -> np.ndarray:
+    """Bank row of each positive, in example order: positive ``k`` takes ``perm_c[k % K]`` with a
+    fresh seeded permutation per cycle ``c = k // K``, so every row is used floor(n/K) or
+    ceil(n/K) times and none twice before all have been used once."""
+    if n_positives and n_signals < 1:
+        raise G2NetError("the signal bank holds no signals but positives were asked for; rebuild it "
+                         "with --n-signals >= 1, or use --positive-fraction 0")
+    if not n_positives:
+        return np.zeros(0, dtype=np.int64)
+    cycles = -(-n_positives // n_signals)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 3,)))
+    order = np.argsort(rng.random((cycles, n_signals)), axis=1, kind="stable")
+    return order.reshape(-1)[:n_positives].astype(np.int64)
+
+
+def bank_example(seed: int, index: int, bank: SignalBank,
+                 row: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(data, injections.csv columns)`` of example ``index`` in a ``--signal-bank`` run: the noise
+    of :func:`simulate_example`, plus bank signal ``row`` (None for a negative). No PyCBC."""
+    _, noise_rng = example_generators(seed, index)
+    noise = noise_model.colored_noise(noise_rng)
+    if row is None:
+        return noise, {}
+    params = bank.table.iloc[row].to_dict()
+    params[BANK_ROW_COLUMN] = int(row)
+    return noise + bank.signals[row], params
+
+
 @dataclass(frozen=True)
 class _Job:
     out: str
@@ -299,8 +516,17 @@ def _save_example(path: Path, data: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
-def _run_one(job: _Job, index: int, example_id: str, split: str, target: int) -> dict[str, Any]:
-    data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
+# The bank of a --signal-bank run, set by simulate() before its workers fork (they inherit it
+# instead of receiving a copy with every task).
+_BANK_IN_USE: SignalBank | None = None
+
+
+def _run_one(job: _Job, index: int, example_id: str, split: str, target: int,
+             bank_row: int | None = None) -> dict[str, Any]:
+    if _BANK_IN_USE is None:
+        data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
+    else:
+        data, params = bank_example(job.seed, index, _BANK_IN_USE, bank_row)
     _save_example(example_path(job.out, split, example_id), data)
     return {"id": example_id, "split": split, "target": int(target), **params}
 
@@ -311,46 +537,73 @@ def _worker(args: tuple) -> dict[str, Any]:
 
 def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Priors = Priors(),
              approximant: str = DEFAULT_APPROXIMANT, workers: int = 1, overwrite: bool = False,
-             progress: bool = True) -> dict[str, Any]:
-    """Write the competition layout and ground truth under ``out``; return counts and rate."""
+             progress: bool = True, signal_bank: str | Path | SignalBank | None = None) -> dict[str, Any]:
+    """Write the competition layout and ground truth under ``out``; return counts and rate.
+
+    With ``signal_bank`` the positives take their signals from that bank (no PyCBC), which fixes
+    every prior but ``positive_fraction``; the noise is the same as without it.
+    """
+    global _BANK_IN_USE
     validate_run(out, n_train, n_test, seed, workers, overwrite)
-    priors.validate(approximant)
+    bank = None
+    if signal_bank is None:
+        priors.validate(approximant)
+    else:
+        signal_priors = dataclasses.replace(priors, positive_fraction=Priors().positive_fraction)
+        if signal_priors != Priors() or approximant != DEFAULT_APPROXIMANT:
+            raise G2NetError("a signal bank fixes the priors and the approximant (chosen when it was "
+                             "written); leave them at their defaults with --signal-bank")
+        check_positive_fraction(priors.positive_fraction)
+        bank = signal_bank if isinstance(signal_bank, SignalBank) else load_signal_bank(signal_bank)
     out = Path(out)
+    total = n_train + n_test
+    ids = make_ids(seed, total)
+    targets = make_targets(seed, n_train, n_test, priors.positive_fraction)
+    rows_of = [None] * total
+    if bank is not None:
+        positives = np.flatnonzero(targets)
+        for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
+            rows_of[index] = int(row)
     # an earlier simulation (or, with --overwrite, anything) is replaced, never mixed with; its
     # tables go first so that a killed run leaves no labels pointing at missing files
     for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
         (out / name).unlink(missing_ok=True)
     for name in SPLITS:
         shutil.rmtree(out / name, ignore_errors=True)
-    total = n_train + n_test
-    ids = make_ids(seed, total)
-    targets = make_targets(seed, n_train, n_test, priors.positive_fraction)
     splits = ["train"] * n_train + ["test"] * n_test
     job = _Job(str(out), seed, priors, approximant)
-    tasks = [(job, i, ids[i], splits[i], int(targets[i])) for i in range(total)]
+    tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
     started = time.perf_counter()
     # the noise PSD (a deconvolution) and the SNR PSDs are built once here, inherited by the workers
     noise_model.colored_noise(np.random.default_rng(0))
-    _snr_psds(N_SAMPLES, float(SAMPLE_RATE))
+    if bank is None:
+        _snr_psds(N_SAMPLES, float(SAMPLE_RATE))
     cpu_started = _cpu_seconds()
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=total, desc="simulate", unit="ex", disable=not progress)
-    if workers == 1:
-        for task in tasks:
-            rows.append(_worker(task))
-            bar.update()
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for row in pool.imap(_worker, tasks, chunksize=8):
-                rows.append(row)
+    _BANK_IN_USE = bank
+    try:
+        if workers == 1:
+            for task in tasks:
+                rows.append(_worker(task))
                 bar.update()
+        else:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for row in pool.imap(_worker, tasks, chunksize=8):
+                    rows.append(row)
+                    bar.update()
+    finally:
+        _BANK_IN_USE = None
     bar.close()
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
-    _write_tables(out, rows)
-    return {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
-            "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
-            "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
+    _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
+    summary = {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
+               "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
+               "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
+    if bank is not None:
+        summary.update({"signal_bank": str(bank.path), "bank_signals": len(bank)})
+    return summary
 
 
 def _cpu_seconds() -> float:
@@ -379,10 +632,12 @@ def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers:
                          "write (no injections.csv); choose another folder or pass --overwrite")
 
 
-def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
-    table = pd.DataFrame(rows).reindex(columns=INJECTION_COLUMNS)
+def _write_tables(out: Path, rows: list[dict[str, Any]], columns: Sequence[str] = INJECTION_COLUMNS) -> None:
+    table = pd.DataFrame(rows).reindex(columns=list(columns))
     table["target"] = table["target"].astype(int)
     table["gps_start"] = table["gps_start"].astype("Int64")
+    if BANK_ROW_COLUMN in table:
+        table[BANK_ROW_COLUMN] = table[BANK_ROW_COLUMN].astype("Int64")
     train = table[table["split"] == "train"]
     test = table[table["split"] == "test"]
 
@@ -405,64 +660,120 @@ def load_injections(path: str | Path) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Priors()
+
+    def default(name: str) -> str:
+        value = getattr(defaults, name)
+        return "(" + (" ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+                      if isinstance(value, float) else str(value)) + ")"
+
     parser = argparse.ArgumentParser(
         description="Simulate G2Net-format data: BBH injections (PyCBC/LALSuite) into calibrated "
-                    "noise; priors documented in docs/simulator.md.")
-    parser.add_argument("--out", required=True, help="output folder (the competition layout)")
-    parser.add_argument("--n-train", type=int, required=True, help="training examples")
-    parser.add_argument("--n-test", type=int, required=True, help="test examples")
+                    "noise; priors documented in docs/simulator.md. Signal banks: "
+                    "--write-signal-bank BANK.npz --n-signals K --seed S stores K signals; "
+                    "--out DIR --n-train N --n-test M --seed S --signal-bank BANK.npz injects them "
+                    "into fresh noise without PyCBC.")
+    parser.add_argument("--out", help="output folder (the competition layout)")
+    parser.add_argument("--n-train", type=int, help="training examples")
+    parser.add_argument("--n-test", type=int, help="test examples")
     parser.add_argument("--seed", type=int, required=True, help="master seed: same seed, same bytes")
     parser.add_argument("--workers", type=int, default=min(cpu_count(), 8),
                         help="processes (the output does not depend on it)")
-    parser.add_argument("--approximant", default=DEFAULT_APPROXIMANT,
-                        help="any LAL time-domain approximant PyCBC knows")
+    parser.add_argument("--approximant", default=None,
+                        help=f"any LAL time-domain approximant PyCBC knows ({DEFAULT_APPROXIMANT})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace competition files in --out that simulate.py did not write "
                              "(an earlier simulation is always replaced)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--write-signal-bank", metavar="BANK.npz",
+                        help="instead of a data set, write a bank of --n-signals signals drawn from "
+                             "the priors (needs PyCBC; ~24.6 KB a signal)")
+    parser.add_argument("--n-signals", type=int, metavar="K", help="signals in --write-signal-bank")
+    parser.add_argument("--signal-bank", metavar="BANK.npz",
+                        help="take the positives' signals from this bank (no PyCBC/LALSuite needed; "
+                             "the bank fixes the priors and the approximant)")
     pair = {"nargs": 2, "type": float, "metavar": ("MIN", "MAX")}
-    parser.add_argument("--mass-range", default=defaults.mass_range, **pair,
-                        help="component masses, detector-frame Msun, each uniform (%(default)s)")
-    parser.add_argument("--spin-range", default=defaults.spin_range, **pair,
-                        help="aligned spins spin1z, spin2z, each uniform (%(default)s)")
-    parser.add_argument("--ra-range", default=defaults.ra_range, **pair, help="right ascension, uniform")
-    parser.add_argument("--dec-range", default=defaults.dec_range, **pair,
-                        help="declination, uniform in sin(dec) (isotropic sky)")
-    parser.add_argument("--inclination-range", default=defaults.inclination_range, **pair,
+    parser.add_argument("--mass-range", **pair,
+                        help=f"component masses, detector-frame Msun, each uniform {default('mass_range')}")
+    parser.add_argument("--spin-range", **pair,
+                        help=f"aligned spins spin1z, spin2z, each uniform {default('spin_range')}")
+    parser.add_argument("--ra-range", **pair, help="right ascension, uniform")
+    parser.add_argument("--dec-range", **pair, help="declination, uniform in sin(dec) (isotropic sky)")
+    parser.add_argument("--inclination-range", **pair,
                         help="inclination, uniform in cos (isotropic orientation)")
-    parser.add_argument("--polarization-range", default=defaults.polarization_range, **pair,
-                        help="polarization angle, uniform")
-    parser.add_argument("--coa-phase-range", default=defaults.coa_phase_range, **pair,
-                        help="coalescence phase, uniform")
-    parser.add_argument("--tc-range", default=defaults.tc_range, **pair,
-                        help="geocentric merger time, s after the window start, uniform (%(default)s)")
-    parser.add_argument("--gps-range", default=defaults.gps_range, nargs=2, type=int,
-                        metavar=("MIN", "MAX"), help="GPS second of the window start, uniform integer")
-    parser.add_argument("--snr-range", default=defaults.snr_range, **pair,
-                        help="optimal network SNR, 20-1000 Hz (%(default)s)")
-    parser.add_argument("--snr-distribution", default=defaults.snr_distribution,
-                        help=f"{' | '.join(SNR_DISTRIBUTIONS)} (powerlaw: p ~ snr^-4) (%(default)s)")
-    parser.add_argument("--positive-fraction", type=float, default=defaults.positive_fraction,
-                        help="share of examples with a signal, per split (%(default)s)")
+    parser.add_argument("--polarization-range", **pair, help="polarization angle, uniform")
+    parser.add_argument("--coa-phase-range", **pair, help="coalescence phase, uniform")
+    parser.add_argument("--tc-range", **pair,
+                        help=f"geocentric merger time, s after the window start, uniform {default('tc_range')}")
+    parser.add_argument("--gps-range", nargs=2, type=int, metavar=("MIN", "MAX"),
+                        help="GPS second of the window start, uniform integer")
+    parser.add_argument("--snr-range", **pair,
+                        help=f"optimal network SNR, 20-1000 Hz {default('snr_range')}")
+    parser.add_argument("--snr-distribution",
+                        help=f"{' | '.join(SNR_DISTRIBUTIONS)} (powerlaw: p ~ snr^-4) {default('snr_distribution')}")
+    parser.add_argument("--positive-fraction", type=float,
+                        help=f"share of examples with a signal, per split {default('positive_fraction')}")
     return parser
 
 
+SIGNAL_PRIORS = [f.name for f in fields(Priors) if f.name != "positive_fraction"]
+
+
 def priors_from_args(args: argparse.Namespace) -> Priors:
-    values = {f.name: getattr(args, f.name) for f in fields(Priors)}
+    """The priors of the command line; options not given keep the :class:`Priors` defaults."""
+    values = {f.name: getattr(args, f.name) for f in fields(Priors) if getattr(args, f.name) is not None}
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)
     return Priors(**values)
 
 
+def _given(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    """The options among ``names`` (argparse destinations) that the command line set."""
+    return ["--" + name.replace("_", "-") for name in names
+            if getattr(args, name) not in (None, False)]
+
+
+def _refuse(options: list[str], why: str) -> None:
+    if options:
+        raise G2NetError(f"{', '.join(options)}: {why}")
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     priors = priors_from_args(args)
-    summary = simulate(args.out, args.n_train, args.n_test, args.seed, priors, args.approximant,
-                       args.workers, args.overwrite, progress=not args.no_progress)
+    approximant = args.approximant or DEFAULT_APPROXIMANT
+    if args.write_signal_bank is not None:
+        _refuse(_given(args, ["out", "n_train", "n_test", "overwrite", "signal_bank"]),
+                "--write-signal-bank writes only the bank; build the data set from it in a second "
+                "run (--out DIR --n-train N --n-test M --seed S --signal-bank BANK)")
+        _refuse(_given(args, ["positive_fraction"]), "a bank holds only signals; give it to the run "
+                "that reads the bank (--signal-bank)")
+        if args.n_signals is None:
+            raise G2NetError("--write-signal-bank needs --n-signals K (the number of signals to store)")
+        summary = write_signal_bank(args.write_signal_bank, args.n_signals, args.seed, priors,
+                                    approximant, args.workers, progress=not args.no_progress)
+        print(f"wrote {summary['n_signals']} signals ({summary['bytes'] / 1e6:.1f} MB) to "
+              f"{summary['path']}")
+        print(f"rate: {summary['rate']:.1f} signals/s with {args.workers} worker(s) "
+              f"({summary['seconds']:.1f} s)")
+        return summary
+    _refuse(_given(args, ["n_signals"]), "goes with --write-signal-bank BANK.npz")
+    missing = [option for option, value in (("--out", args.out), ("--n-train", args.n_train),
+                                            ("--n-test", args.n_test)) if value is None]
+    _refuse(missing, "required to write a data set (or write a bank with --write-signal-bank "
+            "BANK.npz --n-signals K --seed S)")
+    if args.signal_bank is not None:
+        _refuse(_given(args, [*SIGNAL_PRIORS, "approximant"]), "the signal bank fixes the priors and "
+                "the approximant (they were chosen when it was written); drop these options, or "
+                "write a new bank with them")
+    summary = simulate(args.out, args.n_train, args.n_test, args.seed, priors, approximant,
+                       args.workers, args.overwrite, progress=not args.no_progress,
+                       signal_bank=args.signal_bank)
+    source = f" from the {summary['bank_signals']} signals of {summary['signal_bank']}" \
+        if args.signal_bank is not None else ""
     print(f"wrote {summary['n_train']} train + {summary['n_test']} test examples "
-          f"({summary['positives']} with a signal) to {args.out}")
+          f"({summary['positives']} with a signal{source}) to {args.out}")
     print(f"rate: {summary['rate']:.1f} examples/s with {args.workers} worker(s) "
           f"({summary['seconds']:.1f} s; {summary['rate_per_cpu']:.1f} examples per CPU-second)")
     return summary
