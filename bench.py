@@ -46,7 +46,8 @@ PHASES = ("data", "model", "train", "valid")
 RESULT_KEYS = ("config", "setting", "device", "batch_size", "n_train", "n_valid", "num_workers",
                "amp_dtype", "channels_last", "gpu_transform", "cache", "compile",
                "data_examples_per_s", "model_examples_per_s", "train_examples_per_s",
-               "valid_examples_per_s", "train_vs_model", "peak_gpu_memory_mb", "peak_rss_mb",
+               "valid_examples_per_s", "train_vs_model", "train_seconds", "train_data_wait_s",
+               "peak_gpu_memory_mb", "peak_rss_mb",
                "gpu_transform_max_rel_error", "seconds", "errors")
 MODEL_BATCHES = 4  # distinct real batches kept on the device for the model-alone phase
 WARMUP_STEPS = 5  # untimed steps first: cudnn autotuning, torch.compile, allocator growth
@@ -218,13 +219,42 @@ def time_model(trainer: Any, batches: list[Any], steps: int) -> float:
     return steps * len(on_device[0][0]) / (time.perf_counter() - started)
 
 
-def time_train(trainer: Any, loader: Any) -> float:
-    """Examples/s of one epoch of training fed by the DataLoader (end to end)."""
+class _WaitTimer:
+    """Iterates a loader and adds up the seconds the caller waits for each batch: an end-to-end
+    rate below the model's own with no waiting points at the step, not at the data pipeline."""
+
+    def __init__(self, loader: Any):
+        self.loader, self.wait = loader, 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        iterator = iter(self.loader)
+        while True:
+            tic = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.wait += time.perf_counter() - tic
+            yield batch
+
+
+def time_train(trainer: Any, loader: Any, record: dict[str, Any] | None = None) -> float:
+    """Examples/s of one epoch of training fed by the DataLoader (end to end); ``record`` gets
+    ``train_data_wait_s``, the part of the epoch spent waiting for batches."""
+    timed = _WaitTimer(loader)
     _synchronize(trainer.device)
     started = time.perf_counter()
-    trainer.train_one_epoch(loader, 1)
+    trainer.train_one_epoch(timed, 1)
     _synchronize(trainer.device)
-    return len(loader) * loader.batch_size / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    if record is not None:
+        record["train_seconds"] = round(seconds, 3)
+        record["train_data_wait_s"] = round(timed.wait, 3)
+    return len(loader) * loader.batch_size / seconds
 
 
 def time_valid(trainer: Any, loader: Any) -> float:
@@ -378,7 +408,10 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
             return time_model(trainer, kept, steps)
 
         phase("model", model_alone)
-        phase("train", lambda: time_train(trainer, train_loader))
+        phase("train", lambda: time_train(trainer, train_loader, result))
+        if result.get("train_data_wait_s") is not None:
+            printer(f"  train: {result['train_data_wait_s']:.2f} s of {result['train_seconds']:.2f} s "
+                    "spent waiting for batches")
         phase("valid", lambda: time_valid(trainer, valid_loader))
     model_rate, train_rate = result.get("model_examples_per_s"), result.get("train_examples_per_s")
     result["train_vs_model"] = round(train_rate / model_rate, 4) if model_rate and train_rate else None
@@ -407,11 +440,13 @@ def _cell(value: Any) -> str:
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """One row per run: the throughput figures, the model/end-to-end ratio and the peak memory."""
     header = ("| config | setting | device | batch | workers | AMP | channels_last | GPU transforms | "
-              "compile | data ex/s | model ex/s | train ex/s | train/model | valid ex/s | "
+              "compile | data ex/s | model ex/s | train ex/s | train/model | waiting for data | valid ex/s | "
               "peak GPU MiB | GPU prep. rel. error | errors |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
         ratio = f"{100 * r['train_vs_model']:.0f}%" if r.get("train_vs_model") else "-"
+        wait = (f"{100 * r['train_data_wait_s'] / r['train_seconds']:.1f}%"
+                if r.get("train_data_wait_s") is not None and r.get("train_seconds") else "-")
         peak = max((v for v in (r.get("peak_gpu_memory_mb") or {}).values() if v is not None),
                    default=None)  # also for a run cut short before it wrote "max"
         errors = "; ".join(f"{k}: {v}" for k, v in (r.get("errors") or {}).items())
@@ -419,7 +454,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
                  r.get("num_workers"), r.get("amp_dtype") or "off", r.get("channels_last"),
                  "on" if r.get("gpu_transform") else "off", r.get("compile") or "off",
                  r.get("data_examples_per_s"), r.get("model_examples_per_s"),
-                 r.get("train_examples_per_s"), ratio, r.get("valid_examples_per_s"), peak,
+                 r.get("train_examples_per_s"), ratio, wait, r.get("valid_examples_per_s"), peak,
                  r.get("gpu_transform_max_rel_error"), errors.replace("|", "/")[:200] or ""]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
