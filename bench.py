@@ -257,8 +257,11 @@ def time_train(trainer: Any, loader: Any, record: dict[str, Any] | None = None) 
     return len(loader) * loader.batch_size / seconds
 
 
-def time_valid(trainer: Any, loader: Any) -> float:
-    """Examples/s of one validation pass (logits, loss and AUC) fed by its DataLoader."""
+def time_valid(trainer: Any, loader: Any, warmup: Sequence[Any] = ()) -> float:
+    """Examples/s of one validation pass (logits, loss and AUC) fed by its DataLoader, after an
+    untimed pass over ``warmup`` batches (a compiled model builds its evaluation graph there)."""
+    if warmup:
+        trainer.predict([batch[0] for batch in warmup])
     _synchronize(trainer.device)
     started = time.perf_counter()
     trainer.evaluate(loader, 0)
@@ -412,7 +415,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
         if result.get("train_data_wait_s") is not None:
             printer(f"  train: {result['train_data_wait_s']:.2f} s of {result['train_seconds']:.2f} s "
                     "spent waiting for batches")
-        phase("valid", lambda: time_valid(trainer, valid_loader))
+        phase("valid", lambda: time_valid(trainer, valid_loader, kept[:2] if cfg.compile else ()))
     model_rate, train_rate = result.get("model_examples_per_s"), result.get("train_examples_per_s")
     result["train_vs_model"] = round(train_rate / model_rate, 4) if model_rate and train_rate else None
     peaks = [v for v in result["peak_gpu_memory_mb"].values() if v is not None]

@@ -79,7 +79,10 @@ class Baseline:
     channels_last = False  # 2D backbones on CUDA: weights and image in channels_last layout
     gpu_preprocess = True  # on CUDA: Normalize/BandPass/Whiten batched on the GPU where exact
     amp_precision = None  # autocast dtype on CUDA: None = bf16 where supported else fp16, or 'bf16' / 'fp16'
-    compile = False  # torch.compile the model: False, True, or a mode ('max-autotune', 'reduce-overhead' = CUDA graphs)
+    # torch.compile the model: False, True, a mode ('max-autotune', 'reduce-overhead' = Inductor
+    # + CUDA graphs) or 'cudagraphs' (CUDA graphs without Inductor); only on compile_devices
+    compile = False
+    compile_devices = ("cuda",)
     clip_grad = "value"
     max_grad_norm = 10000
     hook = TrainHook()
@@ -307,6 +310,8 @@ class Seq02(Seq00):
 
 class Seq03(Seq00):
     model_params = dict(Seq00.model_params, base_filters=128, groups=32, dropout=0.0)
+    # its step is bound by kernel launches: CUDA graphs double it on an H200 (docs/benchmarks.md)
+    compile = "reduce-overhead"
 
 
 class Seq03aug3(Seq03):

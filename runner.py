@@ -264,13 +264,16 @@ def build_model(cfg: type) -> torch.nn.Module:
 
 def wrap_model(model: torch.nn.Module, runtime: Runtime, cfg: type | None = None) -> torch.nn.Module:
     """Move to the device (channels_last on CUDA when the config asks), wrap in DDP (torchrun) or
-    DataParallel (several --gpu), then compile (config field ``compile``: False, True or a
-    ``torch.compile`` mode).
+    DataParallel (several --gpu), then compile (config field ``compile``: False, True, a
+    ``torch.compile`` mode, or 'cudagraphs' for the cudagraphs backend) on the device types of
+    ``compile_devices`` (default: CUDA only, where it was measured; a CPU run stays eager).
 
     channels_last converts the weights; the 2D models then lay out their image to match. Measured
     on an H200, it doubles Nspec16's step rate (bf16: 498 -> 990 examples/s).
     """
     compile = getattr(cfg, "compile", False)
+    if runtime.device.type not in getattr(cfg, "compile_devices", ("cuda",)):
+        compile = False
     model = model.to(runtime.device)
     if getattr(cfg, "channels_last", False) and runtime.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -279,7 +282,9 @@ def wrap_model(model: torch.nn.Module, runtime: Runtime, cfg: type | None = None
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     elif runtime.device_ids:
         model = torch.nn.DataParallel(model, device_ids=list(runtime.device_ids))
-    if compile:
+    if compile == "cudagraphs":  # CUDA graphs of the traced graphs, no Inductor code generation
+        model = torch.compile(model, backend="cudagraphs")
+    elif compile:
         model = torch.compile(model, mode=compile if isinstance(compile, str) else None)
     return model
 

@@ -21,7 +21,9 @@
 #   BENCH_PLAN      instead of the sequence above, these runs in this order, each CONFIG:TAG with TAG
 #                   one of original, optimized, optimized-fp16, optimized-conv-frontend (wavelet
 #                   front-end by direct convolution), optimized-cpu-transforms, optimized-compile,
-#                   optimized-cudagraphs; e.g. BENCH_PLAN="Nspec16:optimized Seq03aug3:optimized"
+#                   optimized-cudagraphs (Inductor + CUDA graphs), optimized-cudagraphs-backend
+#                   (CUDA graphs without Inductor), optimized-eager (compile off);
+#                   e.g. BENCH_PLAN="Nspec16:optimized Seq03aug3:optimized"
 #   BENCH_BUDGET_S  seconds for the whole script (default 390); optional steps are skipped past it
 #   BENCH_DATA      scratch folder for the noise set and per-run JSON (default /tmp/g2net_bench)
 #   BENCH_TINY=1    CPU check of this script: Debug, 64 + 32 examples, batch 16
@@ -103,6 +105,9 @@ run() {
         optimized-compile) bench "$config" "$tag" "$LIMIT" --setting optimized --compile on --phases model,train ;;
         optimized-cudagraphs) bench "$config" "$tag" "$LIMIT" --setting optimized --compile reduce-overhead \
             --phases model,train ;;
+        optimized-cudagraphs-backend) bench "$config" "$tag" "$LIMIT" --setting optimized \
+            --compile cudagraphs --phases model,train ;;
+        optimized-eager) bench "$config" "$tag" "$LIMIT" --setting optimized --compile off ;;
         *) echo "+++ unknown run $config:$tag (see BENCH_PLAN in the header)"; return 0 ;;
     esac
 }

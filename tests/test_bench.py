@@ -231,8 +231,14 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
     runtime = runner.Runtime(cpu, 0)
     model = torch.nn.Linear(3, 1)
     assert runner.wrap_model(model, runtime) is model
-    compiled = runner.wrap_model(model, runtime, type("Compiled", (), {"compile": True}))
-    assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
+    # compile applies on compile_devices only (default CUDA): a CPU run of a compiled config is eager
+    assert runner.wrap_model(model, runtime, type("Compiled", (), {"compile": True})) is model
+    assert runner.wrap_model(model, runtime, configs.Seq03aug3) is model
+    for value in (True, "reduce-overhead", "cudagraphs"):
+        cfg = type("Compiled", (), {"compile": value, "compile_devices": ("cpu", "cuda")})
+        compiled = runner.wrap_model(model, runtime, cfg)
+        assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
+    assert configs.Seq03aug3.compile == "reduce-overhead" and configs.Nspec16.compile is False
 
 
 def test_frontend_method_reaches_the_wavelet_front_end():
