@@ -238,7 +238,8 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
         cfg = type("Compiled", (), {"compile": value, "compile_devices": ("cpu", "cuda")})
         compiled = runner.wrap_model(model, runtime, cfg)
         assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
-    assert configs.Seq03aug3.compile == "reduce-overhead" and configs.Nspec16.compile is False
+    assert configs.Seq03aug3.compile == "reduce-overhead" and configs.Nspec16.compile == "cudagraphs"
+    assert configs.Demo.compile is False
 
 
 def test_frontend_method_reaches_the_wavelet_front_end():
