@@ -12,11 +12,12 @@
 #
 # Needs: the bank at SESSION_BANK (default .devcarry/signal_bank.npz, made here with
 # `python simulate.py --write-signal-bank .devcarry/signal_bank.npz --n-signals 2000 --seed 7`,
-# and carried). $OUT receives at most 8 files: session.log, env.txt, bench.log, bench.md,
-# bench_results.json, <config>_train.log, <config>_fold0.part0.pt, <config>_fold0.part1.pt.
-# Back here, rebuild the checkpoint with
-#   python -c "import torch,sys; a,b=(torch.load(p,weights_only=False) for p in sys.argv[1:3]);
-#              a['model'].update(b['model']); torch.save(a,sys.argv[3])" part0.pt part1.pt fold0.pt
+# and carried). $OUT receives session.log (everything printed), env.txt, bench.md,
+# bench_results.json, <config>_train.log and <config>_fold0.p<k>.pt, the checkpoint in parts of at
+# most 12 MiB (2 for Seq03w, 3 for Nspec16w: 8 files at most, the device's limit). Back here:
+#   python -c "import torch,sys; parts=[torch.load(p,weights_only=False) for p in sys.argv[2:]];
+#              [parts[0]['model'].update(p['model']) for p in parts[1:]]; torch.save(parts[0],sys.argv[1])" \
+#          fold0.pt Seq03w_fold0.p*.pt
 # Environment: SESSION_BUDGET_S (default 540), SESSION_N_TRAIN (default 24000), SESSION_CONFIG,
 # SESSION_BANK, BENCH_PLAN, PYTHON (default python3).
 set -u -o pipefail
@@ -67,14 +68,21 @@ if [[ -f "$BANK" ]]; then
             "$PY" - "$run_dir/fold0.pt" "$OUT/${CONFIG}_fold0" <<'EOF'
 import sys
 import torch
+# files come back only up to 16 MiB each: the weights travel in parts of at most 12 MiB
 saved = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
-keys = list(saved["model"])
-half = len(keys) // 2
-for part, chosen in enumerate((keys[:half], keys[half:])):
-    piece = {k: v for k, v in saved.items() if k != "model" and part == 0}
-    piece["model"] = {k: saved["model"][k] for k in chosen}
-    torch.save(piece, f"{sys.argv[2]}.part{part}.pt")
-print(f"checkpoint split: {len(keys)} tensors in two files")
+parts, size = [{}], 0
+for key, tensor in saved["model"].items():
+    nbytes = tensor.numel() * tensor.element_size()
+    if parts[-1] and size + nbytes > 12 * 2 ** 20:
+        parts.append({})
+        size = 0
+    parts[-1][key] = tensor
+    size += nbytes
+for number, weights in enumerate(parts):
+    piece = {k: v for k, v in saved.items() if k != "model"} if number == 0 else {}
+    piece["model"] = weights
+    torch.save(piece, f"{sys.argv[2]}.p{number}.pt")
+print(f"checkpoint in {len(parts)} parts of at most 12 MiB")
 EOF
         fi
     fi
@@ -87,7 +95,8 @@ rest=$(left)
 if ((rest > 60)); then
     BENCH_PLAN=${BENCH_PLAN:-"Nspec16:optimized Seq03aug3:optimized Nspec16:optimized-fp16 \
 Seq03aug3:optimized-cudagraphs Nspec16:optimized-conv-frontend Seq03aug3:optimized-compile"} \
-    BENCH_BUDGET_S=$((rest - 45)) BENCH_DATA="$WORK/bench" OUT=$OUT bash scripts/device_bench.sh
+    BENCH_BUDGET_S=$((rest - 45)) BENCH_DATA="$WORK/bench" OUT="$WORK/bench_out" bash scripts/device_bench.sh
+    cp "$WORK"/bench_out/{bench.md,bench_results.json,env.txt} "$OUT"/ 2>/dev/null
 fi
 
 # ---- 3. the front-end profile

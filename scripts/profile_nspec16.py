@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true",
                         help="also the fp16 / no-channels_last grid and the backbone alone")
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("error: profile_nspec16.py measures a CUDA GPU and none is visible; "
+                         "run it on a GPU machine (bench.py works on the CPU)")
     torch.backends.cudnn.benchmark = True
     b = args.batch_size
     wave = lambda: torch.randn(b, 3, 4096, device="cuda")  # noqa: E731
