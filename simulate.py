@@ -353,10 +353,7 @@ def write_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Prior
     """
     if n_signals < 1:
         raise G2NetError(f"--n-signals {n_signals}: a bank needs at least 1 signal")
-    if seed < 0:
-        raise G2NetError(f"--seed {seed}: must be >= 0")
-    if workers < 1:
-        raise G2NetError(f"--workers {workers}: must be >= 1")
+    _check_seed_and_workers(seed, workers)
     path = Path(path)
     if path.is_dir():
         raise G2NetError(f"--write-signal-bank {path} is a folder; give a file name such as bank.npz")
@@ -365,18 +362,7 @@ def write_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Prior
     _snr_psds(N_SAMPLES, float(SAMPLE_RATE))  # built once, inherited by the workers
     cpu_started = _cpu_seconds()
     tasks = [(seed, row, priors, approximant) for row in range(n_signals)]
-    results = []
-    bar = tqdm(total=n_signals, desc="signal bank", unit="sig", disable=not progress)
-    if workers == 1:
-        for task in tasks:
-            results.append(_bank_worker(task))
-            bar.update()
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap(_bank_worker, tasks, chunksize=8):
-                results.append(result)
-                bar.update()
-    bar.close()
+    results = _map_in_order(_bank_worker, tasks, workers, "signal bank", "sig", progress)
     codes = np.stack([r[0] for r in results])
     scales = np.array([r[1] for r in results], dtype=np.float32)
     table = pd.DataFrame([r[2] for r in results]).reindex(columns=BANK_COLUMNS)
@@ -579,22 +565,11 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     if bank is None:
         _snr_psds(N_SAMPLES, float(SAMPLE_RATE))
     cpu_started = _cpu_seconds()
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc="simulate", unit="ex", disable=not progress)
     _BANK_IN_USE = bank
     try:
-        if workers == 1:
-            for task in tasks:
-                rows.append(_worker(task))
-                bar.update()
-        else:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for row in pool.imap(_worker, tasks, chunksize=8):
-                    rows.append(row)
-                    bar.update()
+        rows: list[dict[str, Any]] = _map_in_order(_worker, tasks, workers, "simulate", "ex", progress)
     finally:
         _BANK_IN_USE = None
-    bar.close()
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
@@ -606,6 +581,24 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     return summary
 
 
+def _map_in_order(function: Any, tasks: Sequence[Any], workers: int, desc: str, unit: str,
+                  progress: bool) -> list[Any]:
+    """``function`` over ``tasks``, results in task order, in a pool of forked ``workers`` (they
+    inherit the PSDs and a loaded bank) or inline for one, with a progress bar."""
+    results = []
+    with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
+        if workers == 1:
+            for task in tasks:
+                results.append(function(task))
+                bar.update()
+        else:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for result in pool.imap(function, tasks, chunksize=8):
+                    results.append(result)
+                    bar.update()
+    return results
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished workers: the cost of a run on a busy machine."""
     import resource
@@ -614,14 +607,18 @@ def _cpu_seconds() -> float:
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
-def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers: int,
-                 overwrite: bool) -> None:
-    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
-        raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
+def _check_seed_and_workers(seed: int, workers: int) -> None:
     if seed < 0:
         raise G2NetError(f"--seed {seed}: must be >= 0")
     if workers < 1:
         raise G2NetError(f"--workers {workers}: must be >= 1")
+
+
+def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers: int,
+                 overwrite: bool) -> None:
+    if n_train < 0 or n_test < 0 or n_train + n_test == 0:
+        raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
+    _check_seed_and_workers(seed, workers)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise G2NetError(f"--out {out} is a file; give a folder")

@@ -48,29 +48,14 @@ rm -rf "$RUNS"
 mkdir -p "$RUNS"
 exec > >(tee -a "$OUT/bench.log") 2>&1
 
-# step NAME LIMIT_S COMMAND...: run COMMAND under a time limit cut to what is left of the budget.
-step() {
-    local name=$1 limit=$2
-    shift 2
-    local left=$((BUDGET - SECONDS))
-    if ((left < 30)); then
-        echo "+++ [${SECONDS}s] SKIP $name: ${left}s of the ${BUDGET}s budget left"
-        return 0
-    fi
-    ((limit > left)) && limit=$left
-    echo "+++ [${SECONDS}s] $name (limit ${limit}s): $*"
-    timeout --kill-after=15 "$limit" "$@"
-    local rc=$?
-    echo "+++ [${SECONDS}s] $name finished with exit status $rc"
-    return 0
-}
+source scripts/budget.sh
 
 common=(--synthetic --data-dir "$DATA/noise" --n-train "$N_TRAIN" --n-valid "$N_VALID"
         --batch-size "$BATCH")
 bench() {  # bench CONFIG TAG LIMIT_S BENCH_ARGS...
     local config=$1 tag=$2 limit=$3
     shift 3
-    step "$config $tag" "$limit" "$PY" bench.py --config "$config" "${common[@]}" \
+    limited "$config $tag" "$limit" "$PY" bench.py --config "$config" "${common[@]}" \
         --label "$tag" --json "$RUNS/bench_${config}_${tag}.json" "$@"
 }
 
@@ -91,7 +76,7 @@ echo "+++ [${SECONDS}s] environment"
 { date -u; timeout 30 nvidia-smi; echo "cpus: $(nproc --all)"; free -g; timeout 60 "$PY" -c "$ENV_PY"; } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-step "noise data set" 120 "$PY" bench.py --prepare-only "${common[@]}"
+limited "noise data set" 120 "$PY" bench.py --prepare-only "${common[@]}"
 
 # run CONFIG TAG: one measurement; TAG names the setting and its overrides.
 run() {

@@ -36,23 +36,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 exec > >(tee -a "$OUT/session.log") 2>&1
 
-left() { echo $((BUDGET - SECONDS)); }
-limited() {  # limited NAME LIMIT_S COMMAND...: COMMAND under min(LIMIT_S, what is left)
-    local name=$1 limit=$2
-    shift 2
-    local rest
-    rest=$(left)
-    if ((rest < 30)); then
-        echo "+++ [${SECONDS}s] SKIP $name: ${rest}s left"
-        return 1
-    fi
-    ((limit > rest)) && limit=$rest
-    echo "+++ [${SECONDS}s] $name (limit ${limit}s): $*"
-    timeout --kill-after=10 "$limit" "$@"
-    local rc=$?
-    echo "+++ [${SECONDS}s] $name finished with exit status $rc"
-    return $rc
-}
+source scripts/budget.sh
 
 # ---- 1. the whitened config on bank-made data
 if [[ -f "$BANK" ]]; then
@@ -91,7 +75,7 @@ else
 fi
 
 # ---- 2. throughput
-rest=$(left)
+rest=$((BUDGET - SECONDS))
 if ((rest > 60)); then
     BENCH_PLAN=${BENCH_PLAN:-"Nspec16:optimized Seq03aug3:optimized Nspec16:optimized-fp16 \
 Seq03aug3:optimized-cudagraphs Nspec16:optimized-conv-frontend Seq03aug3:optimized-compile"} \
