@@ -226,8 +226,8 @@ class _WaveletTransform(PerDetectorFrontend):
         crop = self.border_crop // self.stride
         return out[..., crop:out.shape[-1] - crop] if crop else out
 
-    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.kernels().to(x.dtype)
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        weight = (self.kernels() if weight is None else weight).to(x.dtype)
         padding = weight.shape[-1] // 2
         if self.uses_fft(weight.shape[-1]):
             return self._crop(fft_conv1d(x, weight, self.stride, padding))
@@ -291,7 +291,7 @@ class ComplexMorletCWT(_WaveletTransform):
                                 self.stride, weight.shape[-1] // 2)
             real, imag = self._crop(out.real), self._crop(out.imag)
         else:
-            out = self._convolve(x)
+            out = self._convolve(x, weight)  # the bank built once per call (a learned width)
             real, imag = out[:, :self.n_scales], out[:, self.n_scales:]
         # the tiny offset keeps the gradient finite where a window of the input is all zeros
         return torch.sqrt(real ** 2 + imag ** 2 + 1e-20)

@@ -358,31 +358,35 @@ def _roll_rows(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, index, axis=-1)
 
 
-class GlobalTimeShift(Transform):
+class _TimeShift(Transform):
+    """Circular shifts of up to ``max_shift`` seconds either way (default: the subclass's)."""
+    default_max_shift: float
+
+    def __init__(self, max_shift: float | None = None, sample_rate: float = SAMPLE_RATE,
+                 p: float = 0.5, always_apply: bool = False):
+        super().__init__(p, always_apply)
+        self.max_shift = self.default_max_shift if max_shift is None else max_shift
+        self.sample_rate = sample_rate
+
+    def _draw(self, size: tuple[int, ...] | None = None) -> Any:
+        limit = int(round(self.max_shift * self.sample_rate))
+        return np.random.randint(-limit, limit + 1, size=size)
+
+
+class GlobalTimeShift(_TimeShift):
     """Roll all rows together by up to ``max_shift`` seconds either way (the merger time is free)."""
-
-    def __init__(self, max_shift: float = 1.0, sample_rate: float = SAMPLE_RATE, p: float = 0.5,
-                 always_apply: bool = False):
-        super().__init__(p, always_apply)
-        self.max_shift, self.sample_rate = max_shift, sample_rate
+    default_max_shift = 1.0
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        limit = int(round(self.max_shift * self.sample_rate))
-        return np.roll(x, np.random.randint(-limit, limit + 1), axis=-1)
+        return np.roll(x, self._draw(), axis=-1)
 
 
-class IndependentTimeShift(Transform):
+class IndependentTimeShift(_TimeShift):
     """Roll each row by its own shift of up to ``max_shift`` seconds (arrival-time jitter)."""
-
-    def __init__(self, max_shift: float = 0.01, sample_rate: float = SAMPLE_RATE, p: float = 0.5,
-                 always_apply: bool = False):
-        super().__init__(p, always_apply)
-        self.max_shift, self.sample_rate = max_shift, sample_rate
+    default_max_shift = 0.01
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        limit = int(round(self.max_shift * self.sample_rate))
-        shifts = np.random.randint(-limit, limit + 1, size=x.shape[:-1])
-        return _roll_rows(x, shifts)
+        return _roll_rows(x, self._draw(x.shape[:-1]))
 
 
 # ---------------------------------------------------------------------------------------------
