@@ -1,0 +1,295 @@
+"""Long strain in the MLGWSC-1 layout, and the trigger files a search writes.
+
+Strain file (HDF5, as gwastro/ml-mock-data-challenge-1 stores it): one group per detector
+(``H1``, ``L1``, ...), one dataset per contiguous segment named by its integer GPS start, with
+attributes ``start_time`` (GPS s) and ``delta_t`` (s). Every detector holds the same segments.
+
+Trigger file (HDF5): 1-D float64 datasets ``time`` (GPS s), ``stat`` (ranking statistic, larger is
+more significant) and ``var`` (how far from ``time`` an injection may lie and still count as found),
+sorted in time; that is all MLGWSC-1's ``evaluate.py`` reads. The file's attributes record the
+analysed duration (``duration``, time slides included) and how it was made.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from utils import DETECTORS, G2NetError
+
+TRIGGER_DATASETS = ("time", "stat", "var")
+TRIGGER_DTYPE = np.float64
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def parse_detectors(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``'H1,L1'`` -> ``('H1', 'L1')``, in the pipeline's row order, each known and at most once."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n) for n in text]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise G2NetError(f"--detectors {','.join(names) or text!r}: give distinct detectors from "
+                         f"{','.join(DETECTORS)}, comma-separated (e.g. H1,L1)")
+    return tuple(sorted(names, key=DETECTORS.index))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One contiguous stretch of strain: its dataset name, GPS start, sample spacing, length."""
+    key: str
+    start_time: float
+    delta_t: float
+    n_samples: int
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples * self.delta_t
+
+    @property
+    def end_time(self) -> float:
+        return self.start_time + self.duration
+
+    def times(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.n_samples if stop is None else stop
+        return self.start_time + np.arange(start, stop) * self.delta_t
+
+
+class StrainFile:
+    """A validated strain file: its detectors, segments and sample rate; read by slices.
+
+    ``detectors`` (if given) must be exactly the file's set; ``sample_rate`` (if given) must match.
+    Use as a context manager (or call :meth:`close`).
+    """
+
+    def __init__(self, path: str | Path, detectors: Sequence[str] | None = None,
+                 sample_rate: float | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise G2NetError(f"{self.path} not found; give a strain file in the MLGWSC-1 layout "
+                             "(python simulate_strain.py --out DIR writes one)")
+        h5py = _h5py()
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise G2NetError(f"{self.path} is not an HDF5 file ({exc}); give a strain file in the "
+                             "MLGWSC-1 layout") from exc
+        try:
+            self.detectors, self.segments = self._validate()
+        except G2NetError:
+            self._file.close()
+            raise
+        self.sample_rate = 1.0 / self.segments[0].delta_t
+        if detectors is not None and tuple(detectors) != self.detectors:
+            self._file.close()
+            raise G2NetError(f"{self.path} holds detectors {','.join(self.detectors)} but "
+                             f"{','.join(detectors)} are needed; use a model/config trained on "
+                             f"{','.join(self.detectors)} or a file with {','.join(detectors)}")
+        if sample_rate is not None and abs(self.sample_rate - sample_rate) > 1e-6 * sample_rate:
+            self._file.close()
+            raise G2NetError(f"{self.path} is sampled at {self.sample_rate:g} Hz but {sample_rate:g} "
+                             "Hz is needed; resample it (MLGWSC-1's downsample.py) or use a model "
+                             "trained at that rate")
+
+    def _validate(self) -> tuple[tuple[str, ...], list[Segment]]:
+        h5py = _h5py()
+        where = f"{self.path} is not in the MLGWSC-1 layout"
+        groups = [k for k in self._file.keys() if isinstance(self._file[k], h5py.Group)]
+        if not groups:
+            raise G2NetError(f"{where}: no detector groups (expected e.g. H1/<start>, L1/<start>)")
+        unknown = [g for g in groups if g not in DETECTORS]
+        if unknown:
+            raise G2NetError(f"{where}: unknown detector group(s) {', '.join(unknown)}; groups must "
+                             f"be among {', '.join(DETECTORS)}")
+        detectors = tuple(sorted(groups, key=DETECTORS.index))
+        per_detector = {}
+        for det in detectors:
+            segments = []
+            for key, ds in self._file[det].items():
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                    raise G2NetError(f"{where}: {det}/{key} is not a 1-D dataset of strain")
+                if "start_time" not in ds.attrs or "delta_t" not in ds.attrs:
+                    raise G2NetError(f"{where}: {det}/{key} lacks the attributes start_time and delta_t")
+                delta_t = float(ds.attrs["delta_t"])
+                if not delta_t > 0:
+                    raise G2NetError(f"{where}: {det}/{key} has delta_t {delta_t!r}")
+                segments.append(Segment(key, float(ds.attrs["start_time"]), delta_t, int(ds.shape[0])))
+            if not segments:
+                raise G2NetError(f"{where}: detector group {det} holds no segments")
+            per_detector[det] = sorted(segments, key=lambda s: s.start_time)
+        reference = per_detector[detectors[0]]
+        for det in detectors[1:]:
+            if per_detector[det] != reference:
+                raise G2NetError(f"{where}: {det} and {detectors[0]} hold different segments (names, "
+                                 "start times, lengths or sample rates); every detector needs the same")
+        rates = {s.delta_t for s in reference}
+        if len(rates) > 1:
+            raise G2NetError(f"{where}: segments have different delta_t {sorted(rates)}")
+        for before, after in zip(reference, reference[1:]):
+            if after.start_time < before.end_time - 0.5 * before.delta_t:
+                raise G2NetError(f"{where}: segments {before.key} and {after.key} overlap")
+        return detectors, reference
+
+    @property
+    def duration(self) -> float:
+        """Total seconds of strain (gaps excluded)."""
+        return float(sum(s.duration for s in self.segments))
+
+    def read(self, segment: Segment, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``[start, stop)`` of one segment as float64 ``(n_detectors, stop - start)``;
+        refuses NaN/inf strain."""
+        stop = segment.n_samples if stop is None else min(stop, segment.n_samples)
+        start = max(0, start)
+        data = np.stack([np.asarray(self._file[det][segment.key][start:stop], dtype=np.float64)
+                         for det in self.detectors])
+        if not np.all(np.isfinite(data)):
+            raise G2NetError(f"{self.path}: segment {segment.key} holds NaN/inf strain between "
+                             f"samples {start} and {stop}; cut that stretch out of the file")
+        return data
+
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._file.attrs)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "StrainFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class StrainWriter:
+    """Writes a strain file segment by segment, a slice at a time (memory independent of length).
+
+    The file is written under a temporary name and renamed on :meth:`close`, so a killed run never
+    leaves a file that looks complete.
+    """
+
+    def __init__(self, path: str | Path, detectors: Sequence[str], attrs: Mapping[str, Any] | None = None,
+                 dtype: Any = np.float64):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.detectors = tuple(detectors)
+        self.dtype = np.dtype(dtype)
+        self._file = _h5py().File(self._tmp, "w")
+        for det in self.detectors:
+            self._file.create_group(det)
+        for key, value in (attrs or {}).items():
+            self._file.attrs[key] = value
+
+    def create_segment(self, start_time: float, n_samples: int, delta_t: float) -> str:
+        key = f"{int(round(start_time))}"
+        for det in self.detectors:
+            ds = self._file[det].create_dataset(key, shape=(int(n_samples),), dtype=self.dtype)
+            ds.attrs["start_time"] = float(start_time)
+            ds.attrs["delta_t"] = float(delta_t)
+        return key
+
+    def write(self, key: str, start: int, data: np.ndarray) -> None:
+        """``data`` (n_detectors, n) into samples ``[start, start + n)`` of segment ``key``."""
+        for det, row in zip(self.detectors, data):
+            self._file[det][key][start:start + row.shape[-1]] = row.astype(self.dtype, copy=False)
+
+    def close(self) -> None:
+        self._file.close()
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def write_triggers(path: str | Path, time: np.ndarray, stat: np.ndarray, var: np.ndarray | float,
+                   attrs: Mapping[str, Any] | None = None) -> None:
+    """Trigger file: ``time``, ``stat``, ``var`` (float64, 1-D, sorted by time), written atomically."""
+    time = np.asarray(time, dtype=TRIGGER_DTYPE).ravel()
+    stat = np.asarray(stat, dtype=TRIGGER_DTYPE).ravel()
+    var = np.broadcast_to(np.asarray(var, dtype=TRIGGER_DTYPE), time.shape).copy()
+    if not time.shape == stat.shape == var.shape:
+        raise ValueError(f"time {time.shape}, stat {stat.shape} and var {var.shape} differ in length")
+    order = np.argsort(time, kind="stable")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _h5py().File(tmp, "w") as f:
+        for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
+            f.create_dataset(name, data=values[order])
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+    tmp.replace(path)
+
+
+def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(time, stat, var, attrs)`` of a trigger file (ours or any MLGWSC-1 submission)."""
+    path = Path(path)
+    if not path.is_file():
+        raise G2NetError(f"trigger file {path} not found; search.py or matched_filter.py --strain "
+                         "writes one")
+    try:
+        with _h5py().File(path, "r") as f:
+            missing = [name for name in TRIGGER_DATASETS if name not in f]
+            if missing:
+                raise G2NetError(f"{path} lacks dataset(s) {', '.join(missing)}; a trigger file "
+                                 "holds time, stat and var (the MLGWSC-1 format)")
+            values = [np.asarray(f[name][()], dtype=np.float64).ravel() for name in TRIGGER_DATASETS]
+            attrs = dict(f.attrs)
+    except OSError as exc:
+        raise G2NetError(f"{path} is not an HDF5 trigger file ({exc})") from exc
+    if not values[0].shape == values[1].shape == values[2].shape:
+        raise G2NetError(f"{path}: time, stat and var have different lengths")
+    return values[0], values[1], values[2], attrs
+
+
+def segment_spans(paths: Sequence[str | Path]) -> list[tuple[float, float]]:
+    """``(start, end)`` GPS of every segment of the strain files (first detector), as MLGWSC-1 counts them."""
+    spans = []
+    for path in paths:
+        with StrainFile(path) as strain:
+            spans.extend((s.start_time, s.end_time) for s in strain.segments)
+    return spans
+
+
+def iter_chunks(n_samples: int, chunk: int, overlap: int = 0) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` sample ranges covering ``[0, n_samples)``, each at most ``chunk`` long,
+    consecutive ones sharing ``overlap`` samples."""
+    if chunk <= overlap:
+        raise ValueError(f"chunk {chunk} must exceed overlap {overlap}")
+    start = 0
+    while True:
+        stop = min(n_samples, start + chunk)
+        yield start, stop
+        if stop >= n_samples:
+            return
+        start = stop - overlap
+
+
+def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.ndarray:
+    """Indices (sorted by time) of the triggers kept when only the loudest within ``window``
+    seconds survives: triggers are taken loudest first and dropped if a kept one lies within
+    ``window``; ties go to the earlier trigger. No two kept triggers are ``window`` or closer."""
+    import bisect
+
+    time = np.asarray(time, dtype=np.float64)
+    stat = np.asarray(stat, dtype=np.float64)
+    order = np.lexsort((time, -stat))
+    kept_times: list[float] = []
+    kept: list[int] = []
+    for index in order:
+        t = time[index]
+        pos = bisect.bisect_left(kept_times, t)
+        if pos < len(kept_times) and kept_times[pos] - t <= window:
+            continue
+        if pos > 0 and t - kept_times[pos - 1] <= window:
+            continue
+        kept_times.insert(pos, t)
+        kept.insert(pos, int(index))
+    return np.asarray(kept, dtype=np.int64)
