@@ -109,7 +109,7 @@ class SearchResult:
         """Sensitive distance, volume and found fraction at a false-alarm rate (per month): the
         lowest background threshold whose rate is at most that. NaN when the background is too
         short to measure the rate (fewer than one background event expected at it)."""
-        allowed = per_month / SECONDS_PER_MONTH * self.background_duration
+        allowed = per_month * self.background_duration / SECONDS_PER_MONTH * (1 + 1e-12)
         if allowed < 1 or len(self.thresholds) == 0:
             return {"distance": math.nan, "volume": math.nan, "volume_error": math.nan,
                     "fraction": math.nan, "threshold": math.nan}

@@ -69,12 +69,15 @@ class StreamingNoise:
         kernel = np.roll(np.fft.irfft(amplitude, n=length, axis=-1), length // 2, axis=-1)
         self.kernel = kernel * tukey(length, 0.5)
         self.rng = rng
-        self.memory = rng.standard_normal((len(rows), length - 1))
+        self.memory = self._white(len(rows), length - 1)
+
+    def _white(self, n_detectors: int, n_samples: int) -> np.ndarray:
+        # drawn time-major, so that the stream does not depend on how it is cut into chunks
+        return self.rng.standard_normal((n_samples, n_detectors)).T
 
     def __call__(self, n_samples: int) -> np.ndarray:
         """The next ``n_samples`` of noise, (n_detectors, n_samples) float64."""
-        white = np.concatenate([self.memory, self.rng.standard_normal((self.memory.shape[0], n_samples))],
-                               axis=-1)
+        white = np.concatenate([self.memory, self._white(self.memory.shape[0], n_samples)], axis=-1)
         self.memory = white[:, white.shape[-1] - self.memory.shape[-1]:]
         return fftconvolve(white, self.kernel, mode="valid", axes=-1)
 

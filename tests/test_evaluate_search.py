@@ -1,0 +1,127 @@
+"""evaluate_search.py: found/missed, false-alarm rates and the MLGWSC-1 sensitive distance against
+hand computations on a constructed case."""
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+import evaluate_search as ev
+from strain_io import StrainWriter, write_triggers
+from utils import G2NetError
+
+MONTH = ev.SECONDS_PER_MONTH
+MLGWSC1_KEYS = {"fg-events", "found-indices", "missed-indices", "true-positive-event-indices",
+                "false-positive-event-indices", "sorting-indices", "true-positive-diffs",
+                "false-positive-diffs", "true-positives", "false-positives", "fg-far", "far",
+                "sensitive-volume", "sensitive-distance", "sensitive-volume-error", "sensitive-fraction"}
+
+
+@pytest.fixture
+def case(tmp_path):
+    """Four injections at 100..400 s, distances 100..400 Mpc, equal masses 10..40 Msun, in one
+    500 s segment; foreground: three true positives (stats 5, 7, 2), two false ones (3, 9); the
+    background has stats 1, 4, 6, 8 over four months."""
+    writer = StrainWriter(tmp_path / "fg.hdf", ("H1", "L1"))
+    key = writer.create_segment(0.0, 500 * 16, 1.0 / 16)
+    writer.write(key, 0, np.zeros((2, 500 * 16)))
+    writer.close()
+    with h5py.File(tmp_path / "inj.hdf", "w") as f:
+        f["tc"] = [100.0, 200.0, 300.0, 400.0]
+        f["distance"] = [100.0, 200.0, 300.0, 400.0]
+        f["mass1"] = f["mass2"] = [10.0, 20.0, 30.0, 40.0]
+        f["snr_network"] = [20.0, 11.0, 9.0, 5.0]
+    write_triggers(tmp_path / "fg_events.hdf", [100.1, 199.5, 300.2, 400.0, 250.0],
+                   [5.0, 3.0, 7.0, 2.0, 9.0], 0.3)
+    write_triggers(tmp_path / "bg_events.hdf", [10.0, 20.0, 30.0, 40.0], [1.0, 4.0, 6.0, 8.0], 0.3,
+                   attrs={"duration": 4 * MONTH})
+    return tmp_path
+
+
+def test_sensitive_distance_equals_hand_computation(case, capsys):
+    summary = ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
+                     [[str(case / "bg_events.hdf")]], ["cnn"], case / "out", padding=0.0)
+    with h5py.File(case / "out" / "cnn.hdf") as f:
+        assert MLGWSC1_KEYS <= set(f.keys())
+        np.testing.assert_allclose(f["far"][()], np.array([3, 2, 1, 0]) / (4 * MONTH))
+        assert f["found-indices"][()].tolist() == [0, 2, 3]
+        assert f["missed-indices"][()].tolist() == [1]
+        assert f["false-positive-event-indices"][()].tolist() == [1, 2]  # 199.5 and 250.0, sorted
+        np.testing.assert_allclose(f["fg-far"][()], np.array([1, 0]) / 500.0)
+        # thresholds 1, 4, 6, 8: found stats louder: {5, 7, 2}, {5, 7}, {7}, {}
+        np.testing.assert_allclose(f["sensitive-fraction"][()], [0.75, 0.5, 0.25, 0.0])
+        v_total = 4 / 3 * math.pi * 400.0 ** 3
+        np.testing.assert_allclose(f["sensitive-volume"][()], v_total * np.array([0.75, 0.5, 0.25, 0]))
+        np.testing.assert_allclose(f["sensitive-volume-error"][()][1], v_total / 4 * math.sqrt(4 * 0.25))
+        # each foreground trigger's FAR (time order: stats 5, 3, 9, 7, 2): background at least as loud
+        np.testing.assert_allclose(f["fg-events-far"][()], np.array([2, 3, 0, 1, 3]) / (4 * MONTH))
+    table = summary["searches"]["cnn"]["at_far_per_month"]
+    assert table["1"]["distance"] == pytest.approx(400 * 0.75 ** (1 / 3))
+    result = ev.evaluate("x", ev.read_injections(case / "inj.hdf"), np.ones(4, bool), 500.0,
+                         ([100.1, 199.5, 300.2, 400.0, 250.0], [5.0, 3.0, 7.0, 2.0, 9.0], [0.3] * 5),
+                         (np.zeros(4), [1.0, 4.0, 6.0, 8.0], np.zeros(4)), 4 * MONTH)
+    assert result.at_far(0.5)["distance"] == pytest.approx(400 * 0.5 ** (1 / 3))
+    assert result.at_far(0.25)["distance"] == pytest.approx(400 * 0.25 ** (1 / 3))
+    assert math.isnan(result.at_far(0.1)["distance"])  # 0.4 background events: not measurable
+    assert (case / "out" / "sensitivity.png").stat().st_size > 10_000
+    snr_rows = summary["searches"]["cnn"]["found_fraction_by_snr_at_1_per_month"]
+    assert {(r["snr_low"], r["found_fraction"]) for r in snr_rows} == {(4.0, 1.0), (8.0, 1.0),
+                                                                       (10.0, 0.0), (20.0, 1.0)}
+    assert "363 (0.75)" in capsys.readouterr().out
+
+
+def test_chirp_distance_weighting_equals_hand_computation(case):
+    with h5py.File(case / "inj.hdf", "a") as f:
+        f["chirp_distance"] = [1.0, 2.0, 3.0, 4.0]  # its presence switches on the mchirp weights
+    injections = ev.read_injections(case / "inj.hdf")
+    result = ev.evaluate("x", injections, np.ones(4, bool), 500.0,
+                         ([100.1, 199.5, 300.2, 400.0, 250.0], [5.0, 3.0, 7.0, 2.0, 9.0], [0.3] * 5),
+                         (np.zeros(4), [1.0, 4.0, 6.0, 8.0], np.zeros(4)), 4 * MONTH)
+    v_total = 4 / 3 * math.pi * 400.0 ** 3
+    # equal masses: mchirp = m 2^(-1/5); the factor cancels in the ratio
+    expected = v_total * (10 ** 2.5 + 30 ** 2.5) / (4 * 40 ** 2.5)
+    assert result.volume[1] == pytest.approx(expected)
+    assert result.distance[1] == pytest.approx((3 * expected / (4 * math.pi)) ** (1 / 3))
+
+
+def test_padding_and_segments_choose_the_injections(case):
+    inside = ev.injections_inside([(0.0, 500.0)], np.array([100.0, 200.0, 300.0, 480.0]), padding=30.0)
+    assert inside.tolist() == [True, True, True, False]
+    assert ev.injections_inside([(0.0, 50.0)], np.array([25.0]), padding=30.0).tolist() == [False]
+
+
+def test_wrong_inputs_are_refused_with_one_line(case, tmp_path):
+    with h5py.File(tmp_path / "bad_events.hdf", "w") as f:
+        f["time"] = [1.0]
+        f["stat"] = [1.0]
+    with pytest.raises(G2NetError, match="lacks dataset.*var") as err:
+        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(tmp_path / "bad_events.hdf")]],
+               [[str(case / "bg_events.hdf")]], None, tmp_path / "o", padding=0.0)
+    assert "\n" not in str(err.value)
+    with pytest.raises(G2NetError, match="one of each per search"):
+        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]], [],
+               None, tmp_path / "o", padding=0.0)
+    with h5py.File(tmp_path / "inj_bad.hdf", "w") as f:
+        f["tc"] = [1.0]
+    with pytest.raises(G2NetError, match="lacks dataset"):
+        ev.read_injections(tmp_path / "inj_bad.hdf")
+    with pytest.raises(G2NetError, match="no injections"):
+        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
+               [[str(case / "bg_events.hdf")]], None, tmp_path / "o", padding=240.0)
+
+
+def test_cli_compares_two_labelled_searches(case, capsys):
+    summary = ev.main(["--injections", str(case / "inj.hdf"), "--foreground-files", str(case / "fg.hdf"),
+                       "--foreground-events", str(case / "fg_events.hdf"),
+                       "--background-events", str(case / "bg_events.hdf"),
+                       "--foreground-events", str(case / "fg_events.hdf"),
+                       "--background-events", str(case / "fg_events.hdf"),
+                       "--label", "a", "--label", "b", "--out", str(case / "cmp"), "--padding", "0"])
+    assert set(summary["searches"]) == {"a", "b"}
+    # b's background file has no duration attribute: the foreground's 500 s is used (MLGWSC-1)
+    assert summary["searches"]["b"]["background_seconds"] == 500.0
+    assert (case / "cmp" / "a.hdf").is_file() and (case / "cmp" / "b.hdf").is_file()
+    out = capsys.readouterr().out
+    assert out.count("\na ") + out.startswith("a ") >= 1 and "b " in out

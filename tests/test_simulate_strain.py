@@ -1,0 +1,106 @@
+"""simulate_strain.py: continuous calibrated noise, injections where the injection file says, the
+MLGWSC-1 layout."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import noise_model
+import simulate_strain as ss
+from strain_io import StrainFile
+from utils import G2NetError
+
+
+def test_streamed_noise_has_no_seams():
+    """Chunks of any size continue one stream: the same samples as one long call."""
+    whole = ss.StreamingNoise(("H1", "L1"), np.random.default_rng(3))(20000)
+    stream = ss.StreamingNoise(("H1", "L1"), np.random.default_rng(3))
+    parts = np.concatenate([stream(n) for n in (1, 4095, 7000, 8904)], axis=-1)
+    np.testing.assert_allclose(parts, whole, rtol=1e-9, atol=1e-12 * np.abs(whole).max())
+
+
+def test_streamed_noise_asd_matches_the_noise_model():
+    """512 s of streamed noise, cut into 2 s windows, estimates the calibrated table's PSD."""
+    noise = ss.StreamingNoise(("H1", "L1", "V1"), np.random.default_rng(11))
+    x = np.concatenate([noise(2048 * 64) for _ in range(8)], axis=-1)
+    windows = x.reshape(3, -1, 4096).transpose(1, 0, 2)
+    ratio = noise_model.estimate_psd(windows) / noise_model.psd_array()
+    freqs = np.fft.rfftfreq(4096, 1 / 2048)
+    for low, high in [(20, 60), (60, 150), (150, 400), (400, 1000)]:
+        band = (freqs >= low) & (freqs < high)
+        assert np.median(ratio[:, band], axis=1) == pytest.approx([1, 1, 1], abs=0.04), (low, high)
+
+
+def _run(out, chirp=(5.0, 8.0), seed=4, extra=()):
+    return ss.main(["--out", str(out), "--duration", "90", "--segment-duration", "45", "--gap", "10",
+                    "--padding", "3", "--seed", str(seed), "--chirp-distance-range", *map(str, chirp),
+                    "--no-progress", *extra])
+
+
+def test_layout_injections_and_signals(tmp_path):
+    """Two segments in the MLGWSC-1 layout; injections every 24 +- 6 s inside them; the foreground
+    minus the same noise with far-away sources is exactly the injected signals the file describes."""
+    summary = _run(tmp_path / "near")
+    _run(tmp_path / "far", chirp=(1e7, 1e7))
+    with StrainFile(tmp_path / "near" / "foreground.hdf", ("H1", "L1"), 2048) as fg, \
+            StrainFile(tmp_path / "near" / "background.hdf", ("H1", "L1"), 2048) as bg, \
+            StrainFile(tmp_path / "far" / "foreground.hdf") as far:
+        assert [(s.start_time, s.duration) for s in fg.segments] == [(ss.DEFAULT_START, 45.0),
+                                                                      (ss.DEFAULT_START + 55, 45.0)]
+        assert fg.segments == bg.segments
+        with h5py.File(tmp_path / "near" / "injections.hdf") as f:
+            table = {k: f[k][()] for k in f.keys()}
+        n = summary["injections"]
+        assert n == len(table["tc"]) >= 2
+        for key in ("tc", "distance", "chirp_distance", "mass1", "mass2", "spin1z", "spin2z", "ra",
+                    "dec", "polarization", "inclination", "coa_phase", "snr_H1", "snr_L1", "snr_network"):
+            assert table[key].shape == (n,), key
+        np.testing.assert_allclose(table["snr_network"], np.hypot(table["snr_H1"], table["snr_L1"]))
+        mchirp = (table["mass1"] * table["mass2"]) ** 0.6 / (table["mass1"] + table["mass2"]) ** 0.2
+        np.testing.assert_allclose(table["distance"],
+                                   table["chirp_distance"] * (mchirp / ss.MCHIRP_BNS) ** (5 / 6))
+        assert np.all((table["chirp_distance"] >= 5) & (table["chirp_distance"] <= 8))
+        for s in fg.segments:
+            inside = (table["tc"] >= s.start_time) & (table["tc"] <= s.end_time)
+            assert np.all(table["tc"][inside] >= s.start_time + 3)
+            assert np.all(table["tc"][inside] <= s.end_time - 3)
+        assert sum(((table["tc"] >= s.start_time) & (table["tc"] <= s.end_time)).sum()
+                   for s in fg.segments) == n
+        plan = ss.StrainPlan(("H1", "L1"), ss.plan_segments(90, 45, 10, ss.DEFAULT_START), 4,
+                             "IMRPhenomD", (5.0, 8.0), 3.0, ss.simulate.Priors())
+        for seg in fg.segments:
+            diff = fg.read(seg) - far.read(seg)
+            expected = np.zeros_like(diff)
+            for number, (index, tc) in enumerate(ss.injection_times(plan)):
+                if fg.segments[index] != seg:
+                    continue
+                params = ss.draw_injection(plan, number, tc)
+                first, signal, snrs = ss.injection_on_grid(plan, params, seg.start_time)
+                np.testing.assert_allclose(snrs, [table["snr_H1"][number], table["snr_L1"][number]])
+                lo, hi = max(0, first), min(seg.n_samples, first + signal.shape[-1])
+                expected[:, lo:hi] += signal[:, lo - first:hi - first]
+            scale = np.abs(expected).max()
+            assert scale > 0
+            # float32 storage: noise (~1e3 x the far signals' level) rounds at ~1e-7 of its size
+            np.testing.assert_allclose(diff, expected, atol=2e-6 * np.abs(fg.read(seg)).max())
+            # the background is other noise, not the foreground's
+            assert np.corrcoef(fg.read(seg)[0], bg.read(seg)[0])[0, 1] < 0.1
+
+
+def test_same_seed_same_bytes_and_refusals(tmp_path):
+    _run(tmp_path / "a", seed=9)
+    _run(tmp_path / "b", seed=9)
+    for name in ss.FILE_NAMES:
+        with h5py.File(tmp_path / "a" / name) as fa, h5py.File(tmp_path / "b" / name) as fb:
+            keys = []
+            fa.visit(keys.append)
+            for key in keys:
+                if isinstance(fa[key], h5py.Dataset):
+                    np.testing.assert_array_equal(fa[key][()], fb[key][()])
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "a", seed=9)  # exists: refused, not overwritten
+    with pytest.raises(G2NetError, match="--detectors"):
+        ss.parse_detectors("H1,X1")
+    with pytest.raises(G2NetError, match="whole number"):
+        ss.plan_segments(10.5, None, 0, 0)
