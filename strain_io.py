@@ -141,13 +141,16 @@ class StrainFile:
         """Total seconds of strain (gaps excluded)."""
         return float(sum(s.duration for s in self.segments))
 
-    def read(self, segment: Segment, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Samples ``[start, stop)`` of one segment as float64 ``(n_detectors, stop - start)``;
-        refuses NaN/inf strain."""
+    def read(self, segment: Segment, start: int = 0, stop: int | None = None,
+             detector: int | None = None) -> np.ndarray:
+        """Samples ``[start, stop)`` of one segment as float64 ``(n_detectors, stop - start)``, or
+        ``(stop - start,)`` of the detector numbered ``detector``; refuses NaN/inf strain."""
         stop = segment.n_samples if stop is None else min(stop, segment.n_samples)
         start = max(0, start)
+        names = self.detectors if detector is None else [self.detectors[detector]]
         data = np.stack([np.asarray(self._file[det][segment.key][start:stop], dtype=np.float64)
-                         for det in self.detectors])
+                         for det in names])
+        data = data if detector is None else data[0]
         if not np.all(np.isfinite(data)):
             raise G2NetError(f"{self.path}: segment {segment.key} holds NaN/inf strain between "
                              f"samples {start} and {stop}; cut that stretch out of the file")
