@@ -117,3 +117,98 @@ def test_clustering_keeps_the_loudest_within_the_window():
     # 0.3 (3.0) removes 0.0 and 0.6; 0.9 (2.5) is 0.6 s away and stays; 5.0 wins the tie with 5.2
     assert kept.tolist() == [1, 3, 4, 6]
     assert np.all(np.diff(time[kept]) > 0.5)
+
+
+# ------------------------------------------------------------------ end to end on simulated strain
+@pytest.fixture(scope="module")
+def loud_strain(tmp_path_factory):
+    """200 s of H1+L1 strain with seven loud injections (network SNR ~50-160), and its background."""
+    import simulate_strain
+
+    out = tmp_path_factory.mktemp("loud")
+    simulate_strain.main(["--out", str(out), "--duration", "200", "--padding", "20",
+                          "--chirp-distance-range", "15", "20", "--seed", "0", "--no-progress"])
+    return out
+
+
+def test_matched_filter_finds_every_loud_injection_and_no_background(loud_strain, tmp_path, monkeypatch):
+    import evaluate_search
+    import matched_filter as mf
+    import noise_model
+    import search
+    import strain_matched_filter as smf
+
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
+    bank = mf.build_bank(mf.BankSpec(size=24, n_candidates=300), noise_model.psd_array(), progress=False)
+    results = {}
+    for kind, slides in (("foreground", 0), ("background", 2)):
+        with StrainFile(loud_strain / f"{kind}.hdf") as strain:
+            scorer = smf.StrainMatchedFilter(bank, strain.detectors, smf.template_seconds(bank))
+            options = search.SearchOptions(window=scorer.n, stride=scorer.stride, psd_duration=64.0,
+                                           slides=TimeSlides(slides, 17.0))
+            result = search.search_strain(strain, scorer, options, progress=False)
+            write_triggers(tmp_path / f"{kind}_events.hdf", result["time"], result["stat"],
+                           result["var"], search.trigger_attrs(strain, options, result))
+            segment = strain.segments[0]
+            # triggers inside the data, sorted once written
+            time, _, _, attrs = read_triggers(tmp_path / f"{kind}_events.hdf")
+            assert np.all(np.diff(time) >= 0)
+            assert segment.start_time <= time.min() and time.max() <= segment.end_time
+            results[kind] = result, attrs
+    # 200 s zero lag plus two slides of 17 s: 200 + 183 + 166 s of background
+    assert results["background"][1]["duration"] == pytest.approx(549.0)
+    with h5py.File(loud_strain / "injections.hdf") as f:
+        tc, snr = f["tc"][()], f["snr_network"][()]
+    fg, _ = results["foreground"]
+    _, true_positive, found_stat = evaluate_search.match_triggers(tc, fg["time"], fg["stat"], fg["var"])
+    assert len(tc) == 7 and np.all(np.isfinite(found_stat))  # every injection within var
+    bg, _ = results["background"]
+    assert bg["stat"].max() < 8.0 < found_stat.min()  # none in the background
+    assert fg["stat"][~true_positive].max() < 8.0
+    assert np.all(snr > 40)
+
+
+def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeypatch):
+    """search.py --config reads fold checkpoints as predict.py does; wrong detector sets are refused."""
+    import torch
+
+    import configs
+    import search
+    import simulate_strain
+
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
+    folder = tmp_path / "results" / "Debug_debug"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    for fold in range(2):
+        model = configs.Debug.model(**configs.Debug.model_params)
+        torch.save({"model": model.state_dict()}, folder / f"fold{fold}.pt")
+    with pytest.raises(G2NetError, match="H1,L1 but H1,L1,V1 are needed"):
+        search.main(["--config", "Debug", "--debug", "--input", str(loud_strain / "foreground.hdf"),
+                     "--output", str(tmp_path / "x.hdf"), "--no-progress"])
+    simulate_strain.main(["--out", str(tmp_path / "three"), "--duration", "40", "--padding", "5",
+                          "--detectors", "H1,L1,V1", "--no-progress"])
+    result = search.main(["--config", "Debug", "--debug", "--input", str(tmp_path / "three" / "background.hdf"),
+                          "--output", str(tmp_path / "bg.hdf"), "--stride", "0.5", "--slides", "1",
+                          "--slide-step", "3", "--no-progress"])
+    assert result["windows"] == 77 + 65  # (40 - 2) / 0.5 + 1, and 32 / 0.5 + 1 in the slide
+    assert result["duration"] == 40 + 34  # V1 is shifted by 2 x 3 s in slide 1
+    with h5py.File(tmp_path / "bg.hdf") as f:
+        assert sorted(f.keys()) == ["stat", "time", "var"]
+        assert all(f[k].dtype == np.float64 and f[k].ndim == 1 for k in f.keys())
+        assert np.all(np.diff(f["time"][()]) >= 0) and f.attrs["duration"] == 74.0
+    # the statistic is the mean of the folds' logits on whitened (data PSD), band-passed windows
+    scorer, window = search.config_scorer(configs.Debug, debug=True)
+    with StrainFile(tmp_path / "three" / "background.hdf") as strain:
+        data = strain.read(strain.segments[0], 0, 32 * 2048)
+    psd = search.welch_psd(data, 4096, 2048)
+    batch = np.stack([data[:, :4096], data[:, 2048:6144]])
+    x = configs.Debug.transforms["test"].transforms[1](search.whiten(batch, psd, 2048))
+    expected = []
+    for fold in range(2):
+        model = configs.Debug.model(**configs.Debug.model_params)
+        model.load_state_dict(torch.load(folder / f"fold{fold}.pt")["model"])
+        with torch.no_grad():
+            expected.append(model.eval()(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy())
+    np.testing.assert_allclose(scorer(batch, psd), np.mean(expected, axis=0), rtol=1e-4, atol=1e-5)
+    assert window == 4096
