@@ -43,7 +43,8 @@ PSD_PIECE = N_SAMPLES  # samples per periodogram of the PSD estimate (2 s: the w
 
 # scores (batch, detectors, samples) raw windows with the PSD (detectors, PSD_PIECE // 2 + 1) of
 # their stretch;
-# returns the statistic per window, or (statistic, merger time in s after the window start)
+# returns the statistic per window, or (statistic, merger time in s after the window start), either
+# per window (B,) or several candidates per window (B, M)
 Scorer = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 
@@ -143,8 +144,11 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
                     scored = scorer(batch, psd)
                     stat, offset = scored if isinstance(scored, tuple) else \
                         (scored, np.full(len(chosen), options.merger_offset))
-                    block_t.append(seg.start_time + chosen / rate + np.asarray(offset, dtype=np.float64))
-                    block_s.append(np.asarray(stat, dtype=np.float64).ravel())
+                    stat = np.asarray(stat, dtype=np.float64).reshape(len(chosen), -1)
+                    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(
+                        len(chosen), -1), stat.shape)
+                    block_t.append((seg.start_time + chosen[:, None] / rate + offset).ravel())
+                    block_s.append(stat.ravel())
                 n_windows += len(starts)
                 t, s = np.concatenate(block_t), np.concatenate(block_s)
                 if options.threshold is not None:

@@ -40,7 +40,7 @@ class StrainMatchedFilter:
 
     def __init__(self, bank: mf.TemplateBank, detectors: Sequence[str], template_seconds: float,
                  sample_rate: float = SAMPLE_RATE, window_seconds: int = WINDOW_SECONDS,
-                 device: str | None = None, template_chunk: int = 16):
+                 device: str | None = None, template_chunk: int = 16, bin_seconds: float = 1.0):
         self.rate = float(sample_rate)
         self.n = int(window_seconds * sample_rate)
         self.n_bins = self.n // 2
@@ -60,6 +60,7 @@ class StrainMatchedFilter:
             raise G2NetError(f"templates of {template_seconds:g} s do not fit {window_seconds} s windows")
         self.first, self.last = first, last  # merger samples [first, last) of each window
         self.template_chunk = template_chunk
+        self.bin_seconds = bin_seconds
         self._psd_key: bytes | None = None
 
     @property
@@ -82,12 +83,13 @@ class StrainMatchedFilter:
 
     @torch.no_grad()
     def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(stat, offset)`` of shape (B, bins): the loudest network SNR and its merger time (s
+        from the window start) in each ``bin_seconds`` of the window's merger range, so that a
+        quiet signal is not hidden by a louder noise peak seconds away in the same window."""
         templates = self._templates(psd)
         spectrum = torch.from_numpy(np.fft.rfft(whiten(batch, self._psd, self.rate), axis=-1)
                                     [..., :self.n_bins].astype(np.complex64)).to(self.device)
-        length = self.last - self.first
-        best = torch.full((batch.shape[0],), -1.0, device=self.device)
-        best_t = torch.zeros(batch.shape[0], dtype=torch.long, device=self.device)
+        best = torch.zeros((batch.shape[0], self.last - self.first), device=self.device)
         for start in range(0, templates.shape[1], self.template_chunk):
             product = spectrum[:, :, None, :] * templates[None, :, start:start + self.template_chunk]
             series = torch.fft.ifft(product, n=self.n, dim=-1)
@@ -96,12 +98,13 @@ class StrainMatchedFilter:
             for d, radius in enumerate(self.radius, start=1):
                 part = snr2[:, d, :, self.first - radius:self.last + radius]
                 network = network + mf._sliding_max(part, radius)
-            value, index = network.reshape(network.shape[0], -1).max(dim=1)
-            better = value > best
-            best = torch.where(better, value, best)
-            best_t = torch.where(better, index % length, best_t)
-        offset = (self.first + best_t.cpu().numpy()) / self.rate
-        return best.sqrt().cpu().numpy().astype(np.float64), offset
+            best = torch.maximum(best, network.amax(dim=1))
+        width = int(round(self.bin_seconds * self.rate))
+        n_bins = -(-best.shape[1] // width)
+        padded = torch.nn.functional.pad(best, (0, n_bins * width - best.shape[1]), value=-1.0)
+        value, index = padded.reshape(best.shape[0], n_bins, width).max(dim=2)
+        offset = (self.first + np.arange(n_bins) * width + index.cpu().numpy()) / self.rate
+        return value.clamp(min=0).sqrt().cpu().numpy().astype(np.float64), offset
 
 
 def template_seconds(bank: mf.TemplateBank) -> float:
