@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The continuous-strain measurement of issue 13 (docs/benchmarks.md, "Searching continuous strain"):
+# train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
+# matched filter (background by time slides), evaluate both. Every size is a variable:
+#   OUT=measure DURATION=86400 SLIDES=29 MF_SLIDES=29 N_TRAIN=4000 bash scripts/measure_search.sh
+# Speeds (seconds of strain per wall-clock second) are printed from the wall times of each step.
+set -euo pipefail
+PY=${PY:-python}
+OUT=${OUT:-measure}
+DURATION=${DURATION:-86400}      # s of foreground (and of background before slides)
+SLIDES=${SLIDES:-29}             # time slides of the background for the network
+MF_SLIDES=${MF_SLIDES:-$SLIDES}  # time slides of the background for the matched filter
+STRIDE=${STRIDE:-0.25}           # s between the network's windows
+BANK=${BANK:-320}                # matched-filter templates
+N_TRAIN=${N_TRAIN:-4000}         # two-detector training examples
+CONFIG=${CONFIG:-Demo2det}
+SEED=${SEED:-13}
+mkdir -p "$OUT"
+export G2NET_INPUT_DIR="$OUT/train_input" G2NET_RESULTS_DIR="$OUT/results"
+
+step() {  # step NAME STRAIN_SECONDS COMMAND...: run, print wall time and speed
+    local name=$1 seconds=$2 start end
+    shift 2
+    echo "+++ $name: $*"
+    start=$(date +%s.%N)
+    "$@"
+    end=$(date +%s.%N)
+    "$PY" -c "import sys; w = float(sys.argv[2]) - float(sys.argv[1]); s = float(sys.argv[3]); \
+print(f'+++ {sys.argv[4]}: {w:.1f} s wall' + (f', {s / w:.1f} s of strain per s' if s > 0 else ''))" \
+        "$start" "$end" "$seconds" "$name"
+}
+
+if [ ! -f "$G2NET_RESULTS_DIR/$CONFIG/fold0.pt" ]; then
+    step simulate-train 0 "$PY" simulate.py --out "$G2NET_INPUT_DIR" --n-train "$N_TRAIN" --n-test 0 \
+        --detectors H1,L1 --seed "$SEED" --workers 2 --no-progress
+    step prep 0 "$PY" prep_data.py --input "$G2NET_INPUT_DIR" --cache --no-progress
+    step train 0 "$PY" train.py --config "$CONFIG"
+fi
+step simulate-strain 0 "$PY" simulate_strain.py --out "$OUT/strain" --duration "$DURATION" \
+    --detectors H1,L1 --seed "$((SEED + 1))" --no-progress --overwrite
+BG=$((DURATION * (SLIDES + 1)))
+MF_BG=$((DURATION * (MF_SLIDES + 1)))
+step search-fg "$DURATION" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/foreground.hdf" \
+    --output "$OUT/fg_net.hdf" --stride "$STRIDE" --no-progress
+step search-bg "$BG" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/background.hdf" \
+    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" --no-progress
+step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
+    --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress
+step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
+    --output "$OUT/bg_mf.hdf" --bank-size "$BANK" --slides "$MF_SLIDES" --no-progress
+step evaluate 0 "$PY" evaluate_search.py --injections "$OUT/strain/injections.hdf" \
+    --foreground-files "$OUT/strain/foreground.hdf" \
+    --foreground-events "$OUT/fg_net.hdf" --background-events "$OUT/bg_net.hdf" --label "$CONFIG" \
+    --foreground-events "$OUT/fg_mf.hdf" --background-events "$OUT/bg_mf.hdf" --label "matched filter" \
+    --out "$OUT/evaluation"
