@@ -1,13 +1,16 @@
 """The dataset: competition-layout ``.npy`` files or prep_data's memory-mapped cache, as tensors."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from utils import EXAMPLE_SHAPE, G2NetError
+from utils import EXAMPLE_SHAPE, G2NetError, read_table
 
 
 class CacheView:
@@ -34,6 +37,24 @@ def load_cache(path: Any, expected_rows: int) -> np.ndarray:
         raise G2NetError(f"cache {path} has shape {array.shape}, but its csv lists {expected_rows} "
                          "examples; rebuild it with python prep_data.py --cache")
     return array
+
+
+def resolve_path(name: str | os.PathLike | None, base: Path) -> Path | None:
+    """``name`` as given when absolute, else under ``base``; None stays None (an unset field)."""
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+def read_prepared(path: Path, what: str) -> pd.DataFrame:
+    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
+    table = read_table(path, ["id", "path"],
+                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
+                       f"and run python prep_data.py --cache to make the {what} table "
+                       "(G2NET_INPUT_DIR chooses another input folder)")
+    table["path"] = [str(resolve_path(p, path.parent)) for p in table["path"]]
+    return table
 
 
 class G2NetDataset(Dataset):

@@ -506,8 +506,7 @@ def iter_batches(table: pd.DataFrame, cache: np.ndarray | None, batch_size: int,
 
 def split_table(root: Path, split: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """``train.csv`` / ``test.csv`` of ``root`` (paths resolved) and its cache when there is one."""
-    from datasets import load_cache
-    from runner import read_prepared
+    from datasets import load_cache, read_prepared
 
     table = read_prepared(root / f"{split}.csv", "training" if split == "train" else "test")
     cache_path = root / f"{split}_cache.npy"

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from runner import (checkpoint_trainer, experiment_dir, get_config, make_loader, setup_runtime,
-                    tta_predict)
+from runner import checkpoint_trainer, experiment_dir, get_config, tta_predict
+from runtime import make_loader, setup_runtime
 from utils import G2NetError, atomic_write, cli_errors, example_path, format_ids
 
 

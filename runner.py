@@ -8,24 +8,24 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from datasets import CacheView, load_cache
+from datasets import CacheView, load_cache, read_prepared, resolve_path
+from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
 from trainer import Trainer
 from training_extras import make_tta_dataloader
-from utils import (G2NetError, default_num_workers, input_dir, print_config, read_table, results_dir,
-                   seed_everything, atomic_save_npy, notify_me)
+from utils import (G2NetError, input_dir, print_config, results_dir, seed_everything,
+                   atomic_save_npy, notify_me)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128
@@ -104,27 +104,10 @@ class ExperimentData:
     debug: bool = False
 
 
-def _resolve(name: str | os.PathLike | None, base: Path) -> Path | None:
-    if name is None:
-        return None
-    path = Path(name)
-    return path if path.is_absolute() else base / path
-
-
-def read_prepared(path: Path, what: str) -> pd.DataFrame:
-    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
-    table = read_table(path, ["id", "path"],
-                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
-                       f"and run python prep_data.py --cache to make the {what} table "
-                       "(G2NET_INPUT_DIR chooses another input folder)")
-    table["path"] = [str(_resolve(p, path.parent)) for p in table["path"]]
-    return table
-
-
 def load_data(cfg: type, debug: bool = False) -> ExperimentData:
     base = input_dir()
-    train = read_prepared(_resolve(cfg.train_path, base), "training")
-    test_path = _resolve(cfg.test_path, base)
+    train = read_prepared(resolve_path(cfg.train_path, base), "training")
+    test_path = resolve_path(cfg.test_path, base)
     test = read_prepared(test_path, "test")
     train_rows, test_rows = np.arange(len(train)), np.arange(len(test))
     if debug:
@@ -133,100 +116,11 @@ def load_data(cfg: type, debug: bool = False) -> ExperimentData:
         test_rows = np.sort(rng.permutation(len(test))[:DEBUG_TEST_SIZE])
     caches = []
     for name, table in ((cfg.train_cache, train), (cfg.test_cache, test)):
-        path = _resolve(name, base)
+        path = resolve_path(name, base)
         caches.append(load_cache(path, len(table)) if path is not None and path.exists() else None)
     return ExperimentData(train.iloc[train_rows].reset_index(drop=True),
                           test.iloc[test_rows].reset_index(drop=True),
                           caches[0], caches[1], train_rows, test_rows, len(test), debug)
-
-
-class ShardSampler(Sampler[int]):
-    """Per-epoch seeded shuffle (or identity), sharded over ranks as ``indices[rank::world]``.
-
-    The same sampler serves single-process and distributed runs, so a one-process torchrun run
-    sees exactly the batches of a plain run; the order depends only on (seed, epoch), which also
-    makes resumed runs reproducible. Shards are padded to equal length; ``gather_ordered`` removes
-    the padding again.
-    """
-
-    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
-        self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        total = len(self) * self.world
-        order += order[: total - len(order)]
-        return iter(order[self.rank::self.world])
-
-    def __len__(self) -> int:
-        return -(-self.size // self.world)
-
-
-def _seed_worker(worker_id: int) -> None:
-    np.random.seed(torch.initial_seed() % 2 ** 32)
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    num_workers: int
-    rank: int = 0
-    world: int = 1
-    device_ids: Sequence[int] | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return dist.is_available() and dist.is_initialized()
-
-
-def setup_runtime(gpu: Sequence[int] | None, num_workers: int | None, deterministic: bool) -> Runtime:
-    """Pick the device, worker count and (under torchrun) the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    if gpu and not cuda:
-        raise G2NetError(f"--gpu {' '.join(map(str, gpu))} was given but no CUDA device is visible; "
-                         "drop --gpu to train on the CPU")
-    if cuda:
-        ids = list(gpu) if gpu else list(range(torch.cuda.device_count()))
-        device = torch.device("cuda", ids[local_rank % len(ids)] if world > 1 else ids[0])
-        torch.cuda.set_device(device)
-    else:
-        ids, device = None, torch.device("cpu")
-    if "WORLD_SIZE" in os.environ and not (dist.is_available() and dist.is_initialized()):
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
-    workers = default_num_workers() if num_workers is None else num_workers
-    return Runtime(device, workers, rank, world, ids if gpu and len(gpu) > 1 else None)
-
-
-def make_loader(dataset: Any, batch_size: int, runtime: Runtime, shuffle: bool, seed: int = 0,
-                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
-    sampler = ShardSampler(len(dataset), shuffle, seed, runtime.rank, runtime.world)
-    batch_size = min(batch_size, max(len(sampler), 1))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      num_workers=runtime.num_workers, pin_memory=runtime.device.type == "cuda",
-                      persistent_workers=runtime.num_workers > 0, drop_last=drop_last,
-                      generator=generator, worker_init_fn=_seed_worker)
 
 
 # ----------------------------------------------------------------------------- logging
@@ -249,7 +143,7 @@ def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callab
 def build_model(cfg: type) -> torch.nn.Module:
     model = cfg.model(**cfg.model_params)
     if cfg.weight_path is not None:
-        path = _resolve(cfg.weight_path, results_dir())
+        path = resolve_path(cfg.weight_path, results_dir())
         if not path.exists():
             raise G2NetError(f"weight_path {path} of config {cfg.name} does not exist; train the "
                              "experiment that makes it first or set weight_path = None")
@@ -260,50 +154,6 @@ def build_model(cfg: type) -> torch.nn.Module:
             raise G2NetError(f"weights in {path} do not fit the model of config {cfg.name}: "
                              f"{str(exc).splitlines()[0]}") from None
     return model
-
-
-def wrap_model(model: torch.nn.Module, runtime: Runtime, cfg: type | None = None) -> torch.nn.Module:
-    """Move to the device (channels_last on CUDA when the config asks), wrap in DDP (torchrun) or
-    DataParallel (several --gpu), then compile (config field ``compile``: False, True, a
-    ``torch.compile`` mode, or 'cudagraphs' for the cudagraphs backend) on the device types of
-    ``compile_devices`` (default: CUDA only, where it was measured; a CPU run stays eager).
-
-    channels_last converts the weights; the 2D models then lay out their image to match. Measured
-    on an H200, it doubles Nspec16's step rate (bf16: 498 -> 990 examples/s).
-    """
-    compile = getattr(cfg, "compile", False)
-    if runtime.device.type not in getattr(cfg, "compile_devices", ("cuda",)):
-        compile = False
-    model = model.to(runtime.device)
-    if getattr(cfg, "channels_last", False) and runtime.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    if runtime.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    elif runtime.device_ids:
-        model = torch.nn.DataParallel(model, device_ids=list(runtime.device_ids))
-    if compile == "cudagraphs":  # CUDA graphs of the traced graphs, no Inductor code generation
-        model = torch.compile(model, backend="cudagraphs")
-    elif compile:
-        model = torch.compile(model, mode=compile if isinstance(compile, str) else None)
-    return model
-
-
-def for_device(cfg: type, runtime: Runtime) -> type:
-    """``cfg`` with its exact preprocessing moved to the GPU when it trains on one.
-
-    Normalize / BandPass / Whiten then run batched on the device (``transforms['gpu']``) and the
-    DataLoader workers only read and augment; results equal the CPU versions within float
-    tolerance (``transforms.gpu_transforms`` moves only steps that commute with what follows).
-    """
-    if not (getattr(cfg, "gpu_preprocess", False) and runtime.device.type == "cuda"
-            and cfg.transforms.get("gpu") is None):
-        return cfg
-    from transforms import gpu_transforms
-
-    return type(cfg.__name__, (cfg,), {"name": cfg.name, "__module__": cfg.__module__,
-                                       "__doc__": cfg.__doc__,
-                                       "transforms": gpu_transforms(cfg.transforms)})
 
 
 def make_trainer(cfg: type, model: torch.nn.Module, checkpoint: Path, runtime: Runtime,
@@ -492,12 +342,13 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
 
 
 def oof_auc(oof: np.ndarray, targets: np.ndarray) -> float | None:
-    from metrics import AUC
+    """AUC of the predicted out-of-fold rows; None while fewer than both classes are predicted."""
+    from metrics import roc_auc
 
     mask = np.isfinite(oof[:, 0])
     if mask.sum() == 0 or len(np.unique(targets[mask])) < 2:
         return None
-    return float(AUC()(targets[mask], oof[mask]))
+    return float(roc_auc(targets[mask], oof[mask]))
 
 
 def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:

@@ -218,7 +218,7 @@ def test_device_script_parses_and_asks_for_its_output_folder():
 
 
 def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
-    import runner
+    import runtime as rt
     import trainer
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -228,15 +228,15 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
     assert trainer.amp_dtype(cuda, False, "bf16") is None
     with pytest.raises(G2NetError, match="amp_precision"):
         trainer.amp_dtype(cpu, True, "fp8")
-    runtime = runner.Runtime(cpu, 0)
+    runtime = rt.Runtime(cpu, 0)
     model = torch.nn.Linear(3, 1)
-    assert runner.wrap_model(model, runtime) is model
+    assert rt.wrap_model(model, runtime) is model
     # compile applies on compile_devices only (default CUDA): a CPU run of a compiled config is eager
-    assert runner.wrap_model(model, runtime, type("Compiled", (), {"compile": True})) is model
-    assert runner.wrap_model(model, runtime, configs.Seq03aug3) is model
+    assert rt.wrap_model(model, runtime, type("Compiled", (configs.Debug,), {"compile": True})) is model
+    assert rt.wrap_model(model, runtime, configs.Seq03aug3) is model
     for value in (True, "reduce-overhead", "cudagraphs"):
-        cfg = type("Compiled", (), {"compile": value, "compile_devices": ("cpu", "cuda")})
-        compiled = runner.wrap_model(model, runtime, cfg)
+        cfg = type("Compiled", (configs.Debug,), {"compile": value, "compile_devices": ("cpu", "cuda")})
+        compiled = rt.wrap_model(model, runtime, cfg)
         assert compiled is not model and trainer.unwrap(compiled) is model  # checkpoints stay plain
     assert configs.Seq03aug3.compile == "reduce-overhead" and configs.Nspec16.compile == "cudagraphs"
     assert configs.Demo.compile is False

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datasets import CacheView, G2NetDataset
-from runner import ShardSampler
+from runtime import shard_sampler
 from training_extras import MixupTrain, pair_indices
 from utils import G2NetError
 
@@ -97,14 +97,14 @@ def test_bad_dataset_arguments_are_clear(arrays):
 
 @pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2)])
 def test_shard_sampler_covers_every_index_and_depends_only_on_seed_and_epoch(size, world):
-    shards = [list(ShardSampler(size, True, seed=3, rank=r, world=world)) for r in range(world)]
+    shards = [list(shard_sampler(range(size), True, seed=3, rank=r, world=world)) for r in range(world)]
     assert len({len(s) for s in shards}) == 1
     assert set(sum(shards, [])) == set(range(size))
-    again = ShardSampler(size, True, seed=3, rank=0, world=world)
+    again = shard_sampler(range(size), True, seed=3, rank=0, world=world)
     assert list(again) == shards[0]
     again.set_epoch(1)
     assert list(again) != shards[0] or size <= 2
-    assert list(ShardSampler(size, False)) == list(range(size))
+    assert list(shard_sampler(range(size), False)) == list(range(size))
 
 
 def test_pos_neg_pairing_mixes_with_negatives_only():

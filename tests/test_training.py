@@ -18,6 +18,7 @@ from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
 
 import configs
 import runner
+import runtime
 from utils import G2NetError
 
 
@@ -189,9 +190,9 @@ def test_limit_fold_out_of_range_is_refused(experiment_env):
 
 
 def test_gpu_runs_move_exact_preprocessing_to_the_device_and_cpu_runs_do_not():
-    cpu = runner.Runtime(torch.device("cpu"), 0)
-    assert runner.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
-    moved = runner.for_device(configs.Seq03aug3, runner.Runtime(torch.device("cuda", 0), 0))
+    cpu = runtime.Runtime(torch.device("cpu"), 0)
+    assert runtime.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
+    moved = runtime.for_device(configs.Seq03aug3, runtime.Runtime(torch.device("cuda", 0), 0))
     assert issubclass(moved, configs.Seq03aug3) and moved.name == "Seq03aug3"
     steps = [type(s).__name__ for s in moved.transforms["gpu"].steps]
     assert steps == ["Normalize", "BandPass"]
