@@ -8,6 +8,10 @@ subclass sets its own.
 """
 from __future__ import annotations
 
+import difflib
+import inspect
+from typing import Any, Callable
+
 from sklearn.model_selection import StratifiedKFold
 from torch import nn, optim
 
@@ -21,6 +25,7 @@ from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
 from transforms import (BandPass, Compose, FlipWave, GaussianNoiseSNR, GlobalTimeShift, Normalize,
                         Whiten)
+from utils import G2NetError
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
@@ -93,6 +98,7 @@ class Baseline:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        check_fields(cls)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         if "splitter" not in cls.__dict__ and ("cv" in cls.__dict__ or "seed" in cls.__dict__):
@@ -100,6 +106,69 @@ class Baseline:
         if cls.pseudo_labels is PARENT:
             parent = next(k for k in cls.__mro__[1:] if issubclass(k, Baseline) and k.pseudo_labels is not PARENT)
             cls.pseudo_labels = dict(path=parent.name, confident_samples=None, hard_label=False)
+
+
+def _is_method(name: str, value: Any) -> bool:
+    """A ``def`` in the class body (not a lambda or function assigned to a field name)."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    return isinstance(value, property) or (inspect.isfunction(value) and value.__name__ == name)
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def check_fields(cfg: type) -> None:
+    """Refuse a config (or a mixin it inherits) that sets a field ``Baseline`` does not define.
+
+    A misspelt field (``num_epoch = 3``) would otherwise be ignored silently while the run uses
+    the default. Private names (leading underscore) and methods defined with ``def`` are allowed.
+    """
+    for klass in cfg.__mro__:
+        if klass in (Baseline, object):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in CONFIG_FIELDS or _is_method(name, value):
+                continue
+            where = "" if klass is cfg else f" (inherited from {klass.__name__})"
+            raise G2NetError(f"config {cfg.__name__} sets {name!r}{where}, which is not a config "
+                             f"field{_suggest(name, sorted(CONFIG_FIELDS))}; every field is listed in "
+                             "configs.Baseline (prefix helpers with _ to keep them private)")
+
+
+def _check_kwargs(cfg: type, field: str, target: Callable, params: dict, skip: int = 0) -> None:
+    """``params`` must be keywords ``target`` accepts (unless it takes ``**kwargs``)."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin without a signature: the call will tell
+        return
+    parameters = list(signature.parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    known = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in known:
+            name = getattr(target, "__name__", type(target).__name__)
+            raise G2NetError(f"config {cfg.__name__}: {field} has {key!r}, which {name} does not take"
+                             f"{_suggest(key, known)}; it takes {', '.join(known)}")
+
+
+def check_params(cfg: type) -> None:
+    """The keyword dicts of ``cfg`` fit what they are passed to, checked before anything is built.
+
+    A typo then reads as one line naming the config and the keyword rather than a TypeError from
+    deep inside a constructor; errors raised inside a constructor keep their traceback.
+    """
+    _check_kwargs(cfg, "model_params", cfg.model, cfg.model_params)  # spec_params: create_frontend
+    _check_kwargs(cfg, "optimizer_params", cfg.optimizer, cfg.optimizer_params, skip=1)
+    if cfg.scheduler is not None:
+        _check_kwargs(cfg, "scheduler_params", cfg.scheduler, cfg.scheduler_params, skip=1)
+    _check_kwargs(cfg, "dataset_params", cfg.dataset, cfg.dataset_params)
+
+
+CONFIG_FIELDS = frozenset(name for name in vars(Baseline) if not name.startswith("_"))
 
 
 class Demo(Baseline):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
+import importlib.util
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from datasets import CacheView, load_cache, read_prepared, resolve_path
 from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
 from trainer import Trainer
 from training_extras import make_tta_dataloader
-from utils import (G2NetError, input_dir, print_config, results_dir, seed_everything,
+from utils import (EXAMPLE_SHAPE, G2NetError, input_dir, print_config, results_dir, seed_everything,
                    atomic_save_npy, notify_me)
 
 DEBUG_TRAIN_SIZE = 512
@@ -33,38 +36,106 @@ DEBUG_MAX_EPOCHS = 2
 
 
 # ----------------------------------------------------------------------------- configs
+def _configs_of(module: Any) -> dict[str, type]:
+    """The experiment classes defined in ``module`` (not those it imports), by name."""
+    from configs import Baseline
+
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, Baseline) and obj.__module__ == module.__name__}
+
+
 def all_configs() -> dict[str, type]:
     """Every experiment class defined in configs.py, by name."""
     import configs
 
-    return {name: obj for name, obj in vars(configs).items()
-            if isinstance(obj, type) and issubclass(obj, configs.Baseline)
-            and obj.__module__ == configs.__name__}
+    return _configs_of(configs)
+
+
+def _unknown(name: str, known: Sequence[str], where: str) -> G2NetError:
+    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return G2NetError(f"unknown config {name!r}{where}.{hint}")
+
+
+def _load_module(source: str) -> Any:
+    """A config module from a file path (``my_experiments.py``) or a module path (``pkg.mod``)."""
+    path = Path(source)
+    if source.endswith(".py") or os.sep in source:
+        if not path.is_file():
+            raise G2NetError(f"config file {path} not found (--config FILE.py:CLASS)")
+        module_name = f"g2net_user_configs.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and source.startswith(exc.name):
+            raise G2NetError(f"config module {source} not found: give a file path "
+                             "(my_experiments.py:MyCfg) or an importable module (package.module:MyCfg)"
+                             ) from None
+        raise
 
 
 def get_config(name: str) -> type:
-    """The config class called ``name``; unknown names list the closest ones."""
+    """The config class called ``name`` in configs.py, or ``FILE.py:CLASS`` / ``package.module:CLASS``.
+
+    Unknown names list the closest ones; a class from elsewhere must subclass ``configs.Baseline``.
+    """
+    from configs import Baseline
+
+    if ":" in name:
+        source, _, class_name = name.rpartition(":")
+        module = _load_module(source)
+        found = getattr(module, class_name, None)
+        if found is None:
+            raise _unknown(class_name, list(_configs_of(module)), f" in {source}")
+        if not (isinstance(found, type) and issubclass(found, Baseline)):
+            raise G2NetError(f"{name} is not a config: a config is a class that subclasses "
+                             "configs.Baseline (from configs import Baseline)")
+        return found
     configs = all_configs()
     if name in configs:
         return configs[name]
     lowered = {n.lower(): n for n in configs}
     if name.lower() in lowered:
         return configs[lowered[name.lower()]]
-    close = difflib.get_close_matches(name, list(configs), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise G2NetError(f"unknown config {name!r}.{hint} Run python train.py --list to see them all.")
+    error = _unknown(name, list(configs), "")
+    raise G2NetError(f"{error} Run python train.py --list to see them all, or give "
+                     "FILE.py:CLASS for a config of your own.")
+
+
+def parameter_count(cfg: type) -> int:
+    """Parameters of ``cfg``'s model, built without pretrained weights.
+
+    On the meta device when the model allows it (no memory, no weights); models whose constructor
+    computes fixed tensors on the CPU (the non-trainable wavelet bank) are built on the CPU, and
+    lazy layers are sized by one forward pass of a dummy example.
+    """
+    try:
+        with torch.device("meta"):
+            model = make_model(cfg, offline=True)
+    except RuntimeError:  # a constructor that mixes CPU tensors into the meta build
+        model = make_model(cfg, offline=True)
+    params = list(model.parameters())
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in params):
+        model = make_model(cfg, offline=True).eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *EXAMPLE_SHAPE))
+        params = list(model.parameters())
+    return sum(p.numel() for p in params)
 
 
 def describe_configs() -> list[tuple[str, str, int | None]]:
-    """(name, backbone, parameter count) for ``train.py --list``; counts need building the model."""
+    """(name, backbone, parameter count) for ``train.py --list``; None where the model cannot be built."""
     rows = []
     for name, cfg in all_configs().items():
         backbone = cfg.model_params.get("model_name") or cfg.model.__name__
         try:
-            with torch.device("meta"):
-                model = cfg.model(**offline_model_params(cfg))
-            count = sum(p.numel() for p in model.parameters())
-        except Exception:  # a model that cannot be built on the meta device
+            count = parameter_count(cfg)
+        except Exception:  # noqa: BLE001 - one broken config must not hide the others' sizes
             count = None
         rows.append((name, backbone, count))
     return rows
@@ -72,7 +143,8 @@ def describe_configs() -> list[tuple[str, str, int | None]]:
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="experiment class in configs.py, e.g. Nspec16")
+    parser.add_argument("--config", help="experiment class in configs.py (e.g. Nspec16), or "
+                        "FILE.py:CLASS / package.module:CLASS for your own")
     parser.add_argument("--list", action="store_true", help="list every config with its backbone and size")
     parser.add_argument("--limit_fold", type=int, default=None, help="train only fold K (0-based)")
     parser.add_argument("--inference", action="store_true", help="only predict from existing checkpoints")
@@ -140,8 +212,18 @@ def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callab
 
 
 # ----------------------------------------------------------------------------- model pieces
+def make_model(cfg: type, offline: bool = False) -> torch.nn.Module:
+    """``cfg.model(**cfg.model_params)`` after checking the config's keyword dicts (one clear line
+    for a typo); ``offline`` builds without pretrained weights (they come from a checkpoint)."""
+    from configs import check_params
+
+    check_params(cfg)
+    return cfg.model(**(offline_model_params(cfg) if offline else cfg.model_params))
+
+
 def build_model(cfg: type) -> torch.nn.Module:
-    model = cfg.model(**cfg.model_params)
+    """The model a fold starts from: pretrained as configured, then ``weight_path`` if set."""
+    model = make_model(cfg)
     if cfg.weight_path is not None:
         path = resolve_path(cfg.weight_path, results_dir())
         if not path.exists():
@@ -265,7 +347,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
 def checkpoint_trainer(cfg: type, checkpoint: Path, runtime: Runtime, log: Callable[[str], None],
                        progress_bar: bool) -> Trainer:
     """A trainer holding the weights of a fold checkpoint, ready to predict."""
-    model = wrap_model(cfg.model(**offline_model_params(cfg)), runtime, cfg)
+    model = wrap_model(make_model(cfg, offline=True), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, progress_bar)
     trainer.load_best()
     return trainer
