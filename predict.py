@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from runner import checkpoint_trainer, experiment_dir, get_config, tta_predict
+from runner import checkpoint_trainer, experiment_dir, get_config, tta_predict, unfinished_warning
 from runtime import make_loader, setup_runtime
 from utils import G2NetError, atomic_write, cli_errors, example_path, format_ids
 
@@ -41,6 +42,9 @@ def predict_paths(cfg: type, paths: Sequence[str], tta: bool = False, debug: boo
     logits = []
     for checkpoint in fold_checkpoints(experiment_dir(cfg, debug)):
         trainer = checkpoint_trainer(cfg, checkpoint, runtime, lambda m: None, progress_bar)
+        warning = unfinished_warning(checkpoint, trainer.state)
+        if warning:
+            print(warning, file=sys.stderr)
         fold_logits = trainer.predict(loader, desc=checkpoint.stem)
         if tta:
             fold_logits = (fold_logits + tta_predict(cfg, trainer, loader, checkpoint.stem + " tta")) / 2

@@ -6,16 +6,20 @@ whether they accept configs with ``pseudo_labels``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import fcntl
 import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from datasets import CacheView, load_cache, read_prepared, resolve_path
 from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
-from trainer import Trainer
+from trainer import Trainer, file_digest, load_checkpoint
 from training_extras import make_tta_dataloader
 from utils import (EXAMPLE_SHAPE, G2NetError, input_dir, print_config, results_dir, seed_everything,
                    atomic_save_npy, notify_me)
@@ -195,8 +199,53 @@ def load_data(cfg: type, debug: bool = False) -> ExperimentData:
                           caches[0], caches[1], train_rows, test_rows, len(test), debug)
 
 
-# ----------------------------------------------------------------------------- logging
-def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callable[[str], None]:
+# ----------------------------------------------------------------------------- run folder and log
+LOCK_NAME = ".lock"  # in results/<name>/: holds the pid of the run using the folder
+
+
+@contextlib.contextmanager
+def claim_run_folder(out_dir: Path, is_main: bool = True) -> Iterator[bool]:
+    """Hold ``out_dir`` for this run (an exclusive flock); yields whether this run created it.
+
+    A second run on the same folder would delete the first one's checkpoints, so it is refused and
+    told which process holds the folder. The kernel drops the lock when the process ends, so a
+    killed run leaves no stale lock. Only the main process of a torchrun job takes it.
+    """
+    if not is_main:
+        yield False
+        return
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise G2NetError(f"{out_dir} is in use by another run (pid {owner}); wait for it to end or "
+                         f"stop it (kill {owner}) before starting this one") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield created
+    finally:
+        handle.close()
+
+
+def remove_if_empty_run(out_dir: Path) -> bool:
+    """Remove a folder that holds nothing but logs and the lock (a run that failed before it wrote
+    anything); returns whether it was removed."""
+    if out_dir.is_dir() and all(p.name == LOCK_NAME or p.suffix == ".log" for p in out_dir.iterdir()):
+        shutil.rmtree(out_dir)
+        return True
+    return False
+
+
+def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> logging.Logger:
+    """A logger writing to ``out_dir/<name>_<time>.log`` (and stdout unless ``silent``); rank 0 only."""
     logger = logging.getLogger(f"g2net.{name}.{time.time_ns()}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -208,7 +257,13 @@ def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callab
         logger.addHandler(handler)
         if not silent:
             logger.addHandler(logging.StreamHandler(sys.stdout))
-    return logger.info
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
 
 
 # ----------------------------------------------------------------------------- model pieces
@@ -229,7 +284,8 @@ def build_model(cfg: type) -> torch.nn.Module:
         if not path.exists():
             raise G2NetError(f"weight_path {path} of config {cfg.name} does not exist; train the "
                              "experiment that makes it first or set weight_path = None")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(path, f"Point weight_path of config {cfg.name} at a fold checkpoint "
+                                "or state_dict saved by torch.save (tensors only).", keys=())
         try:
             model.load_state_dict(saved.get("model", saved) if isinstance(saved, dict) else saved)
         except RuntimeError as exc:
@@ -314,7 +370,8 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     checkpoint = out_dir / f"fold{fold}.pt"
     resume_point = checkpoint.with_name(f"fold{fold}_last.pt")
     if args.resume and not resume_point.exists() and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]
+        state = fold_state(checkpoint, f"Delete it and rerun with --resume: fold {fold} then trains "
+                                       "again from its first epoch.")
         if state.get("finished"):
             log(f"fold {fold}: already finished (best epoch {state['best_epoch']}), nothing to resume")
             return
@@ -344,13 +401,41 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     log(f"fold {fold}: best valid AUC {state['best_score']:.5f} at epoch {state['best_epoch']}")
 
 
+def fold_state(checkpoint: Path, fix: str) -> dict[str, Any]:
+    """The ``state`` (epoch, best_epoch, finished, history) of a fold checkpoint."""
+    return load_checkpoint(checkpoint, fix, ("model", "state"))["state"]
+
+
 def checkpoint_trainer(cfg: type, checkpoint: Path, runtime: Runtime, log: Callable[[str], None],
                        progress_bar: bool) -> Trainer:
-    """A trainer holding the weights of a fold checkpoint, ready to predict."""
+    """A trainer holding the weights and state of a fold checkpoint, ready to predict."""
     model = wrap_model(make_model(cfg, offline=True), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, progress_bar)
-    trainer.load_best()
+    fold = checkpoint.stem[4:]
+    trainer.load_best(f"Delete it and train fold {fold} again (python train.py --config {cfg.name} "
+                      f"--limit_fold {fold}).")
     return trainer
+
+
+def unfinished_warning(checkpoint: Path, state: dict[str, Any]) -> str | None:
+    """What to tell a user who predicts from a fold whose training has not ended."""
+    if state.get("finished"):
+        return None
+    return (f"warning: {checkpoint} is from an unfinished fold (best epoch {state.get('best_epoch')} "
+            f"after {state.get('epoch', -1) + 1} epochs): predicting with it anyway; finish the fold "
+            "with --resume and the predictions are made again from the final checkpoint")
+
+
+def predictions_current(predictions: Path, checkpoint: Path) -> bool:
+    """Whether ``predictions`` were made from this very ``checkpoint`` file (its sha256)."""
+    if not (predictions.exists() and checkpoint.exists()):
+        return False
+    try:
+        with np.load(predictions) as saved:
+            made_from = str(saved["checkpoint_sha256"]) if "checkpoint_sha256" in saved else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a torn file: make it again
+        return False
+    return made_from == file_digest(checkpoint)
 
 
 def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> np.ndarray:
@@ -360,14 +445,23 @@ def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> n
 
 def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, out_dir: Path,
                  runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace) -> None:
-    """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``."""
-    trainer = checkpoint_trainer(cfg, out_dir / f"fold{fold}.pt", runtime, log, args.progress_bar)
+    """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``,
+    stamped with the checkpoint's sha256 and epochs so that stale predictions are recognised."""
+    checkpoint = out_dir / f"fold{fold}.pt"
+    digest = file_digest(checkpoint)
+    trainer = checkpoint_trainer(cfg, checkpoint, runtime, log, args.progress_bar)
+    warning = unfinished_warning(checkpoint, trainer.state)
+    if warning:
+        log(warning)
     valid_rows = np.flatnonzero(folds == fold)
     loaders = {"oof": make_loader(_dataset(cfg, data, valid_rows, cfg.transforms.get("test"), False),
                                   cfg.batch_size, runtime, False),
                "test": make_loader(_test_dataset(cfg, data, cfg.transforms.get("test")),
                                    cfg.batch_size, runtime, False)}
-    result: dict[str, np.ndarray] = {"valid_rows": valid_rows}
+    result: dict[str, np.ndarray] = {
+        "valid_rows": valid_rows, "checkpoint_sha256": np.array(digest),
+        "checkpoint_best_epoch": np.array(trainer.state.get("best_epoch", -1)),
+        "checkpoint_finished": np.array(bool(trainer.state.get("finished")))}
     for key, loader in loaders.items():
         result[key] = trainer.predict(loader, desc=f"fold {fold} {key}")
         if args.tta:
@@ -402,7 +496,7 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
         found = False
         for fold in range(n_folds):
             path = out_dir / f"fold{fold}_predictions.npz"
-            if not path.exists():
+            if not predictions_current(path, out_dir / f"fold{fold}.pt"):
                 if suffix == "":
                     missing.append(fold)
                 continue
@@ -418,8 +512,8 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
             outputs[suffix] = oof
     atomic_save_npy(out_dir / "folds.npy", folds)
     if missing:
-        log(f"folds {missing} have no predictions yet: their rows are NaN. Train them (--limit_fold K) "
-            "and rerun with --inference to complete the outputs.")
+        log(f"folds {missing} have no predictions from their current checkpoint: their rows are NaN. "
+            "Train them (--limit_fold K) and rerun with --inference to complete the outputs.")
     return outputs
 
 
@@ -434,12 +528,34 @@ def oof_auc(oof: np.ndarray, targets: np.ndarray) -> float | None:
 
 
 def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (unless --inference) and predict every requested fold of ``cfg``; write the outputs."""
+    """Train (unless --inference) and predict every requested fold of ``cfg``; write the outputs.
+
+    The run holds its results folder for its whole length (one run per folder); a run that fails
+    before writing anything but its log removes the folder it created.
+    """
+    from configs import check_params
+
+    check_params(cfg)
     debug = bool(args.debug or cfg.debug)
     runtime = setup_runtime(args.gpu, args.num_workers, cfg.deterministic)
     cfg = for_device(cfg, runtime)
     out_dir = experiment_dir(cfg, debug)
-    log = make_logger(out_dir, cfg.name, args.silent, runtime.is_main)
+    with claim_run_folder(out_dir, runtime.is_main) as created:
+        logger = make_logger(out_dir, cfg.name, args.silent, runtime.is_main)
+        try:
+            return _run_folds(cfg, args, runtime, out_dir, logger.info, debug)
+        except BaseException:
+            close_logger(logger)
+            if created and remove_if_empty_run(out_dir):
+                print(f"{out_dir} removed: the run failed before writing anything but its log",
+                      file=sys.stderr)
+            raise
+        finally:
+            close_logger(logger)
+
+
+def _run_folds(cfg: type, args: argparse.Namespace, runtime: Runtime, out_dir: Path,
+               log: Callable[[str], None], debug: bool) -> dict[str, Any]:
     print_config(cfg, log)
     data = load_data(cfg, debug)
     if cfg.pseudo_labels:
@@ -464,12 +580,14 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
             if not checkpoint.exists():
                 raise G2NetError(f"--inference needs {checkpoint}; train fold {fold} first "
                                  f"(python train.py --config {cfg.name} --limit_fold {fold})")
-        elif args.skip_existing and checkpoint.exists() and not checkpoint.with_name(f"fold{fold}_last.pt").exists():
-            log(f"fold {fold}: checkpoint exists, skipped (--skip_existing)")
+        elif args.skip_existing and checkpoint.exists() and fold_state(
+                checkpoint, f"Delete it, or rerun without --skip_existing to train fold {fold} "
+                            "again.").get("finished"):
+            log(f"fold {fold}: checkpoint is finished, skipped (--skip_existing)")
         else:
             train_fold(cfg, data, folds, fold, out_dir, runtime, log, args, num_epochs)
         predictions = out_dir / f"fold{fold}_predictions.npz"
-        if args.inference or args.tta or not predictions.exists():
+        if args.inference or args.tta or not predictions_current(predictions, checkpoint):
             predict_fold(cfg, data, folds, fold, out_dir, runtime, log, args)
         if runtime.distributed:
             dist.barrier()
