@@ -1,13 +1,16 @@
 """The dataset: competition-layout ``.npy`` files or prep_data's memory-mapped cache, as tensors."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from utils import EXAMPLE_SHAPE, G2NetError
+from utils import EXAMPLE_SHAPE, G2NetError, read_table
 
 
 class CacheView:
@@ -143,3 +146,20 @@ class G2NetDataset(Dataset):
         if self.return_test_index:
             items.append(index - self.n_train if index >= self.n_train else -1)
         return items[0] if len(items) == 1 else tuple(items)
+
+
+def _resolve(name: str | os.PathLike | None, base: Path) -> Path | None:
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+def read_prepared(path: Path, what: str) -> pd.DataFrame:
+    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
+    table = read_table(path, ["id", "path"],
+                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
+                       f"and run python prep_data.py --cache to make the {what} table "
+                       "(G2NET_INPUT_DIR chooses another input folder)")
+    table["path"] = [str(_resolve(p, path.parent)) for p in table["path"]]
+    return table

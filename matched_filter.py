@@ -37,6 +37,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
 from tqdm import tqdm
 
 from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy, atomic_write,
@@ -60,14 +63,6 @@ MATCH_MAX_SHIFT = 0.1  # s, time shifts searched when matching two templates
 # ---------------------------------------------------------------------------------------------
 # Templates
 # ---------------------------------------------------------------------------------------------
-def masses_from_mchirp_q(mchirp: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Component masses (solar masses) from chirp mass and mass ratio ``q = m1 / m2 >= 1``."""
-    from pycbc import conversions
-
-    return (np.asarray(conversions.mass1_from_mchirp_q(mchirp, q)),
-            np.asarray(conversions.mass2_from_mchirp_q(mchirp, q)))
-
-
 def template_waveform(mass1: float, mass2: float, spin1z: float, spin2z: float, *,
                       f_lower: float, duration: float, n_samples: int = N_SAMPLES,
                       sample_rate: float = SAMPLE_RATE,
@@ -112,11 +107,11 @@ def whitened_unit_templates(waveforms: np.ndarray, psd: np.ndarray, f_lower: flo
                             sample_rate: float = SAMPLE_RATE) -> np.ndarray:
     """Whitened templates ``(..., n_freq)`` scaled to unit norm ``(h|h) = 1``.
 
-    Whitening uses ``transforms.inverse_asd`` (the gain of the whitening transform), so a template
+    Whitening uses ``spectral.inverse_asd`` (the gain of the whitening transform), so a template
     and whitened data meet on the same scale: with ``W = rfft(x) * gain`` the inner product is
     ``(a|b) = 2 / N * sum_k W_a W_b*``. Bins below ``f_lower`` and the Nyquist bin are dropped.
     """
-    from transforms import inverse_asd
+    from spectral import inverse_asd
 
     gain = inverse_asd(np.asarray(psd, dtype=np.float64), sample_rate)
     white = np.asarray(waveforms) * sample_rate * gain  # rfft of the sampled series, whitened
@@ -186,7 +181,10 @@ class TemplateBank:
 
     @property
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
-        return masses_from_mchirp_q(self.mchirp, self.q)
+        from pycbc import conversions
+
+        return (np.asarray(conversions.mass1_from_mchirp_q(self.mchirp, self.q)),
+                np.asarray(conversions.mass2_from_mchirp_q(self.mchirp, self.q)))
 
     def neighbour_matches(self, psd: np.ndarray) -> np.ndarray:
         """Each template's match with its nearest other template (the bank's spacing), H1 PSD."""
@@ -206,14 +204,17 @@ def candidate_pool(spec: BankSpec) -> dict[str, np.ndarray]:
     Each one is both a point the bank must cover (its own two spins) and a candidate template
     (the equal-spin system with the same masses and effective spin).
     """
+    from pycbc import conversions
+
     rng = np.random.default_rng(spec.seed)
     masses = np.sort(rng.uniform(*spec.mass_range, size=(spec.n_candidates, 2)), axis=1)[:, ::-1]
     spins = rng.uniform(*spec.spin_range, size=(spec.n_candidates, 2))
     mass1, mass2 = masses[:, 0].copy(), masses[:, 1].copy()
-    chi_eff = (mass1 * spins[:, 0] + mass2 * spins[:, 1]) / (mass1 + mass2)
     return {"mass1": mass1, "mass2": mass2, "spin1z": spins[:, 0].copy(),
-            "spin2z": spins[:, 1].copy(), "chi_eff": chi_eff,
-            "mchirp": (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2, "q": mass1 / mass2}
+            "spin2z": spins[:, 1].copy(),
+            "chi_eff": np.asarray(conversions.chi_eff(mass1, mass2, spins[:, 0], spins[:, 1])),
+            "mchirp": np.asarray(conversions.mchirp_from_mass1_mass2(mass1, mass2)),
+            "q": np.asarray(conversions.q_from_mass1_mass2(mass1, mass2))}
 
 
 def generate_waveforms(spec: BankSpec, mass1: np.ndarray, mass2: np.ndarray,
@@ -229,8 +230,11 @@ def generate_waveforms(spec: BankSpec, mass1: np.ndarray, mass2: np.ndarray,
 
 def template_waveforms(spec: BankSpec, mchirp: np.ndarray, q: np.ndarray,
                        chi_eff: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Waveforms of equal-spin templates ``(mchirp, q, chi_eff)``."""
-    mass1, mass2 = masses_from_mchirp_q(mchirp, q)
+    """Waveforms of equal-spin templates ``(mchirp, q = m1 / m2 >= 1, chi_eff)``."""
+    from pycbc import conversions
+
+    mass1 = np.asarray(conversions.mass1_from_mchirp_q(mchirp, q))
+    mass2 = np.asarray(conversions.mass2_from_mchirp_q(mchirp, q))
     return generate_waveforms(spec, mass1, mass2, chi_eff, chi_eff, progress)
 
 
@@ -307,15 +311,11 @@ def load_or_build_bank(spec: BankSpec, psd: np.ndarray | None = None,
 # ---------------------------------------------------------------------------------------------
 # Filtering
 # ---------------------------------------------------------------------------------------------
-def _sliding_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """``out[..., i] = max(x[..., i : i + 2 * radius + 1])`` by doubling (sparse-table trick)."""
-    width = 2 * radius + 1
-    span, level = 1, x
-    while 2 * span <= width:
-        level = torch.maximum(level[..., :-span], level[..., span:])
-        span *= 2
-    length = x.shape[-1] - width + 1
-    return torch.maximum(level[..., :length], level[..., width - span:width - span + length])
+def _sliding_max(x: Float[Tensor, "*batch time"], radius: int) -> Float[Tensor, "*batch window"]:
+    """``out[..., i] = max(x[..., i : i + 2 * radius + 1])`` (``window = time - 2 * radius``)."""
+    flat = x.reshape(-1, 1, x.shape[-1])
+    pooled = F.max_pool1d(flat, kernel_size=2 * radius + 1, stride=1)
+    return pooled.reshape(*x.shape[:-1], pooled.shape[-1])
 
 
 class MatchedFilter:
@@ -506,8 +506,7 @@ def iter_batches(table: pd.DataFrame, cache: np.ndarray | None, batch_size: int,
 
 def split_table(root: Path, split: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """``train.csv`` / ``test.csv`` of ``root`` (paths resolved) and its cache when there is one."""
-    from datasets import load_cache
-    from runner import read_prepared
+    from datasets import load_cache, read_prepared
 
     table = read_prepared(root / f"{split}.csv", "training" if split == "train" else "test")
     cache_path = root / f"{split}_cache.npy"

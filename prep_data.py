@@ -272,7 +272,7 @@ class _PsdSum:
     ``psd.npy`` is bit-identical whatever the thread timing."""
 
     def __init__(self) -> None:
-        from noise_model import estimate_psd  # imported on demand: only --psd needs it
+        from spectral import estimate_psd  # imported on demand: only --psd needs it
 
         self.estimate = estimate_psd
         self.total: np.ndarray | None = None
