@@ -133,9 +133,10 @@ def sosfiltfilt_padlen(sos: np.ndarray) -> int:
 class BandPass(Transform):
     """Zero-phase Butterworth band-pass (``sosfiltfilt``, odd padding): keeps the chirp's band.
 
-    Second-order sections rather than a ``(b, a)`` filtfilt (torchaudio's ``filtfilt``, ml4gw):
-    an order-8 Butterworth band-pass in ``(b, a)`` form at these band edges is numerically unstable
-    (its poles crowd near z = 1), and scipy's odd padding keeps the edges free of steps.
+    Second-order sections rather than a ``(b, a)`` filtfilt (torchaudio's ``filtfilt``, as ml4gw
+    uses): an order-8 Butterworth band-pass in ``(b, a)`` form is numerically unstable (its poles
+    crowd near z = 1; torchaudio's float32 filtfilt of it returns NaN), and that filtfilt starts
+    from rest without scipy's odd padding, so its edges ring.
     """
 
     def __init__(self, lower: float = 20.0, upper: float = 500.0, order: int = 8,
