@@ -10,7 +10,7 @@ worst so far (match: maximised over time and phase, H1 PSD). Templates are cut t
 example can hold.
 The bank is cached under ``results/matched_filter/`` keyed by its parameters and the PSD.
 
-Per example: whiten with the simulator PSD (``transforms.TorchWhiten``, the training pipeline's
+Per example: whiten with the simulator PSD (``spectral.whiten_torch``, the training pipeline's
 whitening), correlate every unit-norm whitened template with every detector in the frequency
 domain (one batched complex inverse FFT gives the complex SNR, whose modulus maximises over
 phase), and form the network statistic
@@ -42,6 +42,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm import tqdm
 
+from spectral import inverse_asd, whiten_torch, whitening_kernel
 from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy, atomic_write,
                    cli_errors, input_dir, results_dir)
 
@@ -111,8 +112,6 @@ def whitened_unit_templates(waveforms: np.ndarray, psd: np.ndarray, f_lower: flo
     and whitened data meet on the same scale: with ``W = rfft(x) * gain`` the inner product is
     ``(a|b) = 2 / N * sum_k W_a W_b*``. Bins below ``f_lower`` and the Nyquist bin are dropped.
     """
-    from spectral import inverse_asd
-
     gain = inverse_asd(np.asarray(psd, dtype=np.float64), sample_rate)
     white = np.asarray(waveforms) * sample_rate * gain  # rfft of the sampled series, whitened
     freqs = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
@@ -331,7 +330,6 @@ class MatchedFilter:
                  template_chunk: int | None = None, step: int = 1, sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES):
         import noise_model
-        from transforms import TorchWhiten
 
         psd = noise_model.psd_array(n_samples, sample_rate) if psd is None else np.asarray(psd)
         self.device = torch.device(device if device is not None else
@@ -346,7 +344,9 @@ class MatchedFilter:
                                         n_samples, sample_rate)  # (3, T, n_freq)
         self.templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)
                                           ).to(self.device)
-        self.whiten = TorchWhiten(psd, sample_rate=sample_rate, n_samples=n_samples).to(self.device)
+        taper, gain = whitening_kernel(psd, n_samples, sample_rate)  # the Whiten transform's
+        self.taper = torch.from_numpy(taper).to(self.device)
+        self.gain = torch.from_numpy(gain).to(torch.complex128).to(self.device)
         # Small chunks keep a CPU's working set in cache; a GPU wants large batched FFTs.
         self.template_chunk = template_chunk or (16 if self.device.type == "cpu" else 256)
         rate = sample_rate / self.step
@@ -395,7 +395,7 @@ class MatchedFilter:
         if x.ndim != 3 or x.shape[1:] != (len(DETECTORS), self.n_samples):
             raise G2NetError(f"the matched filter takes (B, 3, {self.n_samples}) strain, got "
                              f"{tuple(x.shape)}")
-        white = self.whiten(x.to(self.device, torch.float64))
+        white = whiten_torch(x.to(self.device, torch.float64), self.taper, self.gain)
         return torch.fft.rfft(white, dim=-1)[..., :self.n_bins].to(torch.complex64)
 
     def _chunk_snr2(self, spectrum: torch.Tensor, start: int, stop: int,

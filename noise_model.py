@@ -135,7 +135,7 @@ def colored_noise(rng: np.random.Generator, n_samples: int = N_SAMPLES,
                   asd_table: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Gaussian noise (3, n_samples) float64 whose estimated PSD is the calibrated table.
 
-    White noise is coloured in the frequency domain, ``irfft(rfft(white) * sqrt(S * fs / 2))``,
+    White noise is coloured in the frequency domain, ``irfft(rfft(white) * sqrt(S * sample_rate / 2))``,
     over a stretch ``NOISE_OVERSAMPLING`` times longer than asked for, and the first
     ``n_samples`` are kept, so the window is not periodic (like the real data: no taper, no wrap).
     ``asd_table`` replaces the file (used by the calibration).

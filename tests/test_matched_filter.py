@@ -209,3 +209,15 @@ def test_evaluate_chirp_mass_equals_the_old_formula(tmp_path):
     old = (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2  # evaluate.chirp_mass before pycbc
     np.testing.assert_allclose(truth.mchirp[target == 1], old[target == 1], rtol=1e-13)
     assert np.isnan(truth.mchirp[target == 0]).all()
+
+
+def test_matched_filter_whitens_like_the_whiten_transform(matched):
+    """One whitening convention: the filter's whitened spectrum is TorchWhiten's, same PSD."""
+    import torch
+
+    import transforms as T
+
+    x = noise_model.colored_noise(np.random.default_rng(8))[None]
+    white = T.TorchWhiten(noise_model.psd_array())(torch.from_numpy(x))
+    want = torch.fft.rfft(white, dim=-1)[..., :matched.n_bins].to(torch.complex64)
+    np.testing.assert_array_equal(matched._spectrum(x).numpy(), want.numpy())
