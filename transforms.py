@@ -156,7 +156,7 @@ class BandPass(Transform):
 
 
 class Whiten(Transform):
-    """Divide by the detector ASD in the frequency domain (Tukey-windowed, docs/DESIGN.md).
+    """Divide by the detector ASD in the frequency domain: ``spectral.whiten`` (docs/DESIGN.md).
 
     Noise drawn from ``psd`` comes out with unit variance per sample, so every frequency weighs
     by its signal-to-noise ratio. The PSD is loaded on first use (config classes build transforms
@@ -511,8 +511,9 @@ class TorchBandPass(_TorchPreprocess):
 
 
 class TorchWhiten(_TorchPreprocess):
-    """Batched ``Whiten`` on ``(B, 3, T)`` tensors; the PSD (see ``spectral.load_psd``) is loaded when
-    the module is built, so build it when a run starts, not in a config class body."""
+    """Batched ``Whiten`` (``spectral.whiten_torch``) on ``(B, 3, T)`` tensors; the PSD (see
+    ``spectral.load_psd``) is loaded when the module is built, so build it when a run starts, not
+    in a config class body."""
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,
