@@ -38,8 +38,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from noise_model import colored_noise
 from transforms import GpuPreprocess, cpu_transforms, gpu_transforms
-from utils import (DETECTORS, N_SAMPLES, G2NetError, atomic_write, cli_errors, cpu_count,
+from utils import (G2NetError, atomic_write, cli_errors, cpu_count,
                    default_num_workers, example_path, input_dir)
 
 PHASES = ("data", "model", "train", "valid")
@@ -57,20 +58,8 @@ WARMUP_STEPS = 5  # untimed steps first: cudnn autotuning, torch.compile, alloca
 # A noise-only data set in the competition layout
 # =============================================================================================
 def _noise_examples(seed: int, indices: Sequence[int]) -> list[np.ndarray]:
-    """Calibrated coloured noise (white noise at strain ~1e-20 when the noise model is missing)."""
-    try:
-        from noise_model import colored_noise
-        colored_noise(np.random.default_rng(0))
-    except (ImportError, G2NetError):
-        colored_noise = None
-    out = []
-    for index in indices:
-        rng = np.random.default_rng([seed, index])
-        if colored_noise is not None:
-            out.append(colored_noise(rng))
-        else:
-            out.append(rng.standard_normal((len(DETECTORS), N_SAMPLES)) * 1e-20)
-    return out
+    """The simulator's calibrated coloured noise (``noise_model.colored_noise``), one per index."""
+    return [colored_noise(np.random.default_rng([seed, index])) for index in indices]
 
 
 def _write_chunk(job: tuple[str, int, list[tuple[int, str]]]) -> None:

@@ -23,11 +23,10 @@ from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
-from transforms import (BandPass, Compose, FlipWave, GaussianNoiseSNR, GlobalTimeShift, Normalize,
-                        Whiten)
+from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
+                        GlobalTimeShift, Normalize, Whiten)
 from utils import G2NetError
 
-COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
 
 
@@ -263,8 +262,6 @@ class Nspec12arch0(Nspec12):
 
 class Nspec16(Resized08aug4):
     model_params = _spectro_params(ComplexMorletCWT, _cwt(128, 8, 4, trainable_width=True))
-    # CUDA graphs (no Inductor: compiles in about a minute) lift the H200 step from 1,066 to 1,092
-    # examples/s and end to end from 965 to 1,066 (docs/benchmarks.md)
     compile = "cudagraphs"
 
 

@@ -164,3 +164,4 @@ class G2NetDataset(Dataset):
         if self.return_test_index:
             items.append(index - self.n_train if index >= self.n_train else -1)
         return items[0] if len(items) == 1 else tuple(items)
+

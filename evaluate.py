@@ -51,12 +51,6 @@ class Truth:
         return len(self.ids)
 
 
-def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
-    """Chirp mass ``(m1 m2)^(3/5) / (m1 + m2)^(1/5)`` in the units of the masses."""
-    mass1, mass2 = np.asarray(mass1, dtype=float), np.asarray(mass2, dtype=float)
-    return (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2
-
-
 def load_truth(root: Path | None = None) -> Truth:
     """Labels, network SNR and chirp mass of every test example, in ``test.csv`` order."""
     root = input_dir() if root is None else Path(root)
@@ -86,8 +80,10 @@ def load_truth(root: Path | None = None) -> Truth:
         raise G2NetError(f"injections.csv has no SNR for {lost} positive test examples; it belongs "
                          "to another simulation: rerun simulate.py")
     snr = np.where(positive, rows["snr_network"].to_numpy(dtype=float), np.nan)
-    mchirp = np.where(positive, chirp_mass(rows["mass1"].to_numpy(dtype=float),
-                                           rows["mass2"].to_numpy(dtype=float)), np.nan)
+    from pycbc.conversions import mchirp_from_mass1_mass2
+
+    mchirp = np.where(positive, mchirp_from_mass1_mass2(rows["mass1"].to_numpy(dtype=float),
+                                                        rows["mass2"].to_numpy(dtype=float)), np.nan)
     return Truth(ids=order, target=target, snr_network=snr, mchirp=mchirp)
 
 

@@ -13,7 +13,7 @@ the input folder; use ``--out`` when the input folder is read-only):
 - ``--cache``: ``train_cache.npy`` / ``test_cache.npy``, float32 ``(N, 3, 4096)`` in csv row order,
   for ``np.load(path, mmap_mode='r')``.
 - ``--psd``: ``psd.npy`` ``(3, 2049)``, the average one-sided PSD (strain^2/Hz) of the training
-  negatives, estimated with ``noise_model.estimate_psd`` from the original float64 arrays.
+  negatives, estimated with ``spectral.estimate_psd`` from the original float64 arrays.
 
 Every example file is read once by a pool of threads and checked (exists, ``.npy``, shape
 ``(3, 4096)``, dtype float64, every value finite in float32); with ``--cache`` the same read fills
@@ -272,7 +272,7 @@ class _PsdSum:
     ``psd.npy`` is bit-identical whatever the thread timing."""
 
     def __init__(self) -> None:
-        from noise_model import estimate_psd  # imported on demand: only --psd needs it
+        from spectral import estimate_psd  # imported on demand: only --psd needs it
 
         self.estimate = estimate_psd
         self.total: np.ndarray | None = None
