@@ -68,6 +68,12 @@ PROBLEM_TEXT = {
 }
 
 
+def prepared_files() -> list[str]:
+    """Every file prep_data.py may write into an output folder (simulate.py --overwrite removes them)."""
+    return [*OUTPUT_CSV.values(), *OUTPUT_CACHE.values(), *map(_stamp_name, OUTPUT_CACHE.values()),
+            PSD_FILE]
+
+
 def default_workers() -> int:
     """Reader threads: reading is I/O-bound and numpy releases the GIL, so more threads than CPUs."""
     return min(32, 4 * cpu_count())
@@ -222,8 +228,7 @@ def remove_stale_temporaries(out_dir: Path, printer: Callable[[str], None] = pri
 
     Only files named like ours whose process no longer exists are touched.
     """
-    names = [*OUTPUT_CSV.values(), *OUTPUT_CACHE.values(), *map(_stamp_name, OUTPUT_CACHE.values()),
-             PSD_FILE]
+    names = prepared_files()
     removed = []
     for name in names:
         for tmp in out_dir.glob(f".{name}.*.tmp"):

@@ -33,6 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 import noise_model
+from prep_data import prepared_files
 from signal_bank import (BANK_COLUMNS, BANK_FORMAT, BANK_FORMAT_VERSION, BANK_ROW_COLUMN, SignalBank,
                          bank_generator, bank_rows, load_signal_bank, quantise_signal,
                          write_signal_bank)
@@ -46,6 +47,7 @@ REFERENCE_DISTANCE = 1000.0  # Mpc, distance of the first draw before rescaling 
 CROP_MARGIN = 0.1  # s kept either side of the window before projection (light travel <= 27 ms)
 ID_SPACE = 16 ** 10
 SPLITS = ("train", "test")
+RUN_FILE = "simulation.json"  # this run's arguments and whether it finished
 INJECTION_COLUMNS = ["id", "split", "target", *BANK_COLUMNS]
 SNR_DISTRIBUTIONS = ("uniform", "loguniform", "powerlaw")
 
@@ -362,19 +364,16 @@ class _Job:
     seed: int
     priors: Priors
     approximant: str
+    signal_bank: bool = False  # the positives come from _BANK_IN_USE
 
 
 def _save_example(path: Path, data: np.ndarray) -> None:
     """Write through a temporary name and rename, so a killed run never leaves a torn array.
 
-    No fsync (``utils.atomic_save_npy`` does one): at 150+ files/s it would dominate the run, and
-    the csv tables, written atomically at the very end, are what marks a simulation complete.
+    No fsync: at 150+ files/s it would dominate the run, and the csv tables, written atomically
+    (with fsync) at the very end, are what marks a simulation complete.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, data)
-    os.replace(temporary, path)
+    atomic_write(path, lambda f: np.save(f, data), fsync=False)
 
 
 # The bank of a --signal-bank run, set by simulate() before its workers fork (they inherit it
@@ -384,6 +383,8 @@ _BANK_IN_USE: SignalBank | None = None
 
 def _run_one(job: _Job, index: int, example_id: str, split: str, target: int,
              bank_row: int | None = None) -> dict[str, Any]:
+    if job.signal_bank and _BANK_IN_USE is None:
+        raise RuntimeError("a --signal-bank worker was not forked from simulate(): it has no bank")
     if _BANK_IN_USE is None:
         data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
     else:
@@ -405,7 +406,9 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     every prior but ``positive_fraction``; the noise is the same as without it.
     """
     global _BANK_IN_USE
-    validate_run(out, n_train, n_test, seed, workers, overwrite)
+    record = run_record(n_train, n_test, seed, priors, approximant,
+                        None if signal_bank is None else getattr(signal_bank, "path", signal_bank))
+    validate_run(out, n_train, n_test, seed, workers, overwrite, record)
     bank = None
     if signal_bank is None:
         priors.validate(approximant)
@@ -425,14 +428,17 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         positives = np.flatnonzero(targets)
         for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
             rows_of[index] = int(row)
-    # an earlier simulation (or, with --overwrite, anything) is replaced, never mixed with; its
-    # tables go first so that a killed run leaves no labels pointing at missing files
-    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
-        (out / name).unlink(missing_ok=True)
-    for name in SPLITS:
-        shutil.rmtree(out / name, ignore_errors=True)
+    # RUN_FILE first: a run killed from here on is known as interrupted, with its arguments
+    previous = previous_run(out)
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    if previous is not None and _same_run(previous, record):
+        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
+        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
+        _remove_previous_outputs(out)
     splits = ["train"] * n_train + ["test"] * n_test
-    job = _Job(str(out), seed, priors, approximant)
+    job = _Job(str(out), seed, priors, approximant, bank is not None)
     tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
     started = time.perf_counter()
     # the noise PSD (a deconvolution) and the SNR PSDs are built once here, inherited by the workers
@@ -448,6 +454,8 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
+    record["complete"] = True
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
     summary = {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
                "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
                "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
@@ -459,7 +467,13 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
 def _map_in_order(function: Any, tasks: Sequence[Any], workers: int, desc: str, unit: str,
                   progress: bool) -> list[Any]:
     """``function`` over ``tasks``, results in task order, in a pool of forked ``workers`` (they
-    inherit the PSDs and a loaded bank) or inline for one, with a progress bar."""
+    inherit the PSDs and a loaded bank) or inline for one, with a progress bar.
+
+    Not ``tqdm.contrib.concurrent.process_map``: its order and output would be the same, but with
+    ``chunksize > 1`` its bar counts submitted chunks, not tasks (tqdm 4.70.1: 10/80 at the end of
+    80 tasks in chunks of 8), and ``chunksize=1`` pays a round trip per task on bank runs whose
+    tasks take milliseconds. ``Pool.imap`` yields each result, so the bar counts examples.
+    """
     results = []
     with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
         if workers == 1:
@@ -490,18 +504,92 @@ def _check_seed_and_workers(seed: int, workers: int) -> None:
 
 
 def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers: int,
-                 overwrite: bool) -> None:
+                 overwrite: bool, record: dict[str, Any] | None = None) -> None:
+    """Refuse bad counts, and an ``out`` holding data this run must not silently replace.
+
+    ``record`` is this run's :func:`run_record`: a folder holding a finished or interrupted run
+    with other arguments, or competition files simulate.py did not write, needs ``overwrite``.
+    """
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
     _check_seed_and_workers(seed, workers)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise G2NetError(f"--out {out} is a file; give a folder")
+    if overwrite:
+        return
+    previous = previous_run(out)
+    if previous is not None:
+        if record is not None and _same_run(previous, record):
+            return  # the same arguments finish an interrupted run or remake the same bytes
+        if previous.get("complete", True):
+            raise G2NetError(f"--out {out} already holds a finished simulation ({describe_run(previous)})"
+                             "; pass --overwrite to replace it (its train.csv, test.csv, caches and "
+                             "psd.npy go too) or choose another folder")
+        raise G2NetError(f"--out {out} holds a simulation that was interrupted "
+                         f"({describe_run(previous)}); rerun with those arguments to finish it, or "
+                         "pass --overwrite to replace it")
     clash = [name for name in ("training_labels.csv", "sample_submission.csv", "train", "test")
              if (out / name).exists()]
-    if clash and not overwrite and not (out / "injections.csv").is_file():
+    if clash:
         raise G2NetError(f"--out {out} already holds {', '.join(clash)} that simulate.py did not "
                          "write (no injections.csv); choose another folder or pass --overwrite")
+
+
+def run_record(n_train: int, n_test: int, seed: int, priors: Priors, approximant: str,
+               signal_bank: str | Path | None) -> dict[str, Any]:
+    """The arguments that determine a simulation's bytes (not ``workers``), as stored in RUN_FILE."""
+    return json.loads(json.dumps({
+        "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
+        "approximant": approximant, "priors": dataclasses.asdict(priors),
+        "signal_bank": None if signal_bank is None else str(Path(signal_bank).resolve()),
+        "complete": False}))
+
+
+def previous_run(out: Path) -> dict[str, Any] | None:
+    """The record of the simulation in ``out``: RUN_FILE, or ``{}`` (arguments unknown) for an older
+    simulate.py's finished output (injections.csv alone); None when there is none."""
+    try:
+        record = json.loads((out / RUN_FILE).read_text())
+        if isinstance(record, dict):
+            return record
+    except (OSError, ValueError):
+        pass
+    return {} if (out / "injections.csv").is_file() else None
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a) and {k: v for k, v in a.items() if k != "complete"} == \
+        {k: v for k, v in b.items() if k != "complete"}
+
+
+def describe_run(record: dict[str, Any]) -> str:
+    """``--n-train 6 --n-test 0 --seed 7 ...``: a run's arguments for an error message."""
+    if not record:
+        return "arguments not recorded: made by an older simulate.py"
+    words = [f"--n-train {record.get('n_train')}", f"--n-test {record.get('n_test')}",
+             f"--seed {record.get('seed')}"]
+    if record.get("signal_bank"):
+        words.append(f"--signal-bank {record['signal_bank']}")
+    if record.get("approximant") != DEFAULT_APPROXIMANT:
+        words.append(f"--approximant {record.get('approximant')}")
+    defaults = json.loads(json.dumps(dataclasses.asdict(Priors())))
+    for name, value in (record.get("priors") or {}).items():
+        if defaults.get(name) != value:
+            words.append("--" + name.replace("_", "-") + " " +
+                         (" ".join(f"{v:g}" for v in value) if isinstance(value, list) else
+                          f"{value:g}" if isinstance(value, float) else str(value)))
+    return " ".join(words)
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """Delete what an earlier run left in ``out``: its tables first (so a kill leaves no labels
+    pointing at missing files), the prepared csvs/caches/PSD made from it, then its examples."""
+    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv",
+                 *prepared_files()):
+        (out / name).unlink(missing_ok=True)
+    for name in SPLITS:
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _write_tables(out: Path, rows: list[dict[str, Any]], columns: Sequence[str] = INJECTION_COLUMNS) -> None:
