@@ -335,7 +335,39 @@ def _read_pass(split: SplitTable, cache: _CacheWriter | None, psd: _PsdSum | Non
     return check
 
 
-def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable]) -> str:
+def check_split(root: str | os.PathLike, name: str, csv: str | os.PathLike,
+                workers: int | None = None, progress: bool = False,
+                rerun: str = "prep_data.py") -> SplitTable:
+    """The id csv ``csv`` read and every example file it lists under ``root/name`` checked, as
+    prep_data.py checks them (:func:`read_id_csv`, :func:`load_example`): the one checker of a
+    split for every entry point (predict.py too). Raises one :class:`utils.G2NetError` naming the
+    count and first ids of each problem; ``rerun`` is the command the message tells to run again.
+    """
+    root, csv = Path(root), Path(csv)
+    frame = read_id_csv(csv, need_target=False)
+    table = SplitTable(name, root.resolve(), csv, list(frame["id"]))
+    check = _read_pass(table, None, None, workers or default_workers(), progress)
+    if check.n_bad:
+        raise G2NetError(_problem_message([check], {name: table}, rerun))
+    return table
+
+
+def check_files(paths: Sequence[str | os.PathLike]) -> None:
+    """:func:`load_example`'s checks on example files given one by one; one G2NetError for all."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        _, problem = load_example(Path(path))
+        if problem is not None:
+            found.setdefault(PROBLEM_TEXT[problem[0]], []).append(f"{path} ({problem[1]})")
+    if found:
+        raise G2NetError("; ".join(f"{len(items)} files {kind}: {format_ids(items, 3)}"
+                                   for kind, items in found.items()) +
+                         f". Every example must be a {EXAMPLE_DTYPE} .npy array of shape "
+                         f"{EXAMPLE_SHAPE} with finite values")
+
+
+def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable],
+                     rerun: str = "prep_data.py") -> str:
     parts = []
     for check in checks:
         if not check.n_bad:
@@ -351,7 +383,7 @@ def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable]
                      f"{table.source_csv.name} are unusable -- " + "; ".join(kinds))
     return ("; ".join(parts) + ". Every example must be a float64 .npy array of shape "
             f"{EXAMPLE_SHAPE} with finite values; replace those files (or drop their rows from the "
-            "csv) and rerun prep_data.py. Nothing was written.")
+            f"csv) and rerun {rerun}. Nothing was written.")
 
 
 def _stamp_name(cache_name: str) -> str:
