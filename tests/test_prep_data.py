@@ -97,8 +97,8 @@ def test_cache_rows_equal_the_files_and_open_memory_mapped(tmp_path):
     truth = make_folder(tmp_path / "input", n_train=20, n_test=7, seed=1)
     written = run(tmp_path / "input", cache=True, workers=3)
 
-    assert sorted(p.name for p in written) == ["test.csv", "test_cache.npy", "train.csv",
-                                               "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["test.csv", "test_cache.json", "test_cache.npy",
+                                               "train.csv", "train_cache.json", "train_cache.npy"]
     for split, n in (("train", 20), ("test", 7)):
         cache = np.load(tmp_path / "input" / f"{split}_cache.npy", mmap_mode="r")
         assert isinstance(cache, np.memmap)
