@@ -408,7 +408,7 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     global _BANK_IN_USE
     record = run_record(n_train, n_test, seed, priors, approximant,
                         None if signal_bank is None else getattr(signal_bank, "path", signal_bank))
-    validate_run(out, n_train, n_test, seed, workers, overwrite, record)
+    _check_counts(n_train, n_test, seed, workers)
     bank = None
     if signal_bank is None:
         priors.validate(approximant)
@@ -428,6 +428,7 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         positives = np.flatnonzero(targets)
         for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
             rows_of[index] = int(row)
+    check_out_folder(out, overwrite, record)  # after the bank's checks: a broken bank is the news
     # RUN_FILE first: a run killed from here on is known as interrupted, with its arguments
     previous = previous_run(out)
     atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
@@ -510,9 +511,18 @@ def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers:
     ``record`` is this run's :func:`run_record`: a folder holding a finished or interrupted run
     with other arguments, or competition files simulate.py did not write, needs ``overwrite``.
     """
+    _check_counts(n_train, n_test, seed, workers)
+    check_out_folder(out, overwrite, record)
+
+
+def _check_counts(n_train: int, n_test: int, seed: int, workers: int) -> None:
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
     _check_seed_and_workers(seed, workers)
+
+
+def check_out_folder(out: str | Path, overwrite: bool, record: dict[str, Any] | None = None) -> None:
+    """The folder part of :func:`validate_run`: what ``out`` already holds."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise G2NetError(f"--out {out} is a file; give a folder")

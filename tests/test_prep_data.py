@@ -124,7 +124,7 @@ def test_without_sample_submission_only_the_training_side_is_written(tmp_path):
     make_folder(tmp_path / "input", with_test=False)
     lines = []
     written = prep_data.prepare(tmp_path / "input", cache=True, progress=False, printer=lines.append)
-    assert sorted(p.name for p in written) == ["train.csv", "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["train.csv", "train_cache.json", "train_cache.npy"]
     assert any("test: skipped, no sample_submission.csv" in line for line in lines)
 
 
@@ -150,7 +150,7 @@ def test_real_sample_with_out_folder(tmp_path):
     before = all_files(REAL_SAMPLE)
     written = run(REAL_SAMPLE, out_folder=tmp_path, cache=True)
     assert all_files(REAL_SAMPLE) == before  # the read-only sample is never written
-    assert sorted(p.name for p in written) == ["train.csv", "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["train.csv", "train_cache.json", "train_cache.npy"]
 
     labels = read_csv(REAL_SAMPLE / "training_labels.csv")
     train = read_csv(tmp_path / "train.csv")

@@ -131,7 +131,7 @@ def test_bank_data_is_byte_identical_whatever_the_workers(bank_data, bank_path, 
     other = tmp_path / "two_workers"
     simulate.main(["--out", str(other), "--signal-bank", str(bank_path), "--workers", "2", *DATA_ARGS])
     ours, theirs = all_files(bank_data), all_files(other)
-    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 4
+    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 5  # + simulation.json
     assert all(ours[name] == theirs[name] for name in ours)
 
 

@@ -87,7 +87,7 @@ def test_same_seed_same_bytes_whatever_the_workers(sim_dir, tmp_path):
     other = tmp_path / "two_workers"
     simulate.main(["--out", str(other), "--workers", "2", *ARGS])
     ours, theirs = all_files(sim_dir), all_files(other)
-    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 4
+    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 5  # + simulation.json
     assert all(ours[name] == theirs[name] for name in ours)
     reseeded = tmp_path / "other_seed"
     simulate.main(["--out", str(reseeded), "--workers", "1", "--n-train", "4", "--n-test", "0",
