@@ -306,7 +306,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
         raise G2NetError(f"{base / cfg.train_path} has {len(table)} examples, fewer than --n-train "
                          f"{args.n_train} + --n-valid {args.n_valid}; lower them or use --synthetic")
     cache_path = base / cfg.train_cache if cfg.train_cache else None
-    cache = load_cache(cache_path, len(table)) if setting["cache"] and cache_path and cache_path.exists() else None
+    cache = load_cache(cache_path, table) if setting["cache"] and cache_path and cache_path.exists() else None
     # cudnn.benchmark on, as in every non-deterministic run: the figures are for production configs
     runtime = setup_runtime(None, setting["workers"], deterministic=False)
     batch_size = cfg.batch_size

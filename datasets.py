@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from utils import EXAMPLE_SHAPE, G2NetError, read_table
+from utils import (EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table,
+                   table_digest)
 
 
 class CacheView:
@@ -30,12 +31,40 @@ class CacheView:
         return np.asarray(self.array[self.indices[position]])
 
 
-def load_cache(path: Any, expected_rows: int) -> np.ndarray:
-    """Open a prep_data cache read-only and memory-mapped, checking it matches its csv."""
-    array = np.load(path, mmap_mode="r")
-    if array.ndim != 3 or array.shape[0] != expected_rows:
-        raise G2NetError(f"cache {path} has shape {array.shape}, but its csv lists {expected_rows} "
-                         "examples; rebuild it with python prep_data.py --cache")
+def load_cache(path: Any, table: int | pd.DataFrame) -> np.ndarray:
+    """Open a prep_data cache read-only and memory-mapped, checking it holds the rows of its csv.
+
+    The sidecar ``<cache>.json`` (written with the cache) names the csv in the same folder and the
+    digest of its ``(id, path)`` rows; the cache is refused when that csv has changed since (rows
+    reordered, added, removed), when ``table`` (the csv as read, or its row count) disagrees, or
+    when shape/dtype are not the recorded ones. Every refusal is one G2NetError.
+    """
+    path = Path(path)
+    remedy = f"rerun `python prep_data.py --cache` for {path.parent}"
+    stamp = read_cache_stamp(path)
+    if stamp is None:
+        raise G2NetError(f"cache {path} has no readable {cache_stamp_path(path).name} saying which "
+                         f"table it holds (an older prep_data.py, or copied by hand); {remedy}")
+    csv = path.parent / str(stamp.get("table"))
+    if not csv.is_file():
+        raise G2NetError(f"cache {path} was built from {csv}, which is gone; {remedy}")
+    written = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if "id" not in written or "path" not in written or \
+            table_digest(written["id"], written["path"]) != stamp.get("table_sha256"):
+        raise G2NetError(f"cache {path} holds the rows of an earlier {csv.name} (its ids, paths or "
+                         f"order have changed since); {remedy}")
+    rows = table if isinstance(table, int) else len(table)
+    if not isinstance(table, int) and "id" in table and \
+            list(table["id"].astype(str)) != list(written["id"]):
+        raise G2NetError(f"cache {path} holds the rows of {csv}, not those of the table given; {remedy}")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise G2NetError(f"cache {path} is not readable ({exc}); {remedy}") from None
+    if list(array.shape) != stamp.get("shape") or array.dtype.name != stamp.get("dtype") \
+            or array.shape[1:] != EXAMPLE_SHAPE or array.shape[0] != rows:
+        raise G2NetError(f"cache {path} is {array.dtype} {array.shape}, but its csv lists {rows} "
+                         f"examples of {EXAMPLE_SHAPE} ({stamp.get('dtype')}); {remedy}")
     return array
 
 

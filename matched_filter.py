@@ -510,7 +510,7 @@ def split_table(root: Path, split: str) -> tuple[pd.DataFrame, np.ndarray | None
 
     table = read_prepared(root / f"{split}.csv", "training" if split == "train" else "test")
     cache_path = root / f"{split}_cache.npy"
-    cache = load_cache(cache_path, len(table)) if cache_path.is_file() else None
+    cache = load_cache(cache_path, table) if cache_path.is_file() else None
     return table, cache
 
 

@@ -193,7 +193,7 @@ def load_data(cfg: type, debug: bool = False) -> ExperimentData:
     caches = []
     for name, table in ((cfg.train_cache, train), (cfg.test_cache, test)):
         path = resolve_path(name, base)
-        caches.append(load_cache(path, len(table)) if path is not None and path.exists() else None)
+        caches.append(load_cache(path, table) if path is not None and path.exists() else None)
     return ExperimentData(train.iloc[train_rows].reset_index(drop=True),
                           test.iloc[test_rows].reset_index(drop=True),
                           caches[0], caches[1], train_rows, test_rows, len(test), debug)
