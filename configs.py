@@ -63,7 +63,7 @@ class Baseline:
     model = SpectroCNN
     model_params: dict = dict(
         model_name="tf_efficientnet_b7", pretrained=True, num_classes=1,
-        spectrogram=CQT, spec_params=dict(sr=2048, fmin=20, fmax=1024, hop_length=32),
+        spectrogram=CQT, spec_params=dict(sample_rate=2048, fmin=20, fmax=1024, hop_length=32),
         resize_img=None, custom_classifier="none")
     weight_path = None  # initial weights (a fold checkpoint or state_dict), relative to results/
     num_epochs = 5
@@ -174,7 +174,7 @@ class Demo(Baseline):
     """A small strided 1D CNN on whitened strain: trains in minutes on 2 CPU cores (``make demo``)."""
     cv = 3
     model = CNN1d
-    model_params = dict(in_channels=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
+    model_params = dict(in_chans=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
                         kernel_size=(32, 16, 8, 8), stride=(4, 2, 1, 1), pool=(1, 2, 2, 1),
                         global_pool="max")
     num_epochs = 6
@@ -194,8 +194,8 @@ class Debug(Baseline):
     """A tiny model for tests: two folds, two epochs, deterministic."""
     cv = 2
     model = ResNet1d
-    model_params = dict(in_channels=3, base_filters=8, kernel_size=7, stride=4, groups=1,
-                        n_block=2, n_classes=1, use_bn=True, dropout=0.0)
+    model_params = dict(in_chans=3, base_filters=8, kernel_size=7, stride=4, groups=1,
+                        n_block=2, num_classes=1, use_bn=True, dropout=0.0)
     num_epochs = 2
     batch_size = 16
     deterministic = True
@@ -235,14 +235,14 @@ def _lr(lr: float) -> dict:
 
 
 def _cwt(n_scales: int, wavelet_width: float, stride: int, trainable_width: bool = False,
-         upper_freq: float = 1024) -> dict:
-    return dict(fs=2048, lower_freq=16, upper_freq=upper_freq, n_scales=n_scales,
+         fmax: float = 1024) -> dict:
+    return dict(sample_rate=2048, fmin=16, fmax=fmax, n_scales=n_scales,
                 wavelet_width=wavelet_width, stride=stride, trainable_width=trainable_width)
 
 
 class Resized08aug4(Baseline):
     """CQT (hop 8) resized to 256x512 with the spectrogram defaults: parent of the Nspec family."""
-    model_params = _spectro_params(CQT, dict(sr=2048, fmin=16, fmax=1024, hop_length=8),
+    model_params = _spectro_params(CQT, dict(sample_rate=2048, fmin=16, fmax=1024, hop_length=8),
                                    resize_img=(256, 512))
     num_epochs = 8
     optimizer_params = _lr(1e-3)
@@ -266,7 +266,7 @@ class Nspec16(Resized08aug4):
 
 
 class Nspec16spec13(Nspec16):
-    model_params = _with(Nspec16, spec_params=_cwt(128, 8, 4, True, upper_freq=512), resize_img=None)
+    model_params = _with(Nspec16, spec_params=_cwt(128, 8, 4, True, fmax=512), resize_img=None)
     transforms = _spectrogram_transforms(12, 360, 4)
 
 
@@ -353,7 +353,7 @@ class Nspec25arch1(Nspec25):
 class Nspec30(Nspec22aug1):
     """One WaveNet stack per detector (``separate_channel``)."""
     model_params = _spectro_params(WaveNetSpectrogram, dict(
-        separate_channel=True, in_channels=1, wave_block="none", base_filters=128,
+        separate_channel=True, in_chans=1, wave_block="none", base_filters=128,
         wave_layers=(10, 10, 10), kernel_size=3))
 
 
@@ -365,8 +365,8 @@ class Nspec30arch2(Nspec30):
 class Seq00(Baseline):
     """1D ResNeXt on the band-passed waveform."""
     model = ResNet1d
-    model_params = dict(in_channels=3, base_filters=64, kernel_size=16, stride=2, groups=64,
-                        n_block=16, n_classes=1, use_bn=True, dropout=0.2)
+    model_params = dict(in_chans=3, base_filters=64, kernel_size=16, stride=2, groups=64,
+                        n_block=16, num_classes=1, use_bn=True, dropout=0.2)
     num_epochs = 8
     optimizer_params = _lr(1e-3)
     scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
@@ -395,7 +395,7 @@ class Seq09(Seq00):
 
 class Seq12(Seq00):
     model = WaveNet1d
-    model_params = dict(in_channels=3, hidden_dims=(128, 256, 512, 1024), wave_block="simplified",
+    model_params = dict(in_chans=3, hidden_dims=(128, 256, 512, 1024), wave_block="simplified",
                         num_classes=1, reinit=True, downsample=True)
 
 

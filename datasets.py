@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from mixing import PAIRINGS, check_choice, mix, mix_targets, partner_index, sample_lam
 from utils import (EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table,
                    table_digest)
 
@@ -92,22 +93,22 @@ class G2NetDataset(Dataset):
     ``transforms`` act on each example; ``transforms2`` after in-dataset mixup. With
     ``pseudo_label=True`` the test examples (``test_paths``, ``test_targets``, ``test_cache``) join
     the training examples after them, so index ``len(paths) + j`` is test example ``j``.
-    ``mixup_option='negative'`` mixes every example with a random negative, keeping the signal's
-    weight at least 0.5; ``lor_label`` makes the mixed target ``a OR b`` instead of the weighted
-    mean; ``hard_label`` rounds targets.
+    ``mixup=True`` mixes every example with a partner drawn by :mod:`mixing` (``mixup_alpha``,
+    ``pairing='random'`` or ``'pos_neg'``: a random negative, the example keeping at least half the
+    weight); ``lor_label`` makes the mixed target ``a OR b`` instead of the weighted mean;
+    ``hard_label`` rounds targets.
     """
 
     def __init__(self, paths: Sequence[str], targets: Sequence[float] | np.ndarray | None = None,
                  transforms: Callable[[np.ndarray], np.ndarray] | None = None,
                  transforms2: Callable[[np.ndarray], np.ndarray] | None = None,
                  cache: Any = None, mixup: bool = False, mixup_alpha: float = 0.4,
-                 mixup_option: str = "random", hard_label: bool = False, lor_label: bool = False,
+                 pairing: str = "random", hard_label: bool = False, lor_label: bool = False,
                  is_test: bool = False, pseudo_label: bool = False,
                  test_targets: Sequence[float] | np.ndarray | None = None,
                  test_paths: Sequence[str] | None = None, test_cache: Any = None,
                  return_index: bool = False, return_test_index: bool = False):
-        if mixup_option not in ("random", "negative"):
-            raise G2NetError(f"mixup_option must be 'random' or 'negative', not {mixup_option!r}")
+        check_choice("pairing", pairing, PAIRINGS)
         self.paths = list(paths)
         self.caches: list[Any] = [cache]
         self.sizes = [len(self.paths)]
@@ -115,22 +116,22 @@ class G2NetDataset(Dataset):
         self.targets = None if self.is_test else np.asarray(targets, dtype=np.float32).reshape(-1)
         if pseudo_label:
             if test_paths is None or test_targets is None:
-                raise G2NetError("pseudo_label=True needs test_paths and test_targets")
+                raise ValueError("pseudo_label=True needs test_paths and test_targets")
             self.paths += list(test_paths)
             self.caches.append(test_cache)
             self.sizes.append(len(test_paths))
             self.targets = np.concatenate(
                 [self.targets, np.asarray(test_targets, dtype=np.float32).reshape(-1)])
         if self.targets is not None and len(self.targets) != len(self.paths):
-            raise G2NetError(f"{len(self.paths)} paths but {len(self.targets)} targets")
+            raise ValueError(f"{len(self.paths)} paths but {len(self.targets)} targets")
         for cache_, size in zip(self.caches, self.sizes):
             if cache_ is not None and len(cache_) != size:
-                raise G2NetError(f"cache has {len(cache_)} rows for {size} paths")
+                raise ValueError(f"cache has {len(cache_)} rows for {size} paths")
         self.transforms = transforms
         self.transforms2 = transforms2
         self.mixup = mixup
         self.mixup_alpha = mixup_alpha
-        self.mixup_option = mixup_option
+        self.pairing = pairing
         self.hard_label = hard_label
         self.lor_label = lor_label
         self.return_index = return_index
@@ -163,23 +164,14 @@ class G2NetDataset(Dataset):
         x = self._raw(index)
         return self.transforms(x) if self.transforms is not None else x
 
-    def _partner(self) -> int:
-        if self.mixup_option == "negative":
-            negatives = np.flatnonzero(self.targets < 0.5)
-            return int(np.random.choice(negatives))
-        return int(np.random.randint(len(self)))
-
     def __getitem__(self, index: int):
         x = self._example(index)
         y = None if self.targets is None else np.float32(self.targets[index])
         if self.mixup and y is not None:
-            other = self._partner()
-            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
-            if self.mixup_option == "negative":
-                lam = max(lam, 1.0 - lam)  # the signal side keeps at least half the weight
-            x = lam * x + (1.0 - lam) * self._example(other)
-            y_other = self.targets[other]
-            y = np.float32(max(y, y_other) if self.lor_label else lam * y + (1.0 - lam) * y_other)
+            other = partner_index(self.targets, self.pairing)
+            lam = sample_lam(self.mixup_alpha, self.pairing)
+            x = mix(x, self._example(other), lam)
+            y = np.float32(mix_targets(y, self.targets[other], lam, self.lor_label))
         if self.transforms2 is not None:
             x = self.transforms2(x)
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -131,29 +131,23 @@ def bootstrap_auc(target: np.ndarray, scores: np.ndarray, n_resamples: int = N_B
                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """``(auc, low, high)``: AUC and the percentile 95% interval over example resamples.
 
-    A resample is a vector of multiplicities of the examples; with the scores sorted once into
-    groups of equal value, each resample's AUC (ties counting one half) is a few cumulative sums.
+    A resample is a vector of multiplicities of the examples, given to ``metrics.roc_auc`` as
+    sample weights; resamples holding one class only are left out.
     """
     target, scores = np.asarray(target), np.asarray(scores, dtype=float)
     point = roc_auc(target, scores)
-    order = np.argsort(scores, kind="stable")
-    ordered, positive = scores[order], target[order] == 1
-    starts = np.flatnonzero(np.r_[True, np.diff(ordered) != 0])  # first row of each tie group
     n = len(scores)
     rng = np.random.default_rng(seed)
     values = []
-    for start in range(0, n_resamples, 100):  # bounded memory
+    for start in range(0, n_resamples, 100):  # the same draws, 100 resamples at a time
         size = min(100, n_resamples - start)
         drawn = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
-        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)[:, order]
-        pos = np.add.reduceat(counts * positive, starts, axis=1)
-        neg = np.add.reduceat(counts * ~positive, starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-        values.append(auc[(n_pos > 0) & (n_neg > 0)])
-    low, high = np.percentile(np.concatenate(values), [2.5, 97.5])
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)
+        for weights in counts:
+            value = roc_auc(target, scores, sample_weight=weights, undefined="nan")
+            if not np.isnan(value):
+                values.append(value)
+    low, high = np.percentile(values, [2.5, 97.5])
     return point, float(low), float(high)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import minmax_scale
 
+from metrics import roc_auc
 from pseudo import sigmoid
 from utils import (G2NetError, atomic_write, cli_errors, input_dir, load_predictions, read_table,
                    results_dir)
@@ -221,13 +222,8 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
 
 
 def auc(targets: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, NaN when it is undefined (one class only, or NaN scores)."""
-    from sklearn.metrics import roc_auc_score
-
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(np.unique(targets)) < 2 or not np.all(np.isfinite(scores)):
-        return float("nan")
-    return float(roc_auc_score(targets, scores))
+    """ROC AUC (``metrics.roc_auc``), NaN when it is undefined (one class only, or NaN scores)."""
+    return roc_auc(targets, scores, undefined="nan")
 
 
 def stackable(experiments: Sequence[Experiment], printer: Printer = print) -> list[Experiment]:
