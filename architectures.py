@@ -164,6 +164,11 @@ def pretrained_help(model_name: str) -> str:
             "checkpoint with the config's weight_path)")
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """timm could not load the pretrained weights (offline, no cache); the message says how to
+    provide them. The runner turns it into a one-line error at the command line."""
+
+
 def create_backbone(model_name: str, pretrained: bool, **timm_params: Any) -> nn.Module:
     """``timm.create_model`` with one clear message for an unknown name (ValueError) or for
     pretrained weights that cannot be had (offline, no cache: RuntimeError)."""
@@ -179,7 +184,7 @@ def create_backbone(model_name: str, pretrained: bool, **timm_params: Any) -> nn
         # a mistake in timm_params fails without weights too: report that one as it is
         timm.create_model(model_name, pretrained=False, **timm_params)
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        raise RuntimeError(f"cannot load pretrained weights for timm model '{model_name}' "
+        raise PretrainedWeightsUnavailable(f"cannot load pretrained weights for timm model '{model_name}' "
                            f"({reason}); {pretrained_help(model_name)}") from exc
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from architectures import PretrainedWeightsUnavailable
 from datasets import CacheView, load_cache, read_prepared, resolve_path
 from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
 from trainer import Trainer, file_digest, load_checkpoint
@@ -273,7 +274,10 @@ def make_model(cfg: type, offline: bool = False) -> torch.nn.Module:
     from configs import check_params
 
     check_params(cfg)
-    return cfg.model(**(offline_model_params(cfg) if offline else cfg.model_params))
+    try:
+        return cfg.model(**(offline_model_params(cfg) if offline else cfg.model_params))
+    except PretrainedWeightsUnavailable as exc:
+        raise G2NetError(f"config {cfg.name}: {exc}") from None
 
 
 def build_model(cfg: type) -> torch.nn.Module:

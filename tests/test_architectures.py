@@ -242,6 +242,13 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
             SpectroCNN('resnet18', pretrained=True, **spec)
         except RuntimeError as exc:
             print('MESSAGE', exc)
+        import configs, runner, utils
+        class OfflineCfg(configs.Baseline):
+            model_params = dict(model_name='resnet18', pretrained=True, **spec)
+        try:
+            runner.make_model(OfflineCfg)
+        except utils.G2NetError as exc:
+            print('CLI', exc)
         torch.manual_seed(1)
         reference = timm.create_model('resnet18', num_classes=0)
         torch.save(reference.state_dict(), {str(weights)!r})
@@ -261,6 +268,8 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
                  "pretrained_cfg_overlay"):
         assert hint in message
     assert "LOADED True" in run.stdout
+    cli = next(line for line in run.stdout.splitlines() if line.startswith("CLI"))
+    assert "config OfflineCfg" in cli and "pretrained=False" in cli  # one line at the CLI boundary
 
 
 def test_cnn1d_per_layer_kernels_strides_and_pooling():
