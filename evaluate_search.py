@@ -45,7 +45,9 @@ INJECTION_KEYS_NEEDED = ("tc", "distance", "mass1", "mass2")
 
 
 def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
-    return (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2
+    from pycbc.conversions import mchirp_from_mass1_mass2
+
+    return np.asarray(mchirp_from_mass1_mass2(mass1, mass2), dtype=np.float64)
 
 
 def read_injections(path: str | Path) -> dict[str, np.ndarray]:

@@ -1,6 +1,8 @@
 """Matched-filter baseline: the optimal detector for known signals, scored like an experiment.
 
-``python matched_filter.py --input DIR --split test|train [--bank-size N] [--batch-size B]``
+``python matched_filter.py --input DIR --split test|train [--bank-size N] [--batch-size B]``;
+``python matched_filter.py --strain FILE --output FILE [--slides K]`` searches continuous strain
+instead (strain_matched_filter.py, docs/search.md).
 
 A template bank of aligned-spin ``IMRPhenomD`` waveforms over chirp mass, mass ratio and
 effective spin (``spin1z = spin2z = chi_eff``) covers the simulator's default prior. Its templates
@@ -558,6 +560,14 @@ def run_split(root: Path, split: str, bank_size: int = DEFAULT_BANK_SIZE, batch_
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> None:
+    import sys
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--strain" or a.startswith("--strain=") for a in arguments):
+        import strain_matched_filter  # the search of continuous strain (docs/search.md)
+
+        strain_matched_filter.main(arguments)
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=None,
                         help="folder with train.csv / test.csv from prep_data.py "

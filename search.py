@@ -4,7 +4,7 @@
 [--slide-step S] [--debug]`` reads strain in the MLGWSC-1 layout (strain_io.py), and for every
 segment (and every time slide, timeslides.py):
 - estimates the PSD from the data itself: Welch average of Tukey-windowed 2 s periodograms
-  (``noise_model.estimate_psd``, the convention the whitening PSD follows) over ``--psd-duration``
+  (``spectral.estimate_psd``, the convention the whitening PSD follows) over ``--psd-duration``
   seconds around each block of windows;
 - cuts windows of the model's length every ``--stride`` seconds, preprocesses them as the
   config's test transforms do, with ``Whiten`` dividing by that estimated PSD instead of the
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.signal.windows import tukey
 from tqdm import tqdm
 
 from strain_io import StrainFile, cluster_triggers, write_triggers
@@ -86,22 +85,20 @@ class SearchOptions:
 
 def welch_psd(data: np.ndarray, window: int, sample_rate: float) -> np.ndarray:
     """PSD (detectors, window // 2 + 1) of a stretch: Tukey-windowed periodograms of ``window``
-    samples overlapping by half, averaged (``noise_model.estimate_psd``'s convention: for
+    samples overlapping by half, averaged (``spectral.estimate_psd``'s convention: for
     ``window`` = 2 s it is what ``transforms.Whiten`` divides by)."""
-    import noise_model
+    from spectral import estimate_psd
 
     starts = range(0, data.shape[-1] - window + 1, window // 2)
     pieces = np.stack([data[:, s:s + window] for s in starts])
-    return noise_model.estimate_psd(pieces, sample_rate)
+    return estimate_psd(pieces, sample_rate)
 
 
 def whiten(x: np.ndarray, psd: np.ndarray, sample_rate: float) -> np.ndarray:
-    """``transforms.Whiten`` with a given PSD, on a batch ``(B, detectors, T)``."""
-    from transforms import TUKEY_ALPHA, inverse_asd
+    """``transforms.Whiten`` with a given PSD (``spectral.whiten``), on a batch ``(B, detectors, T)``."""
+    import spectral
 
-    window = tukey(x.shape[-1], TUKEY_ALPHA)
-    spectrum = np.fft.rfft(x * window, axis=-1) * inverse_asd(psd, sample_rate)
-    return np.fft.irfft(spectrum, n=x.shape[-1], axis=-1)
+    return spectral.whiten(x, spectral.tukey_window(x.shape[-1]), spectral.inverse_asd(psd, sample_rate))
 
 
 def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True
@@ -221,7 +218,8 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
     import torch
 
     from predict import fold_checkpoints
-    from runner import checkpoint_trainer, experiment_dir, setup_runtime
+    from runner import checkpoint_trainer, experiment_dir
+    from runtime import setup_runtime
     from transforms import Compose, Whiten
 
     chain = cfg.transforms.get("test")

@@ -182,7 +182,8 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
     torch.manual_seed(0)
     for fold in range(2):
         model = configs.Debug.model(**configs.Debug.model_params)
-        torch.save({"model": model.state_dict()}, folder / f"fold{fold}.pt")
+        torch.save({"model": model.state_dict(), "state": {"finished": True, "epoch": 0}},
+                   folder / f"fold{fold}.pt")
     with pytest.raises(G2NetError, match="H1,L1 but H1,L1,V1 are needed"):
         search.main(["--config", "Debug", "--debug", "--input", str(loud_strain / "foreground.hdf"),
                      "--output", str(tmp_path / "x.hdf"), "--no-progress"])
@@ -207,7 +208,7 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
     expected = []
     for fold in range(2):
         model = configs.Debug.model(**configs.Debug.model_params)
-        model.load_state_dict(torch.load(folder / f"fold{fold}.pt")["model"])
+        model.load_state_dict(torch.load(folder / f"fold{fold}.pt", weights_only=True)["model"])
         with torch.no_grad():
             expected.append(model.eval()(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy())
     np.testing.assert_allclose(scorer(batch, psd), np.mean(expected, axis=0), rtol=1e-4, atol=1e-5)
