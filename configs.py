@@ -24,8 +24,8 @@ from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
 from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
-                        GlobalTimeShift, Normalize, Whiten)
-from utils import G2NetError
+                        GlobalTimeShift, Normalize, SelectDetectors, Whiten)
+from utils import DETECTORS, G2NetError
 
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
 
@@ -44,9 +44,12 @@ def _bandpassed(lower: float, upper: float, order: int = 8, *train_extra) -> dic
                           *train_extra)
 
 
-def _whitened(*train_extra) -> dict:
-    """Whiten with the simulator PSD, then band-pass 20-500 Hz: noise becomes unit-variance."""
-    return _transform_set([Whiten(psd="simulator"), BandPass(lower=20, upper=500)], *train_extra)
+def _whitened(*train_extra, detectors: tuple[str, ...] = DETECTORS) -> dict:
+    """Whiten with the simulator PSD, then band-pass 20-500 Hz: noise becomes unit-variance.
+    With fewer ``detectors`` than H1, L1, V1 their rows are selected first."""
+    head = [] if tuple(detectors) == DETECTORS else [SelectDetectors(detectors)]
+    return _transform_set([*head, Whiten(psd="simulator", detectors=detectors),
+                           BandPass(lower=20, upper=500)], *train_extra)
 
 
 class Baseline:
@@ -94,6 +97,10 @@ class Baseline:
     transforms: dict = _bandpassed(20, 500)
     pseudo_labels = None  # dict(path=parent, confident_samples=None, hard_label=False)
     debug = False
+    # the detectors (rows) the model sees, in this order; fewer than H1, L1, V1 means the transforms
+    # start with SelectDetectors and the model has len(detectors) input channels (search.py reads
+    # strain files of exactly these detectors)
+    detectors: tuple[str, ...] = DETECTORS
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -165,6 +172,11 @@ def check_params(cfg: type) -> None:
     if cfg.scheduler is not None:
         _check_kwargs(cfg, "scheduler_params", cfg.scheduler, cfg.scheduler_params, skip=1)
     _check_kwargs(cfg, "dataset_params", cfg.dataset, cfg.dataset_params)
+    channels = cfg.model_params.get("in_chans")
+    if channels is not None and channels != len(cfg.detectors):
+        raise G2NetError(f"config {cfg.__name__}: model_params in_chans={channels} but the model sees "
+                         f"{len(cfg.detectors)} detectors ({', '.join(cfg.detectors)}); set in_chans="
+                         f"{len(cfg.detectors)}")
 
 
 CONFIG_FIELDS = frozenset(name for name in vars(Baseline) if not name.startswith("_"))
@@ -412,6 +424,25 @@ class Nspec16w(Nspec16):
 
 class Seq03w(Seq03aug3):
     transforms = _whitened(FlipWave(p=0.5))
+
+
+# Two-detector networks (H1+L1, as in MLGWSC-1): the same models on the H1 and L1 rows.
+TWO_DETECTORS = ("H1", "L1")
+
+
+class Demo2det(Demo):
+    """``Demo`` on H1+L1: searches two-detector strain (search.py, docs/search.md)."""
+    detectors = TWO_DETECTORS
+    model_params = dict(Demo.model_params, in_chans=len(TWO_DETECTORS))
+    transforms = _whitened(FlipWave(p=0.5), GlobalTimeShift(max_shift=0.1, p=0.5),
+                           detectors=TWO_DETECTORS)
+
+
+class Seq03w2det(Seq03w):
+    """``Seq03w`` on H1+L1."""
+    detectors = TWO_DETECTORS
+    model_params = dict(Seq03w.model_params, in_chans=len(TWO_DETECTORS))
+    transforms = _whitened(FlipWave(p=0.5), detectors=TWO_DETECTORS)
 
 
 # =============================================================================================

@@ -220,10 +220,16 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
     from predict import fold_checkpoints
     from runner import checkpoint_trainer, experiment_dir
     from runtime import setup_runtime
-    from transforms import Compose, Whiten
+    from transforms import Compose, SelectDetectors, Whiten
 
     chain = cfg.transforms.get("test")
     steps = list(chain.transforms) if isinstance(chain, Compose) else ([] if chain is None else [chain])
+    # the strain file holds exactly the config's detectors: no rows to select
+    steps = [step for step in steps if not isinstance(step, SelectDetectors)]
+    if cfg.transforms.get("gpu") is not None:
+        raise G2NetError(f"config {cfg.name} preprocesses on the GPU (transforms['gpu']); search.py "
+                         "applies the numpy test transforms with the data's PSD: use a config "
+                         "without gpu_transforms")
     runtime = setup_runtime(gpu, 0, deterministic=False)
     trainers = [checkpoint_trainer(cfg, path, runtime, lambda message: None, False)
                 for path in fold_checkpoints(experiment_dir(cfg, debug))]

@@ -243,15 +243,23 @@ def example_generators(seed: int, index: int) -> tuple[np.random.Generator, np.r
 
 
 def draw_positive(param_rng: np.random.Generator, priors: Priors, approximant: str,
-                  label: str) -> tuple[np.ndarray, dict[str, Any]]:
+                  label: str, detectors: Sequence[str] = DETECTORS) -> tuple[np.ndarray, dict[str, Any]]:
     """``(clean signal, physics columns)`` of one positive: parameters and network SNR from the
     priors, PyCBC signal rescaled to that SNR. Shared by the simulator and the signal banks, so
     that a bank holds exactly the signals a simulation would inject. ``label`` names it in errors.
+
+    The network is ``detectors``: its SNR is the quadrature sum over them, the rows of the others
+    are zero and their SNR columns empty (NaN).
     """
     params = draw_parameters(param_rng, priors, approximant)
     wanted = draw_snr(param_rng, priors)
     reference = injection_signal(params)
     snrs, network = optimal_snr(reference)
+    absent = [i for i, name in enumerate(DETECTORS) if name not in detectors]
+    if absent:
+        reference[absent] = 0.0
+        snrs[absent] = np.nan
+        network = float(np.sqrt(np.nansum(snrs ** 2)))
     if not network > 0:
         raise G2NetError(f"{label}: the signal misses the window (tc {params['tc']:.3f} s); "
                          "narrow --tc-range")
@@ -263,14 +271,22 @@ def draw_positive(param_rng: np.random.Generator, priors: Priors, approximant: s
     return signal, params
 
 
-def simulate_example(seed: int, index: int, target: int, priors: Priors,
-                     approximant: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def network_noise(noise_rng: np.random.Generator, detectors: Sequence[str] = DETECTORS) -> np.ndarray:
+    """Calibrated noise (3, N) with the rows of detectors outside ``detectors`` zero: the
+    competition layout keeps its three rows, an absent detector records nothing."""
+    noise = noise_model.colored_noise(noise_rng)
+    noise[[i for i, name in enumerate(DETECTORS) if name not in detectors]] = 0.0
+    return noise
+
+
+def simulate_example(seed: int, index: int, target: int, priors: Priors, approximant: str,
+                     detectors: Sequence[str] = DETECTORS) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(data, clean signal, physics columns)`` of one example (empty columns for a negative)."""
     param_rng, noise_rng = example_generators(seed, index)
-    noise = noise_model.colored_noise(noise_rng)
+    noise = network_noise(noise_rng, detectors)
     if not target:
         return noise, np.zeros_like(noise), {}
-    signal, params = draw_positive(param_rng, priors, approximant, f"example {index}")
+    signal, params = draw_positive(param_rng, priors, approximant, f"example {index}", detectors)
     return noise + signal, signal, params
 
 
@@ -345,17 +361,26 @@ def draw_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Priors
             "cpu_seconds": _cpu_seconds() - cpu_started}
 
 
-def bank_example(seed: int, index: int, bank: SignalBank,
-                 row: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+def bank_example(seed: int, index: int, bank: SignalBank, row: int | None,
+                 detectors: Sequence[str] = DETECTORS) -> tuple[np.ndarray, dict[str, Any]]:
     """``(data, injections.csv columns)`` of example ``index`` in a ``--signal-bank`` run: the noise
-    of :func:`simulate_example`, plus bank signal ``row`` (None for a negative). No PyCBC."""
+    of :func:`simulate_example`, plus bank signal ``row`` (None for a negative). No PyCBC.
+    With fewer ``detectors`` the others' rows are zero and the network SNR is recomputed over
+    them (the bank's SNR prior was over all three)."""
     _, noise_rng = example_generators(seed, index)
-    noise = noise_model.colored_noise(noise_rng)
+    noise = network_noise(noise_rng, detectors)
     if row is None:
         return noise, {}
     params = bank.table.iloc[row].to_dict()
     params[BANK_ROW_COLUMN] = int(row)
-    return noise + bank.signal(row), params
+    signal = bank.signal(row).copy()
+    absent = [i for i, name in enumerate(DETECTORS) if name not in detectors]
+    if absent:
+        signal[absent] = 0.0
+        for i in absent:
+            params[f"snr_{DETECTORS[i]}"] = np.nan
+        params["snr_network"] = float(np.sqrt(sum(params[f"snr_{d}"] ** 2 for d in detectors)))
+    return noise + signal, params
 
 
 @dataclass(frozen=True)
@@ -365,6 +390,7 @@ class _Job:
     priors: Priors
     approximant: str
     signal_bank: bool = False  # the positives come from _BANK_IN_USE
+    detectors: tuple[str, ...] = DETECTORS
 
 
 def _save_example(path: Path, data: np.ndarray) -> None:
@@ -386,9 +412,10 @@ def _run_one(job: _Job, index: int, example_id: str, split: str, target: int,
     if job.signal_bank and _BANK_IN_USE is None:
         raise RuntimeError("a --signal-bank worker was not forked from simulate(): it has no bank")
     if _BANK_IN_USE is None:
-        data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
+        data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant,
+                                           job.detectors)
     else:
-        data, params = bank_example(job.seed, index, _BANK_IN_USE, bank_row)
+        data, params = bank_example(job.seed, index, _BANK_IN_USE, bank_row, job.detectors)
     _save_example(example_path(job.out, split, example_id), data)
     return {"id": example_id, "split": split, "target": int(target), **params}
 
@@ -399,15 +426,25 @@ def _worker(args: tuple) -> dict[str, Any]:
 
 def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Priors = Priors(),
              approximant: str = DEFAULT_APPROXIMANT, workers: int = 1, overwrite: bool = False,
-             progress: bool = True, signal_bank: str | Path | SignalBank | None = None) -> dict[str, Any]:
+             progress: bool = True, signal_bank: str | Path | SignalBank | None = None,
+             detectors: Sequence[str] = DETECTORS) -> dict[str, Any]:
     """Write the competition layout and ground truth under ``out``; return counts and rate.
 
     With ``signal_bank`` the positives take their signals from that bank (no PyCBC), which fixes
-    every prior but ``positive_fraction``; the noise is the same as without it.
+    every prior but ``positive_fraction``; the noise is the same as without it. ``detectors`` is
+    the network (e.g. H1, L1 as in MLGWSC-1): examples keep the three rows of the competition
+    layout, those of other detectors zero; the SNR prior is over the network.
     """
     global _BANK_IN_USE
+    detectors = tuple(detectors)
+    if not detectors or any(d not in DETECTORS for d in detectors) or len(set(detectors)) != len(detectors):
+        raise G2NetError(f"--detectors {','.join(detectors)}: give distinct detectors among "
+                         f"{','.join(DETECTORS)} (e.g. H1,L1)")
+    detectors = tuple(sorted(detectors, key=DETECTORS.index))
     record = run_record(n_train, n_test, seed, priors, approximant,
                         None if signal_bank is None else getattr(signal_bank, "path", signal_bank))
+    if detectors != DETECTORS:
+        record["detectors"] = list(detectors)
     _check_counts(n_train, n_test, seed, workers)
     bank = None
     if signal_bank is None:
@@ -439,7 +476,7 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
         _remove_previous_outputs(out)
     splits = ["train"] * n_train + ["test"] * n_test
-    job = _Job(str(out), seed, priors, approximant, bank is not None)
+    job = _Job(str(out), seed, priors, approximant, bank is not None, detectors)
     tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
     started = time.perf_counter()
     # the noise PSD (a deconvolution) and the SNR PSDs are built once here, inherited by the workers
@@ -648,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, required=True, help="master seed: same seed, same bytes")
     parser.add_argument("--workers", type=int, default=min(cpu_count(), 8),
                         help="processes (the output does not depend on it)")
+    parser.add_argument("--detectors", default=",".join(DETECTORS),
+                        help="the detector network, comma-separated (H1,L1 as in MLGWSC-1); rows of "
+                             "other detectors are zero and the SNR prior is over the network")
     parser.add_argument("--approximant", default=None,
                         help=f"any LAL time-domain approximant PyCBC knows ({DEFAULT_APPROXIMANT})")
     parser.add_argument("--overwrite", action="store_true",
@@ -739,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "write a new bank with them")
     summary = simulate(args.out, args.n_train, args.n_test, args.seed, priors, approximant,
                        args.workers, args.overwrite, progress=not args.no_progress,
-                       signal_bank=args.signal_bank)
+                       signal_bank=args.signal_bank,
+                       detectors=tuple(d.strip() for d in args.detectors.split(",") if d.strip()))
     source = f" from the {summary['bank_signals']} signals of {summary['signal_bank']}" \
         if args.signal_bank is not None else ""
     print(f"wrote {summary['n_train']} train + {summary['n_test']} test examples "

@@ -24,7 +24,7 @@ from scipy import signal
 from torch import Tensor, nn
 
 from spectral import TUKEY_ALPHA, PsdSpec, whiten, whiten_torch, whitening_kernel
-from utils import N_SAMPLES, SAMPLE_RATE
+from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)  # typical strain amplitude of H1, L1, V1
 
@@ -100,6 +100,30 @@ def _check_factors(factors: Sequence[float]) -> np.ndarray:
     return factors
 
 
+def detector_rows(detectors: Sequence[str]) -> list[int]:
+    """Rows of ``detectors`` in the competition layout (H1, L1, V1), in that order."""
+    unknown = [d for d in detectors if d not in DETECTORS]
+    if unknown or not detectors or len(set(detectors)) != len(detectors):
+        raise ValueError(f"detectors {tuple(detectors)}: give distinct detectors among {DETECTORS}")
+    return sorted(DETECTORS.index(d) for d in detectors)
+
+
+class SelectDetectors(Transform):
+    """Keep the rows of a detector set (e.g. H1, L1 as in MLGWSC-1) from (..., 3, T) examples: the
+    first step of a model that sees fewer detectors than the competition layout holds."""
+
+    def __init__(self, detectors: Sequence[str] = DETECTORS, p: float = 1.0, always_apply: bool = True):
+        super().__init__(p, always_apply)
+        self.detectors = tuple(detectors)
+        self._rows = detector_rows(self.detectors)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-2] != len(DETECTORS):
+            raise ValueError(f"SelectDetectors takes (..., {len(DETECTORS)}, T) examples with rows "
+                             f"{', '.join(DETECTORS)}, got {x.shape}")
+        return x[..., self._rows, :]
+
+
 class Normalize(Transform):
     """Divide each detector's strain by its typical amplitude, bringing all rows to order one."""
 
@@ -164,17 +188,22 @@ class Whiten(Transform):
     """
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
-                 tukey_alpha: float = TUKEY_ALPHA, p: float = 1.0, always_apply: bool = False):
+                 tukey_alpha: float = TUKEY_ALPHA, p: float = 1.0, always_apply: bool = False,
+                 detectors: Sequence[str] = DETECTORS):
         super().__init__(p, always_apply)
         self.psd = psd if isinstance(psd, (str, os.PathLike)) else "<array>"
         self.sample_rate, self.tukey_alpha = sample_rate, tukey_alpha
+        self.detectors = tuple(detectors)  # the rows of the examples it whitens
+        self._rows = detector_rows(self.detectors)
         self._psd_spec = psd
         self._kernels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _kernel(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         if n_samples not in self._kernels:
-            self._kernels[n_samples] = whitening_kernel(self._psd_spec, n_samples,
-                                                        self.sample_rate, self.tukey_alpha)
+            window, gain = whitening_kernel(self._psd_spec, n_samples, self.sample_rate,
+                                            self.tukey_alpha)
+            self._kernels[n_samples] = (window, gain[self._rows] if len(gain) == len(DETECTORS)
+                                        else gain)
         return self._kernels[n_samples]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -517,18 +546,21 @@ class TorchWhiten(_TorchPreprocess):
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,
-                 compute_dtype: torch.dtype = torch.float64):
+                 compute_dtype: torch.dtype = torch.float64, detectors: Sequence[str] = DETECTORS):
         super().__init__(compute_dtype)
         self.n_samples = n_samples
+        self.detectors = tuple(detectors)
         window, gain = whitening_kernel(psd, n_samples, sample_rate, tukey_alpha)
+        if len(gain) == len(DETECTORS):
+            gain = gain[detector_rows(self.detectors)]
         self.register_buffer("gain", torch.from_numpy(gain).to(torch.complex128), persistent=False)
         self.register_buffer("window", torch.from_numpy(window).to(torch.complex128),
                              persistent=False)
 
     def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
-        if x.dim() < 2 or x.shape[-2] != 3:
-            raise ValueError(f"TorchWhiten needs batches (B, 3, T) with rows H1, L1, V1, got "
-                             f"{tuple(x.shape)}")
+        if x.dim() < 2 or x.shape[-2] != len(self.detectors):
+            raise ValueError(f"TorchWhiten needs batches (B, {len(self.detectors)}, T) with rows "
+                             f"{', '.join(self.detectors)}, got {tuple(x.shape)}")
         if x.shape[-1] != self.n_samples:
             raise ValueError(f"TorchWhiten was built for {self.n_samples} samples, got "
                              f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
@@ -595,7 +627,7 @@ def torch_equivalent(step: Transform, n_samples: int) -> nn.Module:
         return TorchBandPass(step.lower, step.upper, step.order, step.sample_rate, n_samples=n_samples)
     if isinstance(step, Whiten):
         return TorchWhiten(step._psd_spec, step.sample_rate, n_samples=n_samples,
-                           tukey_alpha=step.tukey_alpha)
+                           tukey_alpha=step.tukey_alpha, detectors=step.detectors)
     raise TypeError(f"{type(step).__name__} has no batched torch version; keep it in the "
                      "per-example transforms")
 

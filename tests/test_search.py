@@ -213,3 +213,56 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
             expected.append(model.eval()(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy())
     np.testing.assert_allclose(scorer(batch, psd), np.mean(expected, axis=0), rtol=1e-4, atol=1e-5)
     assert window == 4096
+
+
+# ------------------------------------------------------------------ detector sets
+def test_two_detector_simulation_keeps_the_layout_and_draws_snr_over_the_network(tmp_path):
+    import pandas as pd
+
+    from conftest import run_script
+
+    for name, detectors in (("three", "H1,L1,V1"), ("two", "H1,L1")):
+        run_script("simulate.py", "--out", str(tmp_path / name), "--n-train", "8", "--n-test", "0",
+                   "--seed", "5", "--workers", "1", "--detectors", detectors, "--no-progress")
+    three = pd.read_csv(tmp_path / "three" / "injections.csv", dtype={"id": str})
+    two = pd.read_csv(tmp_path / "two" / "injections.csv", dtype={"id": str})
+    assert list(two["id"]) == list(three["id"]) and list(two["target"]) == list(three["target"])
+    positive = two["target"] == 1
+    assert positive.sum() == 4 and two.loc[positive, "snr_V1"].isna().all()
+    np.testing.assert_allclose(two.loc[positive, "snr_network"],
+                               np.hypot(two.loc[positive, "snr_H1"], two.loc[positive, "snr_L1"]))
+    assert two.loc[positive, "snr_network"].between(5, 20).all()  # the SNR prior, over H1+L1
+    # same source, rescaled: the H1/L1 SNR ratio is the three-detector run's
+    np.testing.assert_allclose((two["snr_H1"] / two["snr_L1"])[positive],
+                               (three["snr_H1"] / three["snr_L1"])[positive], rtol=1e-9)
+    for row in two.itertuples():
+        a = np.load(tmp_path / "two" / "train" / row.id[0] / row.id[1] / row.id[2] / f"{row.id}.npy")
+        b = np.load(tmp_path / "three" / "train" / row.id[0] / row.id[1] / row.id[2] / f"{row.id}.npy")
+        assert a.shape == (3, 4096) and not a[2].any()  # V1 absent: its row records nothing
+        if not row.target:
+            np.testing.assert_array_equal(a[:2], b[:2])  # the same noise in H1 and L1
+
+
+def test_two_detector_configs_see_two_channels():
+    import torch
+
+    import configs
+    from transforms import TorchWhiten, Whiten
+
+    x = np.random.default_rng(1).standard_normal((3, 4096)) * 1e-21
+    np.testing.assert_allclose(Whiten(detectors=("H1", "L1"))(x[:2]), Whiten()(x)[:2])
+    torch_white = TorchWhiten(detectors=("L1", "V1"))(torch.from_numpy(x[None, 1:]))
+    np.testing.assert_allclose(torch_white[0].numpy(), Whiten()(x)[1:], rtol=1e-6, atol=1e-9)
+    for cfg in (configs.Demo2det, configs.Seq03w2det):
+        configs.check_params(cfg)
+        assert cfg.detectors == ("H1", "L1")
+        y = cfg.transforms["test"](x)
+        np.testing.assert_allclose(y, configs.Demo.transforms["test"](x)[:2])  # H1, L1 rows
+        model = cfg.model(**cfg.model_params).eval()
+        assert model(torch.from_numpy(y[None].astype(np.float32))).shape == (1, 1)
+
+    class Wrong(configs.Demo):
+        detectors = ("H1", "L1")
+
+    with pytest.raises(G2NetError, match="in_chans=3 but the model sees 2 detectors"):
+        configs.check_params(Wrong)
