@@ -88,10 +88,11 @@ def test_every_documented_image_size_is_checked():
 
 @pytest.mark.parametrize("name", sorted(DISTINCT))
 def test_every_model_builds_offline_trains_a_step_and_sees_its_image(name):
-    """Build with pretrained=False, forward + backward a (2, 3, 4096) batch on CPU: (2, 1) logits."""
+    """Build with pretrained=False, forward + backward a (2, detectors, 4096) batch on CPU: (2, 1)
+    logits."""
     torch.manual_seed(0)
     model = offline(ALL[name]).train()
-    x = torch.randn(2, 3, 4096)
+    x = torch.randn(2, len(ALL[name].detectors), 4096)
     sizes = {IMAGE_SIZE[n] for n in DISTINCT[name] if n in IMAGE_SIZE}
     if sizes:
         with torch.no_grad():
