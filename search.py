@@ -210,17 +210,23 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = None
-                  ) -> tuple[Scorer, int]:
+def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = None,
+                  device_preprocess: bool | None = None) -> tuple[Scorer, int]:
     """``(scorer, window samples)`` of a trained experiment: the config's test preprocessing with
     ``Whiten`` using the data's PSD, every fold checkpoint (loaded as predict.py loads them),
-    fold-mean logits."""
+    fold-mean logits.
+
+    ``device_preprocess`` (default: on CUDA) runs the preprocessing as batched torch modules on the
+    model's device (``spectral.whiten_torch``, ``transforms.torch_equivalent``), so that a GPU is
+    not fed by numpy filters on the CPU; otherwise the numpy transforms run as in training.
+    """
     import torch
 
+    import spectral
     from predict import fold_checkpoints
     from runner import checkpoint_trainer, experiment_dir
     from runtime import setup_runtime
-    from transforms import Compose, SelectDetectors, Whiten
+    from transforms import Compose, SelectDetectors, Whiten, torch_equivalent
 
     chain = cfg.transforms.get("test")
     steps = list(chain.transforms) if isinstance(chain, Compose) else ([] if chain is None else [chain])
@@ -233,12 +239,29 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
     runtime = setup_runtime(gpu, 0, deterministic=False)
     trainers = [checkpoint_trainer(cfg, path, runtime, lambda message: None, False)
                 for path in fold_checkpoints(experiment_dir(cfg, debug))]
+    on_device = runtime.device.type == "cuda" if device_preprocess is None else device_preprocess
+    modules = [None if isinstance(step, Whiten) else
+               torch_equivalent(step, N_SAMPLES).to(runtime.device) for step in steps] \
+        if on_device else []
+    window = torch.from_numpy(spectral.tukey_window(N_SAMPLES)).to(runtime.device)
+
+    def preprocess(batch: np.ndarray, psd: np.ndarray) -> torch.Tensor:
+        if not on_device:
+            x = batch
+            for step in steps:
+                x = whiten(x, psd, step.sample_rate) if isinstance(step, Whiten) else step(x)
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = torch.from_numpy(batch).to(runtime.device, torch.float64)
+        for step, module in zip(steps, modules):
+            if module is None:
+                gain = torch.from_numpy(spectral.inverse_asd(psd, step.sample_rate)).to(runtime.device)
+                x = spectral.whiten_torch(x, window, gain.to(torch.complex128))
+            else:
+                x = module(x)
+        return x.float()
 
     def scorer(batch: np.ndarray, psd: np.ndarray) -> np.ndarray:
-        x = batch
-        for step in steps:
-            x = whiten(x, psd, step.sample_rate) if isinstance(step, Whiten) else step(x)
-        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        inputs = preprocess(batch, psd)
         return np.mean([t.predict([inputs])[:, 0] for t in trainers], axis=0)
 
     return scorer, N_SAMPLES

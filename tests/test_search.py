@@ -266,3 +266,29 @@ def test_two_detector_configs_see_two_channels():
 
     with pytest.raises(G2NetError, match="in_chans=3 but the model sees 2 detectors"):
         configs.check_params(Wrong)
+
+
+def test_device_preprocessing_equals_the_numpy_transforms(tmp_path, monkeypatch):
+    """The batched torch preprocessing (what a GPU runs) gives the numpy path's statistic."""
+    import torch
+
+    import configs
+    import search
+
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "Demo2det_debug").mkdir()
+    torch.manual_seed(1)
+    model = configs.Demo2det.model(**configs.Demo2det.model_params)
+    torch.save({"model": model.state_dict(), "state": {"finished": True}},
+               tmp_path / "Demo2det_debug" / "fold0.pt")
+    rng = np.random.default_rng(2)
+    import simulate_strain
+
+    data = simulate_strain.StreamingNoise(("H1", "L1"), rng)(16 * 2048)
+    psd = search.welch_psd(data, 4096, 2048)
+    batch = np.stack([data[:, i * 1024:i * 1024 + 4096] for i in range(5)])
+    numpy_scorer, _ = search.config_scorer(configs.Demo2det, debug=True, device_preprocess=False)
+    torch_scorer, _ = search.config_scorer(configs.Demo2det, debug=True, device_preprocess=True)
+    expected = numpy_scorer(batch, psd)
+    np.testing.assert_allclose(torch_scorer(batch, psd), expected, rtol=1e-4, atol=1e-4)
+    assert np.ptp(expected) > 1e-3  # the windows differ, so the comparison means something
