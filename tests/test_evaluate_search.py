@@ -66,6 +66,7 @@ def test_sensitive_distance_equals_hand_computation(case, capsys):
     assert result.at_far(0.25)["distance"] == pytest.approx(400 * 0.25 ** (1 / 3))
     assert math.isnan(result.at_far(0.1)["distance"])  # 0.4 background events: not measurable
     assert (case / "out" / "sensitivity.png").stat().st_size > 10_000
+    assert "found_fraction_by_snr_at_0.1_per_month" not in summary["searches"]["cnn"]
     snr_rows = summary["searches"]["cnn"]["found_fraction_by_snr_at_1_per_month"]
     assert {(r["snr_low"], r["found_fraction"]) for r in snr_rows} == {(4.0, 1.0), (8.0, 1.0),
                                                                        (10.0, 0.0), (20.0, 1.0)}
