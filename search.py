@@ -189,6 +189,9 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
                         help="s: keep the loudest output within this")
     parser.add_argument("--var", type=float, default=DEFAULT_VAR,
                         help="s: an injection this close to a trigger counts as found")
+    parser.add_argument("--merger-offset", type=float, default=None,
+                        help="s from a window's start to the merger time a trigger reports "
+                             "(default: the middle of the simulator's tc range, 1.7)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="drop outputs below this before clustering (smaller files)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
@@ -199,6 +202,8 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptio
     values = dict(stride=args.stride, psd_duration=args.psd_duration, cluster=args.cluster,
                   var=args.var, threshold=args.threshold, batch_size=args.batch_size,
                   slides=TimeSlides(args.slides, args.slide_step))
+    if getattr(args, "merger_offset", None) is not None:
+        values["merger_offset"] = args.merger_offset
     values.update(overrides)
     return SearchOptions(**values)
 
