@@ -121,8 +121,12 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
 
 
 def _unfinish(checkpoint: Path) -> None:
-    """Make a finished fold checkpoint look like one written after its first epoch."""
+    """Make a finished fold checkpoint look like one written after its first epoch (other weights:
+    the deterministic retraining of --resume must give predictions that differ from these)."""
     saved = torch.load(checkpoint, weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    saved["model"] = {k: v + 0.5 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+                      for k, v in saved["model"].items()}
     saved["state"].update(finished=False, epoch=0, best_epoch=0, history=saved["state"]["history"][:1])
     atomic_torch_save(checkpoint, saved)
 
