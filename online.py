@@ -335,7 +335,7 @@ def _lal_precessing(approximant: str) -> bool:
     try:
         code = lalsimulation.GetApproximantFromString(approximant)
         return lalsimulation.SimInspiralGetSpinSupportFromApproximant(code) >= \
-            lalsimulation.LAL_SIM_INSPIRAL_PRECESSINGSPIN
+            lalsimulation.SIM_INSPIRAL_PRECESSINGSPIN
     except RuntimeError:
         return False
 
@@ -448,6 +448,8 @@ class OnlineSimulator(torch.nn.Module):
             self.waveforms = None
             self.register_buffer("bank_waveforms", torch.from_numpy(self.bank.polarizations),
                                  persistent=False)
+            self.register_buffer("bank_params", torch.from_numpy(np.array(
+                self.bank.table[BANK_PARAMS[1:]].values, dtype=np.float64)), persistent=False)
         self.precessing = self.approximant in PRECESSING or (
             self.bank is not None and bool(np.any(self.bank.table[["spin1x", "spin1y", "spin2x", "spin2y"]].values)))
         self.projector = Projector(length, merger)
@@ -498,9 +500,8 @@ class OnlineSimulator(torch.nn.Module):
         else:
             rows = torch.randint(len(self.bank), (n,), generator=g, device=self.device)
             params = _extrinsic(g, n, self.priors, self.device)
-            for column in BANK_PARAMS[1:]:
-                params[column] = torch.as_tensor(self.bank.table[column].values,
-                                                 device=self.device)[rows]
+            for k, column in enumerate(BANK_PARAMS[1:]):
+                params[column] = self.bank_params[rows, k]
             params["bank_row"] = rows.double()
             hp, hc = self.bank_waveforms[rows, 0], self.bank_waveforms[rows, 1]
         strain = self.projector(hp.double(), hc.double(), params["ra"], params["dec"],
