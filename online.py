@@ -57,8 +57,6 @@ HIGHPASS_LEAD = 1.0  # s of waveform before a segment, where the generator's hig
 POST_MERGER = 0.5  # s kept after the merger (ringdowns of these masses last < 50 ms)
 BANK_FORMAT = "g2net-polarization-bank"
 BANK_FORMAT_VERSION = 1
-DEFAULT_ONLINE = dict(approximant="IMRPhenomD", priors=dict(), steps_per_epoch=100, device=None,
-                      signal_bank=None)
 PRECESSING_COLUMNS = ["spin1x", "spin1y", "spin2x", "spin2y"]
 
 
@@ -664,13 +662,19 @@ class OnlineSource:
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state["seed"] != self.seed or state["rank"] != self.rank:
-            raise G2NetError(f"the checkpoint's online stream (seed {state['seed']}, rank "
-                             f"{state['rank']}) is not this run's (seed {self.seed}, rank "
-                             f"{self.rank}); resume with the same config and world size")
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.generator.set_state(state["generator"].cpu() if hasattr(state["generator"], "cpu")
-                                 else state["generator"])
+        """Continue a saved stream. Under torchrun rank 0 saves the checkpoint: another rank
+        takes the position and re-derives its own generator for that epoch."""
+        if state["seed"] != self.seed:
+            raise G2NetError(f"the checkpoint's online stream has seed {state['seed']}, this run "
+                             f"{self.seed}; resume with the same config")
+        epoch, step = int(state["epoch"]), int(state["step"])
+        if state["rank"] == self.rank:
+            self.epoch, self.step = epoch, step
+            generator = state["generator"]
+            self.generator.set_state(generator.cpu() if hasattr(generator, "cpu") else generator)
+        else:  # checkpoints are written at epoch ends, where the next set_epoch reseeds anyway
+            self.set_epoch(epoch)
+            self.step = step
 
 
 # ----------------------------------------------------------------------------- files
@@ -738,17 +742,23 @@ def simulate_files(out: str | Path, n_train: int, n_test: int, seed: int, priors
 
 # ----------------------------------------------------------------------------- configs
 def online_settings(cfg: type) -> dict[str, Any]:
-    """The config's ``online`` dict over :data:`DEFAULT_ONLINE`, checked (G2NetError on a bad one)."""
-    settings = {**DEFAULT_ONLINE, **(getattr(cfg, "online", None) or {})}
-    unknown = sorted(set(settings) - set(DEFAULT_ONLINE))
+    """The config's ``online`` dict over ``configs.Baseline.online`` (every key has its default
+    there), checked: a G2NetError names an unknown key or prior."""
+    import configs
+
+    defaults = configs.Baseline.online
+    settings = {**defaults, **(getattr(cfg, "online", None) or {})}
+    unknown = sorted(set(settings) - set(defaults))
     if unknown:
         raise G2NetError(f"config {cfg.name}: unknown online settings {unknown}; known: "
-                         f"{sorted(DEFAULT_ONLINE)}")
+                         f"{sorted(defaults)}")
     fields = {f.name for f in dataclasses.fields(Priors)}
     bad = sorted(set(settings["priors"]) - fields)
     if bad:
         raise G2NetError(f"config {cfg.name}: online priors {bad} are not simulate.Priors fields "
                          f"({', '.join(sorted(fields))})")
+    if settings["approximant"] not in ML4GW_APPROXIMANTS and cfg.train_source == "online":
+        check_ml4gw_approximant(settings["approximant"])
     return settings
 
 
@@ -757,14 +767,19 @@ def make_priors(settings: Mapping[str, Any]) -> Priors:
     return Priors(**values)
 
 
-def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0) -> OnlineSource:
-    """The training source of a config with ``train_source`` 'online' or 'bank'."""
+def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
+                max_steps: int | None = None) -> OnlineSource:
+    """The training source of a config with ``train_source`` 'online' or 'bank' (``max_steps``
+    caps the epoch: ``--debug``)."""
     import utils
 
     source = getattr(cfg, "train_source", "files")
     if source not in SOURCES[1:]:
         raise G2NetError(f"config {cfg.name}: train_source {source!r} is not an online source "
                          f"({', '.join(SOURCES)})")
+    if cfg.pseudo_labels:
+        raise G2NetError(f"config {cfg.name}: pseudo-labels extend a file training set; an online "
+                         "source has none (train_source = 'files')")
     settings = online_settings(cfg)
     bank = None
     if source == "bank":
@@ -775,5 +790,6 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0) -> On
         bank = bank if bank.is_absolute() else utils.input_dir() / bank
     where = torch.device(settings["device"]) if settings["device"] else device
     simulator = OnlineSimulator(make_priors(settings), settings["approximant"], bank, where)
-    return OnlineSource(simulator, cfg.batch_size, int(settings["steps_per_epoch"]), seed,
-                        cfg.transforms.get("train"), rank)
+    steps = int(settings["steps_per_epoch"])
+    steps = min(steps, max_steps) if max_steps is not None else steps
+    return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank)

@@ -681,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace competition files in --out that simulate.py did not write "
                              "(an earlier simulation is always replaced)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=("pycbc", "ml4gw"), default="pycbc",
+                        help="pycbc (default): PyCBC/LALSuite per example on --workers processes; "
+                             "ml4gw: the online training generator (online.py), batched in torch "
+                             "on --device (IMRPhenomD or IMRPhenomPv2; docs/online.md)")
+    parser.add_argument("--device", default="cpu", help="torch device of --engine ml4gw (cpu, cuda)")
     parser.add_argument("--write-signal-bank", metavar="BANK.npz",
                         help="instead of a data set, write a bank of --n-signals signals drawn from "
                              "the priors (needs PyCBC; ~24.6 KB a signal)")
@@ -760,6 +765,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                             ("--n-test", args.n_test)) if value is None]
     _refuse(missing, "required to write a data set (or write a bank with --write-signal-bank "
             "BANK.npz --n-signals K --seed S)")
+    if args.engine == "ml4gw":
+        return _simulate_ml4gw(args, priors)
     if args.signal_bank is not None:
         _refuse(_given(args, [*SIGNAL_PRIORS, "approximant"]), "the signal bank fixes the priors and "
                 "the approximant (they were chosen when it was written); drop these options, or "
@@ -773,6 +780,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"({summary['positives']} with a signal{source}) to {args.out}")
     print(f"rate: {summary['rate']:.1f} examples/s with {args.workers} worker(s) "
           f"({summary['seconds']:.1f} s; {summary['rate_per_cpu']:.1f} examples per CPU-second)")
+    return summary
+
+
+def _simulate_ml4gw(args: argparse.Namespace, priors: Priors) -> dict[str, Any]:
+    """``--engine ml4gw``: the data set written by the generator online training uses."""
+    import online
+
+    _refuse(_given(args, ["signal_bank"]), "goes with the pycbc engine (a polarisation bank for "
+            "training is online.write_polarization_bank)")
+    summary = online.simulate_files(args.out, args.n_train, args.n_test, args.seed, priors,
+                                    args.approximant or "IMRPhenomD", device=args.device,
+                                    overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {summary['n_train']} train + {summary['n_test']} test examples "
+          f"({summary['positives']} with a signal, ml4gw on {summary['device']}) to {args.out}")
+    print(f"rate: {summary['rate']:.1f} examples/s ({summary['seconds']:.1f} s)")
     return summary
 
 
