@@ -301,3 +301,37 @@ def test_files_and_online_training_on_ml4gw_output_and_bit_identical_resume(ml4g
     for name in ("outoffolds.npy", "predictions.npy"):
         assert np.array_equal(np.load(out / name), np.load(reference / "DebugOnline" / name),
                               equal_nan=True), name
+
+
+def test_online_configs_have_valid_settings_and_batchable_train_transforms():
+    import configs
+    import runner
+
+    online_configs = [c for c in runner.all_configs().values() if c.train_source != "files"]
+    assert {"DemoOnline", "Seq03wOnline", "Nspec16Online"} <= {c.name for c in online_configs}
+    for cfg in online_configs:
+        settings = online.online_settings(cfg)
+        assert settings["steps_per_epoch"] >= 1 and cfg.pseudo_labels is None
+        online.batched_transform(cfg.transforms["train"])  # raises for a transform it cannot batch
+    for name in ("Demo", "Seq03w", "Nspec16"):
+        parent, child = getattr(configs, name), getattr(configs, name + "Online")
+        assert child.model is parent.model and child.model_params == parent.model_params
+        assert child.transforms is parent.transforms
+
+
+def test_bad_online_settings_are_refused_with_a_message():
+    import configs
+
+    class Typo(configs.DemoOnline):
+        online = dict(configs.Baseline.online, step_per_epoch=5)
+
+    class BadPrior(configs.DemoOnline):
+        online = dict(configs.Baseline.online, priors=dict(snr=(1, 2)))
+
+    class Xphm(configs.DemoOnline):
+        online = dict(configs.Baseline.online, approximant="IMRPhenomXPHM")
+
+    for cfg, message in ((Typo, "unknown online settings"), (BadPrior, "not simulate.Priors fields"),
+                         (Xphm, "polarisation bank")):
+        with pytest.raises(online.G2NetError, match=message):
+            online.online_settings(cfg)
