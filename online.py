@@ -45,6 +45,7 @@ import noise_model
 import simulate
 from simulate import Priors
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write
+from utils import cli_errors as utils_cli_errors
 
 ML4GW_APPROXIMANTS = ("IMRPhenomD", "IMRPhenomPv2")
 PRECESSING = ("IMRPhenomPv2",)
@@ -793,3 +794,37 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
     steps = int(settings["steps_per_epoch"])
     steps = min(steps, max_steps) if max_steps is not None else steps
     return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank)
+
+
+# ----------------------------------------------------------------------------- command line
+@utils_cli_errors
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``python online.py --write-polarization-bank BANK.npz --n-signals K --seed S
+    [--approximant IMRPhenomXPHM] [--workers W] [--mass-range A B] [--spin-range A B]
+    [--tc-range A B]``: the bank a ``train_source = 'bank'`` config names in ``online['signal_bank']``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("--write-polarization-bank", required=True, metavar="BANK.npz")
+    parser.add_argument("--n-signals", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--approximant", default="IMRPhenomXPHM",
+                        help="any LALSimulation approximant PyCBC generates in the time domain")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true")
+    pair = {"nargs": 2, "type": float, "metavar": ("MIN", "MAX")}
+    parser.add_argument("--mass-range", **pair)
+    parser.add_argument("--spin-range", **pair, help="aligned spins; precessing: magnitude up to max |.|")
+    parser.add_argument("--tc-range", **pair, help="merger times the bank must allow (segment length)")
+    args = parser.parse_args(argv)
+    priors = Priors(**{name: tuple(getattr(args, name)) for name in ("mass_range", "spin_range", "tc_range")
+                       if getattr(args, name) is not None})
+    summary = write_polarization_bank(args.write_polarization_bank, args.n_signals, args.seed, priors,
+                                      args.approximant, args.workers, progress=not args.no_progress)
+    print(f"wrote {summary['n_signals']} {args.approximant} waveforms ({summary['bytes'] / 1e3:.0f} KB) "
+          f"to {summary['path']} in {summary['seconds']:.1f} s")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
