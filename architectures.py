@@ -17,42 +17,16 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jaxtyping import Float
+from timm.layers import SelectAdaptivePool2d
+from torch import Tensor
 
 from frontends import Frontend, create_frontend
-from models1d_pytorch.common import as_lambda, mix_batch
-from utils import G2NetError
+from mixing import MIX_MODES, check_choice, cutmix, mix_batch
 
 PREPROCESSES = ("none", "positional-add", "positional-cat")
 CLASSIFIERS = ("none", "avg", "max", "concat", "gem", "positional", "mixup")
 ATTENTIONS = ("none", "triplet", "mixup")
-MIXUPS = ("mixup", "cutmix")
-
-
-# ----------------------------------------------------------------------------------------------
-# mixing
-# ----------------------------------------------------------------------------------------------
-def cutmix(image: torch.Tensor, lam: torch.Tensor | float, idx: torch.Tensor
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste a box of ``image[idx[i]]`` into ``image[i]`` covering a fraction ``1 - lam[i]``.
-
-    The box has the image's aspect ratio, lies wholly inside it (random position) and its sides are
-    rounded to pixels; the returned per-example weights are the exact area fractions kept.
-    """
-    batch, _, height, width = image.shape
-    lam = as_lambda(lam, batch, image).clamp(0, 1)
-    side = torch.sqrt(1 - lam)
-    box_h = torch.round(side * height).long()
-    box_w = torch.round(side * width).long()
-    top = (torch.rand(batch, device=image.device) * (height - box_h + 1)).long()
-    left = (torch.rand(batch, device=image.device) * (width - box_w + 1)).long()
-    rows = torch.arange(height, device=image.device)[None, :]
-    cols = torch.arange(width, device=image.device)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < (left + box_w)[:, None])
-    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
-    mixed = torch.where(mask, image.index_select(0, idx), image)
-    kept = 1 - (box_h * box_w).float() / (height * width)
-    return mixed, kept
 
 
 class ManifoldMixup(nn.Module):
@@ -98,13 +72,6 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / p)
 
 
-class AdaptiveConcatPool2d(nn.Module):
-    """Average and max pooling concatenated along channels (twice the features)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], dim=1)
-
-
 def sinusoid_table(n_features: int, n_positions: int) -> torch.Tensor:
     """Transformer sinusoidal encoding, ``(n_features, n_positions)``: feature ``2k`` is
     ``sin(pos / 10000^(2k/n_features))``, feature ``2k+1`` the matching cosine."""
@@ -130,10 +97,10 @@ class PositionalEncoding(nn.Module):
     def __init__(self, mode: str = "add", layout: str = "image", dropout: float = 0.0):
         super().__init__()
         if mode not in ("add", "concat") or layout not in ("image", "channels"):
-            raise G2NetError(f"PositionalEncoding: mode must be 'add' or 'concat' and layout 'image' or "
+            raise ValueError(f"PositionalEncoding: mode must be 'add' or 'concat' and layout 'image' or "
                              f"'channels', got {mode!r}, {layout!r}")
         if mode == "concat" and layout == "channels":
-            raise G2NetError("PositionalEncoding: mode='concat' works with layout='image' only")
+            raise ValueError("PositionalEncoding: mode='concat' works with layout='image' only")
         self.mode, self.layout = mode, layout
         self.dropout = nn.Dropout(dropout)
 
@@ -197,13 +164,18 @@ def pretrained_help(model_name: str) -> str:
             "checkpoint with the config's weight_path)")
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """timm could not load the pretrained weights (offline, no cache); the message says how to
+    provide them. The runner turns it into a one-line error at the command line."""
+
+
 def create_backbone(model_name: str, pretrained: bool, **timm_params: Any) -> nn.Module:
-    """``timm.create_model`` with one clear :class:`G2NetError` for an unknown name or for
-    pretrained weights that cannot be had (offline, no cache)."""
+    """``timm.create_model`` with one clear message for an unknown name (ValueError) or for
+    pretrained weights that cannot be had (offline, no cache: RuntimeError)."""
     if not timm.is_model(model_name):
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise G2NetError(f"unknown timm model {model_name!r}{hint}")
+        raise ValueError(f"unknown timm model {model_name!r}{hint}")
     if not pretrained:
         return timm.create_model(model_name, pretrained=False, **timm_params)
     try:
@@ -212,30 +184,25 @@ def create_backbone(model_name: str, pretrained: bool, **timm_params: Any) -> nn
         # a mistake in timm_params fails without weights too: report that one as it is
         timm.create_model(model_name, pretrained=False, **timm_params)
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        raise G2NetError(f"cannot load pretrained weights for timm model '{model_name}' ({reason}); "
-                         f"{pretrained_help(model_name)}") from None
-
-
-def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise G2NetError(f"unknown {kind} {value!r}; use one of {', '.join(choices)}")
+        raise PretrainedWeightsUnavailable(f"cannot load pretrained weights for timm model '{model_name}' "
+                           f"({reason}); {pretrained_help(model_name)}") from exc
 
 
 def _build_pool(custom_classifier: str, feature_dim: int) -> tuple[nn.Module, int]:
     """The pooling part of the custom head and the number of features it hands to the MLP."""
     if custom_classifier in ("avg", "none"):
-        return nn.AdaptiveAvgPool2d(1), feature_dim
+        return SelectAdaptivePool2d(pool_type="avg"), feature_dim
     if custom_classifier == "max":
-        return nn.AdaptiveMaxPool2d(1), feature_dim
-    if custom_classifier == "concat":
-        return AdaptiveConcatPool2d(), 2 * feature_dim
+        return SelectAdaptivePool2d(pool_type="max"), feature_dim
+    if custom_classifier == "concat":  # average and max side by side: twice the features
+        return SelectAdaptivePool2d(pool_type="catavgmax"), 2 * feature_dim
     if custom_classifier == "gem":
         return GeM(p=3, eps=1e-4), feature_dim
     if custom_classifier == "positional":
         # pool frequency away, mark each time column's position, then average over time
         return nn.Sequential(GeM(p=3, eps=1e-4, output_size=(1, None)),
                              PositionalEncoding(mode="add", layout="channels"),
-                             nn.AdaptiveAvgPool2d(1)), feature_dim
+                             SelectAdaptivePool2d(pool_type="avg")), feature_dim
     if custom_classifier == "mixup":
         return nn.Sequential(GeM(p=3, eps=1e-4), ManifoldMixup()), feature_dim
     raise AssertionError(custom_classifier)
@@ -252,6 +219,32 @@ def _mlp_head(in_features: int, num_classes: int) -> nn.Sequential:
                          nn.Linear(512, num_classes))
 
 
+def build_head(backbone: nn.Module, model_name: str, custom_classifier: str, custom_attention: str,
+               num_classes: int, n_instances: int = 1) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """``(attention, pool, head)`` of the custom head on a timm backbone built with
+    ``num_classes=0``: CNNs keep their ``(B, F, h, w)`` map (attention, then ``custom_classifier``
+    pooling), token models their pooled tokens. The MLP sees ``n_instances`` pooled vectors side
+    by side (the windows of :class:`MultiInstanceSCNN`)."""
+    token_model = is_transformer(backbone)
+    if not token_model:
+        backbone.reset_classifier(0, "")  # keep the (B, F, h, w) feature map
+    feature_dim = backbone.num_features
+    if custom_attention == "triplet":
+        if token_model:
+            raise ValueError(f"custom_attention='triplet' needs a CNN feature map; {model_name} is "
+                             "a token model: use custom_attention='none'")
+        attention: nn.Module = TripletAttention()
+    elif custom_attention == "mixup":
+        attention = ManifoldMixup()
+    else:
+        attention = nn.Identity()
+    if token_model:
+        pool, out_dim = (ManifoldMixup() if custom_classifier == "mixup" else nn.Identity()), feature_dim
+    else:
+        pool, out_dim = _build_pool(custom_classifier, feature_dim)
+    return attention, pool, _mlp_head(out_dim * n_instances, num_classes)
+
+
 # ----------------------------------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------------------------------
@@ -260,15 +253,15 @@ class _ImageModel(nn.Module):
 
     def __init__(self, spectrogram: Any, spec_params: dict | None, augmentations: Callable | None,
                  augmentations_test: Callable | None, resize_img: int | tuple[int, int] | None,
-                 upsample: str, mixup: str, norm_spec: bool, return_spec: bool):
+                 upsample: str, mixup_mode: str, norm_spec: bool, return_spec: bool):
         super().__init__()
-        _check_choice("mixup", mixup, MIXUPS)
+        check_choice("mixup_mode", mixup_mode, MIX_MODES)
         self.spectrogram = create_frontend(spectrogram, **(spec_params or {}))
         self.augmentations = augmentations
         self.augmentations_test = augmentations_test
         self.resize_img = (resize_img, resize_img) if isinstance(resize_img, int) else (
             tuple(resize_img) if resize_img is not None else None)
-        self.upsample, self.mixup, self.return_spec = upsample, mixup, return_spec
+        self.upsample, self.mixup_mode, self.return_spec = upsample, mixup_mode, return_spec
         self.image_channels = (self.spectrogram.image_channels(3)
                                if isinstance(self.spectrogram, Frontend) else 3)
         self.norm = nn.BatchNorm2d(self.image_channels) if norm_spec else None
@@ -286,14 +279,15 @@ class _ImageModel(nn.Module):
         weight = self.get_parameter(self._probe)
         return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
-    def make_image(self, x: torch.Tensor, lam: torch.Tensor | float | None = None,
-                   idx: torch.Tensor | None = None) -> torch.Tensor:
+    def make_image(self, x: Float[Tensor, "batch ifo time"],
+                   lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
+                   ) -> Float[Tensor, "batch channel freq time"]:
         """Waveforms ``(B, C, T)`` -> the image the backbone sees (mixed when ``lam`` is given)."""
         image = self.spectrogram(x)
         if lam is not None:
             if self.manifold is not None:
                 self.manifold.arm(lam, idx)
-            elif self.mixup == "cutmix":
+            elif self.mixup_mode == "cutmix":
                 image, _ = cutmix(image, lam, idx)
             else:
                 image, _ = mix_batch(image, lam, idx)
@@ -323,8 +317,8 @@ class SpectroCNN(_ImageModel):
       'triplet' or 'mixup' (manifold mixup of the feature map). Token models skip the pool.
     * ``custom_preprocess``: 'positional-add' / 'positional-cat' put a positional encoding on the
       image before the backbone (cat adds one input channel).
-    * ``forward(x, lam, idx)``: in-batch ``mixup`` or ``cutmix`` of the images (or manifold mixup
-      when the head has a mixup stage); returns logits, plus the image when ``return_spec``.
+    * ``forward(x, lam, idx)``: in-batch mixing of the images, ``mixup_mode`` 'mixup' or 'cutmix'
+      (manifold mixup when the head has a mixup stage); returns logits, plus the image when ``return_spec``.
     * ``augmentations`` / ``augmentations_test``: callables on the image batch, used in training /
       evaluation mode.
     * ``norm_spec``: batch-normalise the image channels before the backbone.
@@ -336,12 +330,12 @@ class SpectroCNN(_ImageModel):
                  custom_classifier: str = "none", custom_attention: str = "none",
                  augmentations: Callable | None = None, augmentations_test: Callable | None = None,
                  resize_img: int | tuple[int, int] | None = None, upsample: str = "nearest",
-                 mixup: str = "mixup", norm_spec: bool = False, return_spec: bool = False):
+                 mixup_mode: str = "mixup", norm_spec: bool = False, return_spec: bool = False):
         super().__init__(spectrogram, spec_params, augmentations, augmentations_test, resize_img,
-                         upsample, mixup, norm_spec, return_spec)
-        _check_choice("custom_preprocess", custom_preprocess, PREPROCESSES)
-        _check_choice("custom_classifier", custom_classifier, CLASSIFIERS)
-        _check_choice("custom_attention", custom_attention, ATTENTIONS)
+                         upsample, mixup_mode, norm_spec, return_spec)
+        check_choice("custom_preprocess", custom_preprocess, PREPROCESSES)
+        check_choice("custom_classifier", custom_classifier, CLASSIFIERS)
+        check_choice("custom_attention", custom_attention, ATTENTIONS)
         timm_params = dict(timm_params or {})
         in_chans = self.image_channels + (custom_preprocess == "positional-cat")
         timm_params.setdefault("in_chans", in_chans)
@@ -353,34 +347,19 @@ class SpectroCNN(_ImageModel):
             self.attention, self.pool, self.head = nn.Identity(), nn.Identity(), nn.Identity()
         else:
             self.backbone = create_backbone(model_name, pretrained, num_classes=0, **timm_params)
-            token_model = is_transformer(self.backbone)
-            if not token_model:
-                self.backbone.reset_classifier(0, "")  # keep the (B, F, h, w) feature map
-            feature_dim = self.backbone.num_features
-            if custom_attention == "triplet":
-                self.attention = TripletAttention()
-            elif custom_attention == "mixup":
-                self.attention = ManifoldMixup()
-            else:
-                self.attention = nn.Identity()
-            if token_model and custom_attention == "triplet":
-                raise G2NetError(f"custom_attention='triplet' needs a CNN feature map; {model_name} is "
-                                 "a token model: use custom_attention='none'")
-            self.pool, out_dim = _build_pool(custom_classifier, feature_dim)
-            if token_model:
-                self.pool, out_dim = (ManifoldMixup() if custom_classifier == "mixup"
-                                      else nn.Identity()), feature_dim
-            self.head = _mlp_head(out_dim, num_classes)
+            self.attention, self.pool, self.head = build_head(
+                self.backbone, model_name, custom_classifier, custom_attention, num_classes)
         self.manifold = next((m for m in self.modules() if isinstance(m, ManifoldMixup)), None)
         self._find_probe()
 
-    def forward_image(self, image: torch.Tensor) -> torch.Tensor:
+    def forward_image(self, image: Float[Tensor, "batch channel freq time"]) -> Float[Tensor, "batch num_classes"]:
         """Backbone and head on an already made image: ``(B, C, H, W)`` -> logits."""
         features = self.attention(self.backbone(self.preprocess(image)))
         return self.head(torch.flatten(self.pool(features), 1))
 
-    def forward(self, x: torch.Tensor, lam: torch.Tensor | float | None = None,
-                idx: torch.Tensor | None = None):
+    def forward(self, x: Float[Tensor, "batch ifo time"],
+                lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
+                ) -> Float[Tensor, "batch num_classes"] | tuple[Tensor, Tensor]:
         image = self.make_image(x, lam, idx)
         logits = self.forward_image(image)
         return (logits, image) if self.return_spec else logits
@@ -402,46 +381,39 @@ class MultiInstanceSCNN(_ImageModel):
                  custom_classifier: str = "gem", custom_attention: str = "none",
                  augmentations: Callable | None = None, augmentations_test: Callable | None = None,
                  resize_img: int | tuple[int, int] | None = None, upsample: str = "nearest",
-                 n_patch: int = 2, patch_width: int | None = None, mixup: str = "mixup",
+                 n_patch: int = 2, patch_width: int | None = None, mixup_mode: str = "mixup",
                  norm_spec: bool = False, return_spec: bool = False):
         super().__init__(spectrogram, spec_params, augmentations, augmentations_test, resize_img,
-                         upsample, mixup, norm_spec, return_spec)
-        _check_choice("custom_preprocess", custom_preprocess, PREPROCESSES)
+                         upsample, mixup_mode, norm_spec, return_spec)
+        check_choice("custom_preprocess", custom_preprocess, PREPROCESSES)
         # manifold mixup would mix patches of different examples: not offered here
-        _check_choice("custom_classifier", custom_classifier, CLASSIFIERS[:-1])
-        _check_choice("custom_attention", custom_attention, ("none", "triplet"))
+        check_choice("custom_classifier", custom_classifier, CLASSIFIERS[:-1])
+        check_choice("custom_attention", custom_attention, ("none", "triplet"))
         if n_patch < 1:
-            raise G2NetError(f"MultiInstanceSCNN: n_patch must be >= 1, got {n_patch}")
+            raise ValueError(f"MultiInstanceSCNN: n_patch must be >= 1, got {n_patch}")
         self.n_patch, self.patch_width = n_patch, patch_width
         timm_params = dict(timm_params or {})
         timm_params.setdefault("in_chans",
                                self.image_channels + (custom_preprocess == "positional-cat"))
         self.preprocess = _build_preprocess(custom_preprocess)
         self.backbone = create_backbone(model_name, pretrained, num_classes=0, **timm_params)
-        token_model = is_transformer(self.backbone)
-        if not token_model:
-            self.backbone.reset_classifier(0, "")
-        feature_dim = self.backbone.num_features
-        self.attention = TripletAttention() if custom_attention == "triplet" else nn.Identity()
-        if token_model:
-            self.pool, out_dim = nn.Identity(), feature_dim
-        else:
-            self.pool, out_dim = _build_pool(custom_classifier, feature_dim)
-        self.head = _mlp_head(out_dim * n_patch, num_classes)
+        self.attention, self.pool, self.head = build_head(
+            self.backbone, model_name, custom_classifier, custom_attention, num_classes, n_patch)
         self._find_probe()
 
     def patch_starts(self, height: int, width: int) -> list[int]:
         """First column of every window."""
         patch = self.patch_width or height
         if patch > width:
-            raise G2NetError(f"MultiInstanceSCNN: patches of {patch} columns do not fit an image "
+            raise ValueError(f"MultiInstanceSCNN: patches of {patch} columns do not fit an image "
                              f"{width} columns wide; lower patch_width or widen resize_img")
         if self.n_patch == 1:
             return [(width - patch) // 2]
         return [round(i * (width - patch) / (self.n_patch - 1)) for i in range(self.n_patch)]
 
-    def forward(self, x: torch.Tensor, lam: torch.Tensor | float | None = None,
-                idx: torch.Tensor | None = None):
+    def forward(self, x: Float[Tensor, "batch ifo time"],
+                lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
+                ) -> Float[Tensor, "batch num_classes"] | tuple[Tensor, Tensor]:
         image = self.make_image(x, lam, idx)
         batch, channels, height, width = image.shape
         patch = self.patch_width or height

@@ -3,7 +3,7 @@ own ceiling?
 
 ``python bench.py --config NAME [--steps N] [--batch-size B] [--json FILE] [--synthetic]``
 
-Four figures, in examples per second, all through the project's real code (``runner.make_loader``,
+Four figures, in examples per second, all through the project's real code (``runtime.make_loader``,
 ``Trainer.train_one_epoch``, ``Trainer.evaluate``):
 
 - ``data``: iterating the training DataLoader alone (reading, per-example transforms, collation,
@@ -38,8 +38,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from noise_model import colored_noise
 from transforms import GpuPreprocess, cpu_transforms, gpu_transforms
-from utils import (DETECTORS, N_SAMPLES, G2NetError, atomic_write, cli_errors, cpu_count,
+from utils import (G2NetError, atomic_write, cli_errors, cpu_count,
                    default_num_workers, example_path, input_dir)
 
 PHASES = ("data", "model", "train", "valid")
@@ -57,20 +58,8 @@ WARMUP_STEPS = 5  # untimed steps first: cudnn autotuning, torch.compile, alloca
 # A noise-only data set in the competition layout
 # =============================================================================================
 def _noise_examples(seed: int, indices: Sequence[int]) -> list[np.ndarray]:
-    """Calibrated coloured noise (white noise at strain ~1e-20 when the noise model is missing)."""
-    try:
-        from noise_model import colored_noise
-        colored_noise(np.random.default_rng(0))
-    except (ImportError, G2NetError):
-        colored_noise = None
-    out = []
-    for index in indices:
-        rng = np.random.default_rng([seed, index])
-        if colored_noise is not None:
-            out.append(colored_noise(rng))
-        else:
-            out.append(rng.standard_normal((len(DETECTORS), N_SAMPLES)) * 1e-20)
-    return out
+    """The simulator's calibrated coloured noise (``noise_model.colored_noise``), one per index."""
+    return [colored_noise(np.random.default_rng([seed, index])) for index in indices]
 
 
 def _write_chunk(job: tuple[str, int, list[tuple[int, str]]]) -> None:
@@ -302,7 +291,8 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
     limit still leaves the figures it had.
     """
     import runner
-    from datasets import CacheView, load_cache
+    from datasets import CacheView, load_cache, read_prepared
+    from runtime import make_loader, setup_runtime, wrap_model
 
     started = time.perf_counter()
     cfg, setting = bench_config(runner.get_config(args.config), args)
@@ -311,14 +301,14 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
         base = make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed,
                                   printer=printer)
     base = base or input_dir()
-    table = runner.read_prepared(base / cfg.train_path, "training")
+    table = read_prepared(base / cfg.train_path, "training")
     if len(table) < args.n_train + args.n_valid:
         raise G2NetError(f"{base / cfg.train_path} has {len(table)} examples, fewer than --n-train "
                          f"{args.n_train} + --n-valid {args.n_valid}; lower them or use --synthetic")
     cache_path = base / cfg.train_cache if cfg.train_cache else None
-    cache = load_cache(cache_path, len(table)) if setting["cache"] and cache_path and cache_path.exists() else None
+    cache = load_cache(cache_path, table) if setting["cache"] and cache_path and cache_path.exists() else None
     # cudnn.benchmark on, as in every non-deterministic run: the figures are for production configs
-    runtime = runner.setup_runtime(None, setting["workers"], deterministic=False)
+    runtime = setup_runtime(None, setting["workers"], deterministic=False)
     batch_size = cfg.batch_size
     n_train = args.n_train if args.steps is None else min(args.n_train, args.steps * batch_size)
     train_rows = np.arange(n_train)
@@ -331,11 +321,11 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
                            **params)
 
     generator = torch.Generator().manual_seed(args.seed)
-    train_loader = runner.make_loader(dataset(train_rows, cfg.transforms.get("train"), True),
-                                      batch_size, runtime, True, args.seed, generator,
-                                      drop_last=n_train > batch_size)
-    valid_loader = runner.make_loader(dataset(valid_rows, cfg.transforms.get("test"), False),
-                                      batch_size, runtime, False)
+    train_loader = make_loader(dataset(train_rows, cfg.transforms.get("train"), True),
+                               batch_size, runtime, True, args.seed, generator,
+                               drop_last=n_train > batch_size)
+    valid_loader = make_loader(dataset(valid_rows, cfg.transforms.get("test"), False),
+                               batch_size, runtime, False)
     gpu_transform = cfg.transforms.get("gpu")
     result: dict[str, Any] = {
         "config": args.config, "setting": args.label or args.setting, "device": _device_name(runtime.device),
@@ -391,7 +381,7 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
                 f"{result['gpu_transform_max_rel_error']:.2e}")
     trainer = None
     try:
-        model = runner.wrap_model(runner.build_model(cfg), runtime, cfg)
+        model = wrap_model(runner.build_model(cfg), runtime, cfg)
         result["amp_dtype"] = None
         trainer = runner.make_trainer(cfg, model, Path(args.results_dir or ".") / "bench_unused.pt",
                                       runtime, lambda message: None, progress_bar=False,

@@ -8,6 +8,10 @@ subclass sets its own.
 """
 from __future__ import annotations
 
+import difflib
+import inspect
+from typing import Any, Callable
+
 from sklearn.model_selection import StratifiedKFold
 from torch import nn, optim
 
@@ -19,10 +23,10 @@ from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from trainer import TrainHook
-from transforms import (BandPass, Compose, FlipWave, GaussianNoiseSNR, GlobalTimeShift, Normalize,
-                        Whiten)
+from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
+                        GlobalTimeShift, Normalize, Whiten)
+from utils import G2NetError
 
-COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions
 
 
@@ -59,7 +63,7 @@ class Baseline:
     model = SpectroCNN
     model_params: dict = dict(
         model_name="tf_efficientnet_b7", pretrained=True, num_classes=1,
-        spectrogram=CQT, spec_params=dict(sr=2048, fmin=20, fmax=1024, hop_length=32),
+        spectrogram=CQT, spec_params=dict(sample_rate=2048, fmin=20, fmax=1024, hop_length=32),
         resize_img=None, custom_classifier="none")
     weight_path = None  # initial weights (a fold checkpoint or state_dict), relative to results/
     num_epochs = 5
@@ -102,6 +106,7 @@ class Baseline:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        check_fields(cls)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
         if "splitter" not in cls.__dict__ and ("cv" in cls.__dict__ or "seed" in cls.__dict__):
@@ -111,11 +116,74 @@ class Baseline:
             cls.pseudo_labels = dict(path=parent.name, confident_samples=None, hard_label=False)
 
 
+def _is_method(name: str, value: Any) -> bool:
+    """A ``def`` in the class body (not a lambda or function assigned to a field name)."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    return isinstance(value, property) or (inspect.isfunction(value) and value.__name__ == name)
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def check_fields(cfg: type) -> None:
+    """Refuse a config (or a mixin it inherits) that sets a field ``Baseline`` does not define.
+
+    A misspelt field (``num_epoch = 3``) would otherwise be ignored silently while the run uses
+    the default. Private names (leading underscore) and methods defined with ``def`` are allowed.
+    """
+    for klass in cfg.__mro__:
+        if klass in (Baseline, object):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in CONFIG_FIELDS or _is_method(name, value):
+                continue
+            where = "" if klass is cfg else f" (inherited from {klass.__name__})"
+            raise G2NetError(f"config {cfg.__name__} sets {name!r}{where}, which is not a config "
+                             f"field{_suggest(name, sorted(CONFIG_FIELDS))}; every field is listed in "
+                             "configs.Baseline (prefix helpers with _ to keep them private)")
+
+
+def _check_kwargs(cfg: type, field: str, target: Callable, params: dict, skip: int = 0) -> None:
+    """``params`` must be keywords ``target`` accepts (unless it takes ``**kwargs``)."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin without a signature: the call will tell
+        return
+    parameters = list(signature.parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    known = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in known:
+            name = getattr(target, "__name__", type(target).__name__)
+            raise G2NetError(f"config {cfg.__name__}: {field} has {key!r}, which {name} does not take"
+                             f"{_suggest(key, known)}; it takes {', '.join(known)}")
+
+
+def check_params(cfg: type) -> None:
+    """The keyword dicts of ``cfg`` fit what they are passed to, checked before anything is built.
+
+    A typo then reads as one line naming the config and the keyword rather than a TypeError from
+    deep inside a constructor; errors raised inside a constructor keep their traceback.
+    """
+    _check_kwargs(cfg, "model_params", cfg.model, cfg.model_params)  # spec_params: create_frontend
+    _check_kwargs(cfg, "optimizer_params", cfg.optimizer, cfg.optimizer_params, skip=1)
+    if cfg.scheduler is not None:
+        _check_kwargs(cfg, "scheduler_params", cfg.scheduler, cfg.scheduler_params, skip=1)
+    _check_kwargs(cfg, "dataset_params", cfg.dataset, cfg.dataset_params)
+
+
+CONFIG_FIELDS = frozenset(name for name in vars(Baseline) if not name.startswith("_"))
+
+
 class Demo(Baseline):
     """A small strided 1D CNN on whitened strain: trains in minutes on 2 CPU cores (``make demo``)."""
     cv = 3
     model = CNN1d
-    model_params = dict(in_channels=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
+    model_params = dict(in_chans=3, num_classes=1, hidden_dims=(16, 32, 64, 64),
                         kernel_size=(32, 16, 8, 8), stride=(4, 2, 1, 1), pool=(1, 2, 2, 1),
                         global_pool="max")
     num_epochs = 6
@@ -135,8 +203,8 @@ class Debug(Baseline):
     """A tiny model for tests: two folds, two epochs, deterministic."""
     cv = 2
     model = ResNet1d
-    model_params = dict(in_channels=3, base_filters=8, kernel_size=7, stride=4, groups=1,
-                        n_block=2, n_classes=1, use_bn=True, dropout=0.0)
+    model_params = dict(in_chans=3, base_filters=8, kernel_size=7, stride=4, groups=1,
+                        n_block=2, num_classes=1, use_bn=True, dropout=0.0)
     num_epochs = 2
     batch_size = 16
     deterministic = True
@@ -182,14 +250,14 @@ def _lr(lr: float) -> dict:
 
 
 def _cwt(n_scales: int, wavelet_width: float, stride: int, trainable_width: bool = False,
-         upper_freq: float = 1024) -> dict:
-    return dict(fs=2048, lower_freq=16, upper_freq=upper_freq, n_scales=n_scales,
+         fmax: float = 1024) -> dict:
+    return dict(sample_rate=2048, fmin=16, fmax=fmax, n_scales=n_scales,
                 wavelet_width=wavelet_width, stride=stride, trainable_width=trainable_width)
 
 
 class Resized08aug4(Baseline):
     """CQT (hop 8) resized to 256x512 with the spectrogram defaults: parent of the Nspec family."""
-    model_params = _spectro_params(CQT, dict(sr=2048, fmin=16, fmax=1024, hop_length=8),
+    model_params = _spectro_params(CQT, dict(sample_rate=2048, fmin=16, fmax=1024, hop_length=8),
                                    resize_img=(256, 512))
     num_epochs = 8
     optimizer_params = _lr(1e-3)
@@ -209,13 +277,11 @@ class Nspec12arch0(Nspec12):
 
 class Nspec16(Resized08aug4):
     model_params = _spectro_params(ComplexMorletCWT, _cwt(128, 8, 4, trainable_width=True))
-    # CUDA graphs (no Inductor: compiles in about a minute) lift the H200 step from 1,066 to 1,092
-    # examples/s and end to end from 965 to 1,066 (docs/benchmarks.md)
     compile = "cudagraphs"
 
 
 class Nspec16spec13(Nspec16):
-    model_params = _with(Nspec16, spec_params=_cwt(128, 8, 4, True, upper_freq=512), resize_img=None)
+    model_params = _with(Nspec16, spec_params=_cwt(128, 8, 4, True, fmax=512), resize_img=None)
     transforms = _spectrogram_transforms(12, 360, 4)
 
 
@@ -302,7 +368,7 @@ class Nspec25arch1(Nspec25):
 class Nspec30(Nspec22aug1):
     """One WaveNet stack per detector (``separate_channel``)."""
     model_params = _spectro_params(WaveNetSpectrogram, dict(
-        separate_channel=True, in_channels=1, wave_block="none", base_filters=128,
+        separate_channel=True, in_chans=1, wave_block="none", base_filters=128,
         wave_layers=(10, 10, 10), kernel_size=3))
 
 
@@ -314,8 +380,8 @@ class Nspec30arch2(Nspec30):
 class Seq00(Baseline):
     """1D ResNeXt on the band-passed waveform."""
     model = ResNet1d
-    model_params = dict(in_channels=3, base_filters=64, kernel_size=16, stride=2, groups=64,
-                        n_block=16, n_classes=1, use_bn=True, dropout=0.2)
+    model_params = dict(in_chans=3, base_filters=64, kernel_size=16, stride=2, groups=64,
+                        n_block=16, num_classes=1, use_bn=True, dropout=0.2)
     num_epochs = 8
     optimizer_params = _lr(1e-3)
     scheduler_params = dict(T_0=8, T_mult=1, eta_min=1e-6)
@@ -344,7 +410,7 @@ class Seq09(Seq00):
 
 class Seq12(Seq00):
     model = WaveNet1d
-    model_params = dict(in_channels=3, hidden_dims=(128, 256, 512, 1024), wave_block="simplified",
+    model_params = dict(in_chans=3, hidden_dims=(128, 256, 512, 1024), wave_block="simplified",
                         num_classes=1, reinit=True, downsample=True)
 
 

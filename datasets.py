@@ -1,13 +1,18 @@
 """The dataset: competition-layout ``.npy`` files or prep_data's memory-mapped cache, as tensors."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from utils import EXAMPLE_SHAPE, G2NetError
+from mixing import PAIRINGS, check_choice, mix, mix_targets, partner_index, sample_lam
+from utils import (EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table,
+                   table_digest)
 
 
 class CacheView:
@@ -27,13 +32,59 @@ class CacheView:
         return np.asarray(self.array[self.indices[position]])
 
 
-def load_cache(path: Any, expected_rows: int) -> np.ndarray:
-    """Open a prep_data cache read-only and memory-mapped, checking it matches its csv."""
-    array = np.load(path, mmap_mode="r")
-    if array.ndim != 3 or array.shape[0] != expected_rows:
-        raise G2NetError(f"cache {path} has shape {array.shape}, but its csv lists {expected_rows} "
-                         "examples; rebuild it with python prep_data.py --cache")
+def load_cache(path: Any, table: int | pd.DataFrame) -> np.ndarray:
+    """Open a prep_data cache read-only and memory-mapped, checking it holds the rows of its csv.
+
+    The sidecar ``<cache>.json`` (written with the cache) names the csv in the same folder and the
+    digest of its ``(id, path)`` rows; the cache is refused when that csv has changed since (rows
+    reordered, added, removed), when ``table`` (the csv as read, or its row count) disagrees, or
+    when shape/dtype are not the recorded ones. Every refusal is one G2NetError.
+    """
+    path = Path(path)
+    remedy = f"rerun `python prep_data.py --cache` for {path.parent}"
+    stamp = read_cache_stamp(path)
+    if stamp is None:
+        raise G2NetError(f"cache {path} has no readable {cache_stamp_path(path).name} saying which "
+                         f"table it holds (an older prep_data.py, or copied by hand); {remedy}")
+    csv = path.parent / str(stamp.get("table"))
+    if not csv.is_file():
+        raise G2NetError(f"cache {path} was built from {csv}, which is gone; {remedy}")
+    written = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if "id" not in written or "path" not in written or \
+            table_digest(written["id"], written["path"]) != stamp.get("table_sha256"):
+        raise G2NetError(f"cache {path} holds the rows of an earlier {csv.name} (its ids, paths or "
+                         f"order have changed since); {remedy}")
+    rows = table if isinstance(table, int) else len(table)
+    if not isinstance(table, int) and "id" in table and \
+            list(table["id"].astype(str)) != list(written["id"]):
+        raise G2NetError(f"cache {path} holds the rows of {csv}, not those of the table given; {remedy}")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise G2NetError(f"cache {path} is not readable ({exc}); {remedy}") from None
+    if list(array.shape) != stamp.get("shape") or array.dtype.name != stamp.get("dtype") \
+            or array.shape[1:] != EXAMPLE_SHAPE or array.shape[0] != rows:
+        raise G2NetError(f"cache {path} is {array.dtype} {array.shape}, but its csv lists {rows} "
+                         f"examples of {EXAMPLE_SHAPE} ({stamp.get('dtype')}); {remedy}")
     return array
+
+
+def resolve_path(name: str | os.PathLike | None, base: Path) -> Path | None:
+    """``name`` as given when absolute, else under ``base``; None stays None (an unset field)."""
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+def read_prepared(path: Path, what: str) -> pd.DataFrame:
+    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
+    table = read_table(path, ["id", "path"],
+                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
+                       f"and run python prep_data.py --cache to make the {what} table "
+                       "(G2NET_INPUT_DIR chooses another input folder)")
+    table["path"] = [str(resolve_path(p, path.parent)) for p in table["path"]]
+    return table
 
 
 class G2NetDataset(Dataset):
@@ -42,22 +93,22 @@ class G2NetDataset(Dataset):
     ``transforms`` act on each example; ``transforms2`` after in-dataset mixup. With
     ``pseudo_label=True`` the test examples (``test_paths``, ``test_targets``, ``test_cache``) join
     the training examples after them, so index ``len(paths) + j`` is test example ``j``.
-    ``mixup_option='negative'`` mixes every example with a random negative, keeping the signal's
-    weight at least 0.5; ``lor_label`` makes the mixed target ``a OR b`` instead of the weighted
-    mean; ``hard_label`` rounds targets.
+    ``mixup=True`` mixes every example with a partner drawn by :mod:`mixing` (``mixup_alpha``,
+    ``pairing='random'`` or ``'pos_neg'``: a random negative, the example keeping at least half the
+    weight); ``lor_label`` makes the mixed target ``a OR b`` instead of the weighted mean;
+    ``hard_label`` rounds targets.
     """
 
     def __init__(self, paths: Sequence[str], targets: Sequence[float] | np.ndarray | None = None,
                  transforms: Callable[[np.ndarray], np.ndarray] | None = None,
                  transforms2: Callable[[np.ndarray], np.ndarray] | None = None,
                  cache: Any = None, mixup: bool = False, mixup_alpha: float = 0.4,
-                 mixup_option: str = "random", hard_label: bool = False, lor_label: bool = False,
+                 pairing: str = "random", hard_label: bool = False, lor_label: bool = False,
                  is_test: bool = False, pseudo_label: bool = False,
                  test_targets: Sequence[float] | np.ndarray | None = None,
                  test_paths: Sequence[str] | None = None, test_cache: Any = None,
                  return_index: bool = False, return_test_index: bool = False):
-        if mixup_option not in ("random", "negative"):
-            raise G2NetError(f"mixup_option must be 'random' or 'negative', not {mixup_option!r}")
+        check_choice("pairing", pairing, PAIRINGS)
         self.paths = list(paths)
         self.caches: list[Any] = [cache]
         self.sizes = [len(self.paths)]
@@ -65,22 +116,22 @@ class G2NetDataset(Dataset):
         self.targets = None if self.is_test else np.asarray(targets, dtype=np.float32).reshape(-1)
         if pseudo_label:
             if test_paths is None or test_targets is None:
-                raise G2NetError("pseudo_label=True needs test_paths and test_targets")
+                raise ValueError("pseudo_label=True needs test_paths and test_targets")
             self.paths += list(test_paths)
             self.caches.append(test_cache)
             self.sizes.append(len(test_paths))
             self.targets = np.concatenate(
                 [self.targets, np.asarray(test_targets, dtype=np.float32).reshape(-1)])
         if self.targets is not None and len(self.targets) != len(self.paths):
-            raise G2NetError(f"{len(self.paths)} paths but {len(self.targets)} targets")
+            raise ValueError(f"{len(self.paths)} paths but {len(self.targets)} targets")
         for cache_, size in zip(self.caches, self.sizes):
             if cache_ is not None and len(cache_) != size:
-                raise G2NetError(f"cache has {len(cache_)} rows for {size} paths")
+                raise ValueError(f"cache has {len(cache_)} rows for {size} paths")
         self.transforms = transforms
         self.transforms2 = transforms2
         self.mixup = mixup
         self.mixup_alpha = mixup_alpha
-        self.mixup_option = mixup_option
+        self.pairing = pairing
         self.hard_label = hard_label
         self.lor_label = lor_label
         self.return_index = return_index
@@ -113,23 +164,14 @@ class G2NetDataset(Dataset):
         x = self._raw(index)
         return self.transforms(x) if self.transforms is not None else x
 
-    def _partner(self) -> int:
-        if self.mixup_option == "negative":
-            negatives = np.flatnonzero(self.targets < 0.5)
-            return int(np.random.choice(negatives))
-        return int(np.random.randint(len(self)))
-
     def __getitem__(self, index: int):
         x = self._example(index)
         y = None if self.targets is None else np.float32(self.targets[index])
         if self.mixup and y is not None:
-            other = self._partner()
-            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))
-            if self.mixup_option == "negative":
-                lam = max(lam, 1.0 - lam)  # the signal side keeps at least half the weight
-            x = lam * x + (1.0 - lam) * self._example(other)
-            y_other = self.targets[other]
-            y = np.float32(max(y, y_other) if self.lor_label else lam * y + (1.0 - lam) * y_other)
+            other = partner_index(self.targets, self.pairing)
+            lam = sample_lam(self.mixup_alpha, self.pairing)
+            x = mix(x, self._example(other), lam)
+            y = np.float32(mix_targets(y, self.targets[other], lam, self.lor_label))
         if self.transforms2 is not None:
             x = self.transforms2(x)
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -143,3 +185,4 @@ class G2NetDataset(Dataset):
         if self.return_test_index:
             items.append(index - self.n_train if index >= self.n_train else -1)
         return items[0] if len(items) == 1 else tuple(items)
+

@@ -51,12 +51,6 @@ class Truth:
         return len(self.ids)
 
 
-def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
-    """Chirp mass ``(m1 m2)^(3/5) / (m1 + m2)^(1/5)`` in the units of the masses."""
-    mass1, mass2 = np.asarray(mass1, dtype=float), np.asarray(mass2, dtype=float)
-    return (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2
-
-
 def load_truth(root: Path | None = None) -> Truth:
     """Labels, network SNR and chirp mass of every test example, in ``test.csv`` order."""
     root = input_dir() if root is None else Path(root)
@@ -86,8 +80,10 @@ def load_truth(root: Path | None = None) -> Truth:
         raise G2NetError(f"injections.csv has no SNR for {lost} positive test examples; it belongs "
                          "to another simulation: rerun simulate.py")
     snr = np.where(positive, rows["snr_network"].to_numpy(dtype=float), np.nan)
-    mchirp = np.where(positive, chirp_mass(rows["mass1"].to_numpy(dtype=float),
-                                           rows["mass2"].to_numpy(dtype=float)), np.nan)
+    from pycbc.conversions import mchirp_from_mass1_mass2
+
+    mchirp = np.where(positive, mchirp_from_mass1_mass2(rows["mass1"].to_numpy(dtype=float),
+                                                        rows["mass2"].to_numpy(dtype=float)), np.nan)
     return Truth(ids=order, target=target, snr_network=snr, mchirp=mchirp)
 
 
@@ -135,29 +131,23 @@ def bootstrap_auc(target: np.ndarray, scores: np.ndarray, n_resamples: int = N_B
                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """``(auc, low, high)``: AUC and the percentile 95% interval over example resamples.
 
-    A resample is a vector of multiplicities of the examples; with the scores sorted once into
-    groups of equal value, each resample's AUC (ties counting one half) is a few cumulative sums.
+    A resample is a vector of multiplicities of the examples, given to ``metrics.roc_auc`` as
+    sample weights; resamples holding one class only are left out.
     """
     target, scores = np.asarray(target), np.asarray(scores, dtype=float)
     point = roc_auc(target, scores)
-    order = np.argsort(scores, kind="stable")
-    ordered, positive = scores[order], target[order] == 1
-    starts = np.flatnonzero(np.r_[True, np.diff(ordered) != 0])  # first row of each tie group
     n = len(scores)
     rng = np.random.default_rng(seed)
     values = []
-    for start in range(0, n_resamples, 100):  # bounded memory
+    for start in range(0, n_resamples, 100):  # the same draws, 100 resamples at a time
         size = min(100, n_resamples - start)
         drawn = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
-        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)[:, order]
-        pos = np.add.reduceat(counts * positive, starts, axis=1)
-        neg = np.add.reduceat(counts * ~positive, starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-        values.append(auc[(n_pos > 0) & (n_neg > 0)])
-    low, high = np.percentile(np.concatenate(values), [2.5, 97.5])
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)
+        for weights in counts:
+            value = roc_auc(target, scores, sample_weight=weights, undefined="nan")
+            if not np.isnan(value):
+                values.append(value)
+    low, high = np.percentile(values, [2.5, 97.5])
     return point, float(low), float(high)
 
 

@@ -25,11 +25,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jaxtyping import Float
+from scipy.fft import next_fast_len
+from torch import Tensor
 
 from models1d_pytorch.common import reinit_weights
 from models1d_pytorch.resnet1d import ResNet1d
 from models1d_pytorch.wavenet1d import WAVE_BLOCKS, make_wave_block
-from utils import SAMPLE_RATE, G2NetError
+from utils import SAMPLE_RATE
 
 
 class Frontend(nn.Module):
@@ -47,14 +50,14 @@ class PerDetectorFrontend(Frontend):
     magnitudes spanning several decades do not survive fp16.
     """
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
         """``(N, T)`` float32 -> ``(N, H, W)``."""
         raise NotImplementedError
 
     def image_channels(self, n_detectors: int = 3) -> int:
         return n_detectors
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
         if x.dim() == 2:
             x = x.unsqueeze(1)
         batch, channels, length = x.shape
@@ -71,7 +74,7 @@ class CQT(PerDetectorFrontend):
     ``(n_bins, T // hop_length + 1)`` per detector.
     """
 
-    def __init__(self, sr: float = SAMPLE_RATE, fmin: float = 20.0, fmax: float | None = 1024.0,
+    def __init__(self, sample_rate: float = SAMPLE_RATE, fmin: float = 20.0, fmax: float | None = 1024.0,
                  hop_length: int = 64, n_bins: int | None = None, bins_per_octave: int = 12,
                  filter_scale: float = 1, norm: int = 1, window: str = "hann", center: bool = True,
                  pad_mode: str = "reflect", trainable: bool = False,
@@ -80,61 +83,52 @@ class CQT(PerDetectorFrontend):
         from nnAudio.features.cqt import CQT1992v2
 
         if fmax is not None and n_bins is not None:
-            raise G2NetError("CQT: give fmax or n_bins, not both (with fmax the bins follow from "
+            raise ValueError("CQT: give fmax or n_bins, not both (with fmax the bins follow from "
                              "bins_per_octave)")
         if fmax is None and n_bins is None:
             n_bins = 84
-        self.cqt = CQT1992v2(sr=sr, hop_length=hop_length, fmin=fmin, fmax=fmax, n_bins=n_bins,
+        self.cqt = CQT1992v2(sr=sample_rate, hop_length=hop_length, fmin=fmin, fmax=fmax, n_bins=n_bins,
                              bins_per_octave=bins_per_octave, filter_scale=filter_scale, norm=norm,
                              window=window, center=center, pad_mode=pad_mode, trainable=trainable,
                              output_format=output_format, verbose=False)
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
         return self.cqt(x)
 
 
-def log_spaced_frequencies(lower_freq: float, upper_freq: float, n_scales: int) -> np.ndarray:
-    """``n_scales`` frequencies from ``upper_freq`` down to ``lower_freq``, equally spaced in log."""
-    return upper_freq * (lower_freq / upper_freq) ** (np.arange(n_scales) / max(n_scales - 1, 1))
+def log_spaced_frequencies(fmin: float, fmax: float, n_scales: int) -> np.ndarray:
+    """``n_scales`` frequencies from ``fmax`` down to ``fmin``, equally spaced in log."""
+    return fmax * (fmin / fmax) ** (np.arange(n_scales) / max(n_scales - 1, 1))
 
 
 def morlet_kernels(t: torch.Tensor, scales: torch.Tensor, width: torch.Tensor | float,
-                   fs: float) -> torch.Tensor:
+                   sample_rate: float) -> torch.Tensor:
     """Complex Morlet filter bank as a ``(2 * n_scales, 1, len(t))`` conv weight (real rows, then imag).
 
-    ``psi_s(t) = exp(-(t/s)^2 / width) * exp(2j*pi*t/s) / (sqrt(pi*width) * s * fs / 2)``, i.e.
+    ``psi_s(t) = exp(-(t/s)^2 / width) * exp(2j*pi*t/s) / (sqrt(pi*width) * s * sample_rate / 2)``, i.e.
     PyWavelets' ``cmor{width}-1.0`` at scale ``s`` seconds (centre frequency ``1/s``), normalised so a
     unit-amplitude sinusoid at ``1/s`` gives magnitude 1. Differentiable in ``width``.
     """
     width = torch.as_tensor(width, dtype=t.dtype, device=t.device)
     scaled = t[None, :] / scales[:, None]
-    envelope = torch.exp(-scaled ** 2 / width) / (torch.sqrt(math.pi * width) * scales[:, None] * fs / 2)
+    envelope = torch.exp(-scaled ** 2 / width) / (torch.sqrt(math.pi * width) * scales[:, None] * sample_rate / 2)
     phase = 2 * math.pi * scaled
     return torch.cat([envelope * torch.cos(phase), envelope * torch.sin(phase)], dim=0).unsqueeze(1)
 
 
-def ricker_kernels(t: torch.Tensor, sigmas: torch.Tensor, fs: float) -> torch.Tensor:
-    """Ricker (Mexican hat) bank ``(n_scales, 1, len(t))``: PyWavelets' ``mexh`` at ``sigma * fs``
-    samples, ``2 / (sqrt(3) * pi**0.25) * (1 - u^2) * exp(-u^2 / 2) / sqrt(sigma * fs)``, u = t / sigma."""
+def ricker_kernels(t: torch.Tensor, sigmas: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """Ricker (Mexican hat) bank ``(n_scales, 1, len(t))``: PyWavelets' ``mexh`` at ``sigma * sample_rate``
+    samples, ``2 / (sqrt(3) * pi**0.25) * (1 - u^2) * exp(-u^2 / 2) / sqrt(sigma * sample_rate)``, u = t / sigma."""
     u = t[None, :] / sigmas[:, None]
-    amplitude = 2.0 / (math.sqrt(3.0) * math.pi ** 0.25) / torch.sqrt(sigmas[:, None] * fs)
+    amplitude = 2.0 / (math.sqrt(3.0) * math.pi ** 0.25) / torch.sqrt(sigmas[:, None] * sample_rate)
     return (amplitude * (1 - u ** 2) * torch.exp(-u ** 2 / 2)).unsqueeze(1)
 
 
 def fft_size(n: int) -> int:
-    """Smallest ``2**a * 3**b * 5**c >= n``: the lengths cuFFT and pocketfft handle fastest."""
-    best = 1 << max(n - 1, 0).bit_length()
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            size = power35
-            while size < n:
-                size *= 2
-            best = min(best, size)
-            power35 *= 3
-        power5 *= 5
-    return best
+    """Smallest ``2**a * 3**b * 5**c >= n`` (``scipy.fft.next_fast_len`` with ``real=True``): lengths
+    cuFFT and pocketfft handle fast, kept 5-smooth so the transform sizes (and the rounding) do not
+    depend on the FFT library's support for 7 and 11."""
+    return max(1, next_fast_len(int(n), real=True))
 
 
 def fft_correlate(x: torch.Tensor, kernels: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -180,7 +174,7 @@ FFT_MIN_TAPS = 64  # 'auto' uses the FFT for kernels at least this long
 
 
 class _WaveletTransform(PerDetectorFrontend):
-    """Strided convolution with a wavelet bank; rows ordered from ``upper_freq`` to ``lower_freq``.
+    """Strided convolution with a wavelet bank; rows ordered from ``fmax`` to ``fmin``.
 
     The output has ``ceil(T / stride)`` columns (the kernel is centred on every ``stride``-th sample,
     zero padding outside the signal), minus ``border_crop // stride`` at each edge. ``method``:
@@ -188,32 +182,32 @@ class _WaveletTransform(PerDetectorFrontend):
     rounding, much cheaper for long kernels) or ``'auto'`` (FFT from ``FFT_MIN_TAPS`` taps).
     """
 
-    def __init__(self, fs: float, lower_freq: float, upper_freq: float, n_scales: int,
+    def __init__(self, sample_rate: float, fmin: float, fmax: float, n_scales: int,
                  stride: int, border_crop: int, size_factor: float, method: str = "auto"):
         super().__init__()
         if method not in CONVOLUTION_METHODS:
-            raise G2NetError(f"{type(self).__name__}: method must be one of "
+            raise ValueError(f"{type(self).__name__}: method must be one of "
                              f"{', '.join(CONVOLUTION_METHODS)}, got {method!r}")
         self.method = method
-        if not 0 < lower_freq < upper_freq:
-            raise G2NetError(f"{type(self).__name__}: need 0 < lower_freq < upper_freq, got "
-                             f"lower_freq={lower_freq}, upper_freq={upper_freq}")
-        if upper_freq > fs / 2:
-            raise G2NetError(f"{type(self).__name__}: upper_freq={upper_freq} Hz is above the Nyquist "
-                             f"frequency fs/2={fs / 2} Hz; lower it or raise fs")
+        if not 0 < fmin < fmax:
+            raise ValueError(f"{type(self).__name__}: need 0 < fmin < fmax, got "
+                             f"fmin={fmin}, fmax={fmax}")
+        if fmax > sample_rate / 2:
+            raise ValueError(f"{type(self).__name__}: fmax={fmax} Hz is above the Nyquist "
+                             f"frequency sample_rate/2={sample_rate / 2} Hz; lower it or raise sample_rate")
         if n_scales < 2 or stride < 1 or border_crop < 0 or size_factor <= 0:
-            raise G2NetError(f"{type(self).__name__}: need n_scales >= 2, stride >= 1, border_crop >= 0 "
+            raise ValueError(f"{type(self).__name__}: need n_scales >= 2, stride >= 1, border_crop >= 0 "
                              f"and size_factor > 0 (got {n_scales}, {stride}, {border_crop}, "
                              f"{size_factor})")
-        self.fs, self.lower_freq, self.upper_freq = fs, lower_freq, upper_freq
+        self.sample_rate, self.fmin, self.fmax = sample_rate, fmin, fmax
         self.n_scales, self.stride, self.border_crop = n_scales, stride, border_crop
         self.size_factor = size_factor
         self.register_buffer("frequencies", torch.from_numpy(
-            log_spaced_frequencies(lower_freq, upper_freq, n_scales)).float(), persistent=False)
+            log_spaced_frequencies(fmin, fmax, n_scales)).float(), persistent=False)
 
     def _time_axis(self, one_side_seconds: float) -> torch.Tensor:
-        one_side = int(self.size_factor * one_side_seconds * self.fs)
-        return torch.arange(-one_side, one_side + 1, dtype=torch.float64) / self.fs
+        one_side = int(self.size_factor * one_side_seconds * self.sample_rate)
+        return torch.arange(-one_side, one_side + 1, dtype=torch.float64) / self.sample_rate
 
     def kernels(self) -> torch.Tensor:
         """The current ``(out_rows, 1, K)`` conv weight."""
@@ -235,8 +229,8 @@ class _WaveletTransform(PerDetectorFrontend):
 
 
 class ComplexMorletCWT(_WaveletTransform):
-    """Magnitude of the complex Morlet CWT on ``n_scales`` log-spaced scales between ``1/upper_freq``
-    and ``1/lower_freq`` seconds (rows = frequencies ``self.frequencies``, highest first).
+    """Magnitude of the complex Morlet CWT on ``n_scales`` log-spaced scales between ``1/fmax``
+    and ``1/fmin`` seconds (rows = frequencies ``self.frequencies``, highest first).
 
     ``wavelet_width`` is PyWavelets' cmor bandwidth B (Gaussian ``exp(-(t/s)^2 / B)``): larger means
     finer frequency and coarser time resolution. Kernels span ``sqrt(4.5 * B)`` scale lengths of the
@@ -248,16 +242,16 @@ class ComplexMorletCWT(_WaveletTransform):
     * otherwise the bank is a buffer built once.
     """
 
-    def __init__(self, fs: float = SAMPLE_RATE, lower_freq: float = 16.0,
-                 upper_freq: float = 1024.0, n_scales: int = 128, wavelet_width: float = 8.0,
+    def __init__(self, sample_rate: float = SAMPLE_RATE, fmin: float = 16.0,
+                 fmax: float = 1024.0, n_scales: int = 128, wavelet_width: float = 8.0,
                  stride: int = 4, trainable_width: bool = False, trainable_filter: bool = False,
                  border_crop: int = 0, size_factor: float = 1.0, method: str = "auto"):
-        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor,
+        super().__init__(sample_rate, fmin, fmax, n_scales, stride, border_crop, size_factor,
                          method)
         if wavelet_width <= 0:
-            raise G2NetError(f"ComplexMorletCWT: wavelet_width must be positive, got {wavelet_width}")
+            raise ValueError(f"ComplexMorletCWT: wavelet_width must be positive, got {wavelet_width}")
         if trainable_width and trainable_filter:
-            raise G2NetError("ComplexMorletCWT: choose trainable_width (learn the Morlet width) or "
+            raise ValueError("ComplexMorletCWT: choose trainable_width (learn the Morlet width) or "
                              "trainable_filter (learn free kernels), not both")
         self.trainable_width, self.trainable_filter = trainable_width, trainable_filter
         self.initial_width = float(wavelet_width)
@@ -268,7 +262,7 @@ class ComplexMorletCWT(_WaveletTransform):
             self.register_buffer("t", t.float(), persistent=False)
             self.register_buffer("scales", scales.float(), persistent=False)
         else:
-            bank = morlet_kernels(t, scales, float(wavelet_width), fs).float()
+            bank = morlet_kernels(t, scales, float(wavelet_width), sample_rate).float()
             if trainable_filter:
                 self.bank = nn.Parameter(bank)
             else:
@@ -276,7 +270,7 @@ class ComplexMorletCWT(_WaveletTransform):
 
     def kernels(self) -> torch.Tensor:
         if self.trainable_width:
-            return morlet_kernels(self.t, self.scales, self.wavelet_width.clamp(min=1e-3), self.fs)
+            return morlet_kernels(self.t, self.scales, self.wavelet_width.clamp(min=1e-3), self.sample_rate)
         return self.bank
 
     @property
@@ -284,7 +278,7 @@ class ComplexMorletCWT(_WaveletTransform):
         """The current wavelet width (the learned one with ``trainable_width``)."""
         return float(self.wavelet_width.detach()) if self.trainable_width else self.initial_width
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
         weight = self.kernels().to(x.dtype)
         if self.uses_fft(weight.shape[-1]):  # complex kernels directly: half the rows
             out = fft_correlate(x, torch.complex(weight[:self.n_scales, 0], weight[self.n_scales:, 0]),
@@ -298,23 +292,23 @@ class ComplexMorletCWT(_WaveletTransform):
 
 
 class RickerCWT(_WaveletTransform):
-    """Ricker (Mexican hat) CWT, rows at log-spaced peak frequencies from ``upper_freq`` down to
-    ``lower_freq`` (a Ricker of width sigma responds most at ``sqrt(2) / (2 pi sigma)``).
+    """Ricker (Mexican hat) CWT, rows at log-spaced peak frequencies from ``fmax`` down to
+    ``fmin`` (a Ricker of width sigma responds most at ``sqrt(2) / (2 pi sigma)``).
 
     The response is real and signed (``absolute=True`` returns its magnitude); kernels span 5 sigma
     of the lowest frequency on each side (times ``size_factor``).
     """
 
-    def __init__(self, fs: float = SAMPLE_RATE, lower_freq: float = 16.0,
-                 upper_freq: float = 1024.0, n_scales: int = 128, stride: int = 4,
+    def __init__(self, sample_rate: float = SAMPLE_RATE, fmin: float = 16.0,
+                 fmax: float = 1024.0, n_scales: int = 128, stride: int = 4,
                  trainable_filter: bool = False, border_crop: int = 0, size_factor: float = 1.0,
                  absolute: bool = False, method: str = "auto"):
-        super().__init__(fs, lower_freq, upper_freq, n_scales, stride, border_crop, size_factor,
+        super().__init__(sample_rate, fmin, fmax, n_scales, stride, border_crop, size_factor,
                          method)
         self.absolute = absolute
         sigmas = math.sqrt(2.0) / (2 * math.pi * self.frequencies.double())
         t = self._time_axis(5.0 * float(sigmas.max()))
-        bank = ricker_kernels(t, sigmas, fs).float()
+        bank = ricker_kernels(t, sigmas, sample_rate).float()
         if trainable_filter:
             self.bank = nn.Parameter(bank)
         else:
@@ -323,7 +317,7 @@ class RickerCWT(_WaveletTransform):
     def kernels(self) -> torch.Tensor:
         return self.bank
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
         out = self._convolve(x)
         return out.abs() if self.absolute else out
 
@@ -348,10 +342,10 @@ class _BranchFrontend(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return len(self.branches)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
         if self.separate_channel:
             if x.shape[1] != len(self.branches):
-                raise G2NetError(f"{type(self).__name__}(separate_channel=True) has "
+                raise ValueError(f"{type(self).__name__}(separate_channel=True) has "
                                  f"{len(self.branches)} branches, one per detector, but the input "
                                  f"has {x.shape[1]} detectors; give one wave_layers entry per detector")
             outs = [branch(x[:, i:i + 1]) for i, branch in enumerate(self.branches)]
@@ -370,18 +364,18 @@ class WaveNetSpectrogram(_BranchFrontend):
     to ``(base_filters, T / downsample)`` (a tuple of ``base_filters`` chains several blocks, each
     downsampling again). ``wave_block``: 'simplified' (ungated BN-ReLU blocks) or 'none' (the plain
     gated WaveNet block). ``separate_channel``: branch ``i`` sees only detector ``i`` (then
-    ``len(wave_layers)`` must equal the number of detectors and ``in_channels`` is ignored).
+    ``len(wave_layers)`` must equal the number of detectors and ``in_chans`` is ignored).
     """
 
-    def __init__(self, in_channels: int = 3, base_filters: int | Sequence[int] = 128,
+    def __init__(self, in_chans: int = 3, base_filters: int | Sequence[int] = 128,
                  wave_layers: Sequence[int] = (10, 6, 2), wave_block: str = "simplified",
                  kernel_size: int = 3, downsample: int | bool = 4, separate_channel: bool = False,
                  output_size: int | None = None, reinit: bool = True, sigmoid: bool = False):
         if wave_block not in WAVE_BLOCKS:
-            raise G2NetError(f"WaveNetSpectrogram: unknown wave_block {wave_block!r}; use one of "
+            raise ValueError(f"WaveNetSpectrogram: unknown wave_block {wave_block!r}; use one of "
                              f"{', '.join(WAVE_BLOCKS)}")
         filters = _as_tuple(base_filters)
-        branch_in = 1 if separate_channel else in_channels
+        branch_in = 1 if separate_channel else in_chans
         branches = []
         for n_layers in wave_layers:
             chans = (branch_in,) + filters
@@ -398,13 +392,13 @@ class CNNSpectrogram(_BranchFrontend):
     ``(B, len(kernel_sizes), base_filters, T / stride)``. A tuple of ``base_filters`` chains
     BN-ReLU-Conv layers, each striding again."""
 
-    def __init__(self, in_channels: int = 3, base_filters: int | Sequence[int] = 128,
+    def __init__(self, in_chans: int = 3, base_filters: int | Sequence[int] = 128,
                  kernel_sizes: Sequence[int] = (32, 16, 4), stride: int = 4,
                  output_size: int | None = None, reinit: bool = True, sigmoid: bool = False):
         filters = _as_tuple(base_filters)
         branches = []
         for k in kernel_sizes:
-            layers: list[nn.Module] = [nn.Conv1d(in_channels, filters[0], k, stride=stride,
+            layers: list[nn.Module] = [nn.Conv1d(in_chans, filters[0], k, stride=stride,
                                                  padding=(k - 1) // 2)]
             for j in range(len(filters) - 1):
                 layers += [nn.BatchNorm1d(filters[j]), nn.ReLU(),
@@ -423,12 +417,12 @@ class ResNetSpectrogram(Frontend):
     ``1 x 128 x 1024``; ``transpose`` swaps the image axes.
     """
 
-    def __init__(self, in_channels: int = 3, base_filters: int = 32, kernel_size: int = 3,
+    def __init__(self, in_chans: int = 3, base_filters: int = 32, kernel_size: int = 3,
                  stride: int = 2, groups: int = 32, n_block: int = 16, downsample_gap: int = 8,
                  increasefilter_gap: int = 6, transpose: bool = False, reinit: bool = False):
         super().__init__()
-        self.trunk = ResNet1d(in_channels, base_filters, kernel_size, stride, groups, n_block,
-                              n_classes=1, use_bn=True, dropout=0.0, downsample_gap=downsample_gap,
+        self.trunk = ResNet1d(in_chans, base_filters, kernel_size, stride, groups, n_block,
+                              num_classes=1, use_bn=True, dropout=0.0, downsample_gap=downsample_gap,
                               increasefilter_gap=increasefilter_gap, final_act=False, reinit=reinit)
         self.trunk.reset_classifier(0)
         self.transpose = transpose
@@ -436,7 +430,7 @@ class ResNetSpectrogram(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
         image = self.trunk.forward_feature_map(x).unsqueeze(1)
         return image.transpose(2, 3) if self.transpose else image
 
@@ -451,7 +445,7 @@ class MultiSpectrogram(Frontend):
     def __init__(self, configs: Sequence[tuple[Any, dict]], size: tuple[int, int] | None = None):
         super().__init__()
         if not configs:
-            raise G2NetError("MultiSpectrogram needs at least one (front_end, params) pair")
+            raise ValueError("MultiSpectrogram needs at least one (front_end, params) pair")
         self.frontends = nn.ModuleList(create_frontend(spec, **(params or {}))
                                        for spec, params in configs)
         self.size = tuple(size) if size is not None else None
@@ -459,14 +453,14 @@ class MultiSpectrogram(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return sum(f.image_channels(n_detectors) for f in self.frontends)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
         images = [frontend(x) for frontend in self.frontends]
         if self.size is not None:
             images = [F.interpolate(im, size=self.size, mode="bilinear", align_corners=False)
                       if im.shape[-2:] != self.size else im for im in images]
         shapes = {tuple(im.shape[-2:]) for im in images}
         if len(shapes) > 1:
-            raise G2NetError(f"MultiSpectrogram: the front-ends make images of different sizes "
+            raise ValueError(f"MultiSpectrogram: the front-ends make images of different sizes "
                              f"{sorted(shapes)}; pass size=(H, W) to resize them to one")
         return torch.cat([im.to(images[0].dtype) for im in images], dim=1)
 
@@ -497,7 +491,7 @@ def _lookup(name: str) -> type[nn.Module]:
         return by_name[key]
     close = difflib.get_close_matches(key, by_name, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise G2NetError(f"unknown front-end {name!r}{hint}; known: {', '.join(sorted(FRONTENDS))}")
+    raise ValueError(f"unknown front-end {name!r}{hint}; known: {', '.join(sorted(FRONTENDS))}")
 
 
 def create_frontend(name_or_class: str | type[nn.Module] | nn.Module, **params: Any) -> nn.Module:
@@ -508,15 +502,15 @@ def create_frontend(name_or_class: str | type[nn.Module] | nn.Module, **params: 
     """
     if isinstance(name_or_class, nn.Module):
         if params:
-            raise G2NetError("create_frontend got a built module and parameters; pass the class "
+            raise TypeError("create_frontend got a built module and parameters; pass the class "
                              "or its name with the parameters instead")
         return name_or_class
     cls = _lookup(name_or_class) if isinstance(name_or_class, str) else name_or_class
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise G2NetError(f"front-end must be a registry name or an nn.Module class, got {cls!r}")
+        raise TypeError(f"front-end must be a registry name or an nn.Module class, got {cls!r}")
     try:
         inspect.signature(cls).bind(**params)
     except TypeError as exc:
-        raise G2NetError(f"bad parameters for front-end {cls.__name__}: {exc}; its signature is "
-                         f"{cls.__name__}{inspect.signature(cls)}") from None
+        raise TypeError(f"bad parameters for front-end {cls.__name__}: {exc}; its signature is "
+                        f"{cls.__name__}{inspect.signature(cls)}") from exc
     return cls(**params)

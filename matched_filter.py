@@ -10,7 +10,7 @@ worst so far (match: maximised over time and phase, H1 PSD). Templates are cut t
 example can hold.
 The bank is cached under ``results/matched_filter/`` keyed by its parameters and the PSD.
 
-Per example: whiten with the simulator PSD (``transforms.TorchWhiten``, the training pipeline's
+Per example: whiten with the simulator PSD (``spectral.whiten_torch``, the training pipeline's
 whitening), correlate every unit-norm whitened template with every detector in the frequency
 domain (one batched complex inverse FFT gives the complex SNR, whose modulus maximises over
 phase), and form the network statistic
@@ -37,8 +37,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
 from tqdm import tqdm
 
+from spectral import inverse_asd, whiten_torch, whitening_kernel
 from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy, atomic_write,
                    cli_errors, input_dir, results_dir)
 
@@ -60,14 +64,6 @@ MATCH_MAX_SHIFT = 0.1  # s, time shifts searched when matching two templates
 # ---------------------------------------------------------------------------------------------
 # Templates
 # ---------------------------------------------------------------------------------------------
-def masses_from_mchirp_q(mchirp: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Component masses (solar masses) from chirp mass and mass ratio ``q = m1 / m2 >= 1``."""
-    from pycbc import conversions
-
-    return (np.asarray(conversions.mass1_from_mchirp_q(mchirp, q)),
-            np.asarray(conversions.mass2_from_mchirp_q(mchirp, q)))
-
-
 def template_waveform(mass1: float, mass2: float, spin1z: float, spin2z: float, *,
                       f_lower: float, duration: float, n_samples: int = N_SAMPLES,
                       sample_rate: float = SAMPLE_RATE,
@@ -112,12 +108,10 @@ def whitened_unit_templates(waveforms: np.ndarray, psd: np.ndarray, f_lower: flo
                             sample_rate: float = SAMPLE_RATE) -> np.ndarray:
     """Whitened templates ``(..., n_freq)`` scaled to unit norm ``(h|h) = 1``.
 
-    Whitening uses ``transforms.inverse_asd`` (the gain of the whitening transform), so a template
+    Whitening uses ``spectral.inverse_asd`` (the gain of the whitening transform), so a template
     and whitened data meet on the same scale: with ``W = rfft(x) * gain`` the inner product is
     ``(a|b) = 2 / N * sum_k W_a W_b*``. Bins below ``f_lower`` and the Nyquist bin are dropped.
     """
-    from transforms import inverse_asd
-
     gain = inverse_asd(np.asarray(psd, dtype=np.float64), sample_rate)
     white = np.asarray(waveforms) * sample_rate * gain  # rfft of the sampled series, whitened
     freqs = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
@@ -186,7 +180,10 @@ class TemplateBank:
 
     @property
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
-        return masses_from_mchirp_q(self.mchirp, self.q)
+        from pycbc import conversions
+
+        return (np.asarray(conversions.mass1_from_mchirp_q(self.mchirp, self.q)),
+                np.asarray(conversions.mass2_from_mchirp_q(self.mchirp, self.q)))
 
     def neighbour_matches(self, psd: np.ndarray) -> np.ndarray:
         """Each template's match with its nearest other template (the bank's spacing), H1 PSD."""
@@ -206,14 +203,17 @@ def candidate_pool(spec: BankSpec) -> dict[str, np.ndarray]:
     Each one is both a point the bank must cover (its own two spins) and a candidate template
     (the equal-spin system with the same masses and effective spin).
     """
+    from pycbc import conversions
+
     rng = np.random.default_rng(spec.seed)
     masses = np.sort(rng.uniform(*spec.mass_range, size=(spec.n_candidates, 2)), axis=1)[:, ::-1]
     spins = rng.uniform(*spec.spin_range, size=(spec.n_candidates, 2))
     mass1, mass2 = masses[:, 0].copy(), masses[:, 1].copy()
-    chi_eff = (mass1 * spins[:, 0] + mass2 * spins[:, 1]) / (mass1 + mass2)
     return {"mass1": mass1, "mass2": mass2, "spin1z": spins[:, 0].copy(),
-            "spin2z": spins[:, 1].copy(), "chi_eff": chi_eff,
-            "mchirp": (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2, "q": mass1 / mass2}
+            "spin2z": spins[:, 1].copy(),
+            "chi_eff": np.asarray(conversions.chi_eff(mass1, mass2, spins[:, 0], spins[:, 1])),
+            "mchirp": np.asarray(conversions.mchirp_from_mass1_mass2(mass1, mass2)),
+            "q": np.asarray(conversions.q_from_mass1_mass2(mass1, mass2))}
 
 
 def generate_waveforms(spec: BankSpec, mass1: np.ndarray, mass2: np.ndarray,
@@ -229,8 +229,11 @@ def generate_waveforms(spec: BankSpec, mass1: np.ndarray, mass2: np.ndarray,
 
 def template_waveforms(spec: BankSpec, mchirp: np.ndarray, q: np.ndarray,
                        chi_eff: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Waveforms of equal-spin templates ``(mchirp, q, chi_eff)``."""
-    mass1, mass2 = masses_from_mchirp_q(mchirp, q)
+    """Waveforms of equal-spin templates ``(mchirp, q = m1 / m2 >= 1, chi_eff)``."""
+    from pycbc import conversions
+
+    mass1 = np.asarray(conversions.mass1_from_mchirp_q(mchirp, q))
+    mass2 = np.asarray(conversions.mass2_from_mchirp_q(mchirp, q))
     return generate_waveforms(spec, mass1, mass2, chi_eff, chi_eff, progress)
 
 
@@ -307,15 +310,11 @@ def load_or_build_bank(spec: BankSpec, psd: np.ndarray | None = None,
 # ---------------------------------------------------------------------------------------------
 # Filtering
 # ---------------------------------------------------------------------------------------------
-def _sliding_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """``out[..., i] = max(x[..., i : i + 2 * radius + 1])`` by doubling (sparse-table trick)."""
-    width = 2 * radius + 1
-    span, level = 1, x
-    while 2 * span <= width:
-        level = torch.maximum(level[..., :-span], level[..., span:])
-        span *= 2
-    length = x.shape[-1] - width + 1
-    return torch.maximum(level[..., :length], level[..., width - span:width - span + length])
+def _sliding_max(x: Float[Tensor, "*batch time"], radius: int) -> Float[Tensor, "*batch window"]:
+    """``out[..., i] = max(x[..., i : i + 2 * radius + 1])`` (``window = time - 2 * radius``)."""
+    flat = x.reshape(-1, 1, x.shape[-1])
+    pooled = F.max_pool1d(flat, kernel_size=2 * radius + 1, stride=1)
+    return pooled.reshape(*x.shape[:-1], pooled.shape[-1])
 
 
 class MatchedFilter:
@@ -331,7 +330,6 @@ class MatchedFilter:
                  template_chunk: int | None = None, step: int = 1, sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES):
         import noise_model
-        from transforms import TorchWhiten
 
         psd = noise_model.psd_array(n_samples, sample_rate) if psd is None else np.asarray(psd)
         self.device = torch.device(device if device is not None else
@@ -346,7 +344,9 @@ class MatchedFilter:
                                         n_samples, sample_rate)  # (3, T, n_freq)
         self.templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)
                                           ).to(self.device)
-        self.whiten = TorchWhiten(psd, sample_rate=sample_rate, n_samples=n_samples).to(self.device)
+        taper, gain = whitening_kernel(psd, n_samples, sample_rate)  # the Whiten transform's
+        self.taper = torch.from_numpy(taper).to(self.device)
+        self.gain = torch.from_numpy(gain).to(torch.complex128).to(self.device)
         # Small chunks keep a CPU's working set in cache; a GPU wants large batched FFTs.
         self.template_chunk = template_chunk or (16 if self.device.type == "cpu" else 256)
         rate = sample_rate / self.step
@@ -395,7 +395,7 @@ class MatchedFilter:
         if x.ndim != 3 or x.shape[1:] != (len(DETECTORS), self.n_samples):
             raise G2NetError(f"the matched filter takes (B, 3, {self.n_samples}) strain, got "
                              f"{tuple(x.shape)}")
-        white = self.whiten(x.to(self.device, torch.float64))
+        white = whiten_torch(x.to(self.device, torch.float64), self.taper, self.gain)
         return torch.fft.rfft(white, dim=-1)[..., :self.n_bins].to(torch.complex64)
 
     def _chunk_snr2(self, spectrum: torch.Tensor, start: int, stop: int,
@@ -506,12 +506,11 @@ def iter_batches(table: pd.DataFrame, cache: np.ndarray | None, batch_size: int,
 
 def split_table(root: Path, split: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """``train.csv`` / ``test.csv`` of ``root`` (paths resolved) and its cache when there is one."""
-    from datasets import load_cache
-    from runner import read_prepared
+    from datasets import load_cache, read_prepared
 
     table = read_prepared(root / f"{split}.csv", "training" if split == "train" else "test")
     cache_path = root / f"{split}_cache.npy"
-    cache = load_cache(cache_path, len(table)) if cache_path.is_file() else None
+    cache = load_cache(cache_path, table) if cache_path.is_file() else None
     return table, cache
 
 

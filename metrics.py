@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 from utils import G2NetError
 
@@ -27,30 +27,37 @@ def to_numpy(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
-def roc_auc(target: Any, approx: Any) -> float:
-    """Area under the ROC curve, ties counted one half (the Mann-Whitney statistic).
+def roc_auc(target: Any, approx: Any, sample_weight: Any = None, undefined: str = "raise") -> float:
+    """ROC AUC: ``sklearn.metrics.roc_auc_score``, the one AUC of the project (ties count one half).
 
-    Equals ``sklearn.metrics.roc_auc_score`` (its trapezoids over tied scores give the same half
-    credit) in O(N log N) without building the curve.
+    Inputs are checked first, so the caller learns why an AUC cannot be had: NaN/infinite
+    predictions, non-binary targets, or one class only. ``undefined='raise'`` (the trainer) raises
+    :class:`G2NetError` for those; ``undefined='nan'`` (reports over many experiments) returns NaN
+    for NaN scores or one class. ``sample_weight``: per-example multiplicities (the bootstrap).
     """
+    if undefined not in ("raise", "nan"):
+        raise ValueError(f"undefined must be 'raise' or 'nan', not {undefined!r}")
     scores, labels = to_numpy(approx), to_numpy(target)
+    weights = None if sample_weight is None else to_numpy(sample_weight)
     if scores.shape != labels.shape:
         raise G2NetError(f"AUC: {scores.size} predictions for {labels.size} targets")
     if not np.all(np.isfinite(scores)):
+        if undefined == "nan":
+            return float("nan")
         raise G2NetError(f"AUC: {int((~np.isfinite(scores)).sum())} predictions are NaN or "
                          f"infinite; the model diverged (lower the learning rate)")
     if not np.all((labels == 0) | (labels == 1)):
         raise G2NetError("AUC: targets must be 0 or 1; evaluate on the hard labels, not on soft "
                          "(mixup or pseudo) targets")
-    positive = labels == 1
-    n_pos = int(positive.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise G2NetError(f"AUC: the targets hold only {'positives' if n_neg == 0 else 'negatives'} "
+    counted = labels if weights is None else labels[weights > 0]
+    n_pos = int((counted == 1).sum())
+    if n_pos == 0 or n_pos == counted.size:
+        if undefined == "nan":
+            return float("nan")
+        raise G2NetError(f"AUC: the targets hold only {'negatives' if n_pos == 0 else 'positives'} "
                          f"({labels.size} examples); it needs both classes (use a stratified split "
                          f"or more examples)")
-    ranks = rankdata(scores, method="average")
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
 class AUC:

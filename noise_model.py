@@ -6,9 +6,8 @@ the average PSD of 2 s windows as the standard Tukey(0.1) estimator sees it, lig
 The simulator draws noise whose estimate is that table, the matched filter and whitening read it,
 so a signal's SNR means the same thing everywhere.
 
-Conventions (also in docs/DESIGN.md): one-sided PSD ``S(f)`` in strain^2/Hz, so that noise of PSD
-``S`` has variance ``sum(S) * delta_f`` and ``irfft(rfft(x) / sqrt(S * sample_rate / 2))`` is white
-with unit variance per sample.
+The PSD conventions (one-sided PSD in strain^2/Hz, the Tukey estimate, its leakage map, whitening)
+are owned by :mod:`spectral`; this module keeps the table and the noise drawn from it.
 """
 from __future__ import annotations
 
@@ -16,12 +15,10 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from scipy.signal.windows import tukey
-
+from spectral import TukeyEstimateOperator, deconvolve_psd, hold_interpolation
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError
 
 ASD_FILE = Path(__file__).resolve().parent / "data" / "g2net_asd.txt"
-TUKEY_ALPHA = 0.1  # the taper of every PSD estimate and of the whitening transform
 # Noise is drawn this many times longer than needed and cut, so that like the real data it is not
 # periodic over the window (a periodic segment would leak differently into a tapered periodogram).
 NOISE_OVERSAMPLING = 4
@@ -98,111 +95,12 @@ def detector_psd(detector: str | int, delta_f: float, flen: int,
     return FrequencySeries(values, delta_f=float(delta_f), dtype=np.float64)
 
 
-def estimate_psd(x: np.ndarray, sample_rate: float = SAMPLE_RATE) -> np.ndarray:
-    """Average one-sided PSD (3, T // 2 + 1) of examples (N, 3, T) or (3, T).
-
-    Tukey(alpha=0.1)-windowed periodogram divided by the window power, every bin doubled (DC and
-    Nyquist included), so that it is unbiased for noise drawn by :func:`colored_noise` and
-    consistent with the whitening convention.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[0] == 0:
-        raise G2NetError(f"estimate_psd needs an array (N, 3, T) or (3, T), got shape {x.shape}")
-    window = tukey(x.shape[-1], TUKEY_ALPHA)
-    total = np.zeros(x.shape[1:-1] + (x.shape[-1] // 2 + 1,))
-    for chunk in range(0, x.shape[0], 256):  # bounded memory for large N
-        spectrum = np.fft.rfft(x[chunk:chunk + 256] * window, axis=-1)
-        total += (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=0)
-    return total * 2.0 / (sample_rate * np.sum(window ** 2) * x.shape[0])
-
-
-def hold_interpolation(frequencies: np.ndarray, table_freqs: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse weights ``(rows, cols, weights)`` spreading table bins onto a finer grid: each fine
-    bin takes its nearest table bin; bins exactly half-way take a quarter of each neighbour.
-
-    Used to draw noise on the oversampled grid. Power stays within about +-0.125 Hz of its table
-    bin, so a line that sits in one or two 0.5 Hz bins (60 Hz, 306 Hz) keeps shoulders as low as
-    the real data's; with linear interpolation (or full half-way bins) it leaks into the next bin.
-    """
-    position = np.interp(np.asarray(frequencies, dtype=float), table_freqs, np.arange(len(table_freqs)))
-    lower = np.minimum(np.floor(position).astype(int), len(table_freqs) - 2)
-    frac = position - lower
-    halfway = np.abs(frac - 0.5) < 1e-9
-    nearest = np.where(frac < 0.5, lower, lower + 1)
-    rows = np.arange(len(position))
-    return (np.concatenate([rows[~halfway], rows[halfway], rows[halfway]]),
-            np.concatenate([nearest[~halfway], lower[halfway], lower[halfway] + 1]),
-            np.concatenate([np.ones((~halfway).sum()), np.full(2 * halfway.sum(), 0.25)]))
-
-
-class TukeyEstimateOperator:
-    """Linear map from a generating PSD on the table grid to the expected :func:`estimate_psd` of
-    noise that :func:`colored_noise` draws from it (exact, taper leakage included), and its adjoint.
-
-    Noise drawn over ``oversampling`` times the window has its power on a grid ``oversampling``
-    times finer (filled by :func:`hold_interpolation`); a window of it, tapered, sees that power
-    through the kernel ``|FFT(tukey)|^2``.
-    """
-
-    def __init__(self, n_samples: int = N_SAMPLES, sample_rate: float = SAMPLE_RATE,
-                 oversampling: int = NOISE_OVERSAMPLING):
-        from scipy import sparse
-
-        self.oversampling = oversampling
-        self.n_long = n_samples * oversampling
-        coarse = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
-        fine = np.fft.rfftfreq(self.n_long, 1.0 / sample_rate)
-        rows, cols, weights = hold_interpolation(fine, coarse)
-        self.interp = sparse.csr_matrix((weights, (rows, cols)), shape=(len(fine), len(coarse)))
-        full = np.arange(self.n_long)
-        self.fold_index = np.minimum(full, self.n_long - full)  # two-sided bin -> one-sided bin
-        window = tukey(n_samples, TUKEY_ALPHA)
-        self.kernel_fft = np.fft.fft(np.abs(np.fft.fft(window, n=self.n_long)) ** 2)
-        self.scale = 1.0 / (self.n_long * np.sum(window ** 2))
-        self.n_coarse, self.n_fine = len(coarse), len(fine)
-
-    def _convolve(self, values: np.ndarray) -> np.ndarray:
-        return np.fft.ifft(np.fft.fft(values, axis=-1) * self.kernel_fft, axis=-1).real
-
-    def forward(self, psd: np.ndarray) -> np.ndarray:
-        """(rows, n_coarse) generating PSD -> (rows, n_coarse) expected estimate."""
-        fine = (self.interp @ np.atleast_2d(psd).T).T
-        sampled = self._convolve(fine[..., self.fold_index])[..., ::self.oversampling]
-        return sampled[..., :self.n_coarse] * self.scale
-
-    def adjoint(self, values: np.ndarray) -> np.ndarray:
-        values = np.atleast_2d(values)
-        full = np.zeros(values.shape[:-1] + (self.n_long,))
-        full[..., ::self.oversampling][..., :self.n_coarse] = values
-        conv = self._convolve(full)  # the kernel is symmetric: the convolution is self-adjoint
-        folded = np.stack([np.bincount(self.fold_index, weights=row, minlength=self.n_fine)
-                           for row in conv])
-        return (self.interp.T @ folded.T).T * self.scale
-
-
-def deconvolve_psd(target: np.ndarray, operator: TukeyEstimateOperator,
-                   iterations: int = 50) -> np.ndarray:
-    """Non-negative generating PSD whose expected estimate matches ``target`` (Richardson-Lucy).
-
-    A few tens of iterations fit the target to < 1 % except where no PSD can (line shoulders);
-    more only chase estimation scatter into spiky solutions.
-    """
-    norm = operator.adjoint(np.ones_like(target))
-    psd = target.copy()
-    for _ in range(iterations):
-        psd = psd * operator.adjoint(target / np.maximum(operator.forward(psd), 1e-300)) / norm
-    return psd
-
-
 def generation_psd(n_long: int, sample_rate: float = SAMPLE_RATE,
                    asd_table: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """PSD (3, n_long // 2 + 1) that :func:`colored_noise` draws its oversampled stretch from.
 
     The table is the PSD as the standard estimator sees it (taper leakage included), so the
-    generating PSD is the table deconvolved through :class:`TukeyEstimateOperator`, then spread
+    generating PSD is the table deconvolved through ``spectral.TukeyEstimateOperator``, then spread
     onto the fine grid.
     """
     freqs, asd = load_asd() if asd_table is None else asd_table
@@ -227,7 +125,7 @@ def _deconvolved_table(freqs_bytes: bytes, asd_bytes: bytes, shape: tuple[int, i
     if freqs[0] != 0 or not np.allclose(spacing, spacing[0]):
         raise G2NetError("the ASD table must start at 0 Hz on an even grid (0.5 Hz: 0, 0.5, ..., 1024)")
     n_table = 2 * (len(freqs) - 1)
-    operator = TukeyEstimateOperator(n_table, n_table * spacing[0])
+    operator = TukeyEstimateOperator(n_table, n_table * spacing[0], oversampling=NOISE_OVERSAMPLING)
     return deconvolve_psd(asd ** 2, operator)
 
 
@@ -236,7 +134,7 @@ def colored_noise(rng: np.random.Generator, n_samples: int = N_SAMPLES,
                   asd_table: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Gaussian noise (3, n_samples) float64 whose estimated PSD is the calibrated table.
 
-    White noise is coloured in the frequency domain, ``irfft(rfft(white) * sqrt(S * fs / 2))``,
+    White noise is coloured in the frequency domain, ``irfft(rfft(white) * sqrt(S * sample_rate / 2))``,
     over a stretch ``NOISE_OVERSAMPLING`` times longer than asked for, and the first
     ``n_samples`` are kept, so the window is not periodic (like the real data: no taper, no wrap).
     ``asd_table`` replaces the file (used by the calibration).

@@ -8,14 +8,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from runner import (checkpoint_trainer, experiment_dir, get_config, make_loader, setup_runtime,
-                    tta_predict)
+from prep_data import check_files, check_split
+from runner import checkpoint_trainer, experiment_dir, get_config, tta_predict, unfinished_warning
+from runtime import make_loader, setup_runtime
 from utils import G2NetError, atomic_write, cli_errors, example_path, format_ids
 
 
@@ -41,6 +44,9 @@ def predict_paths(cfg: type, paths: Sequence[str], tta: bool = False, debug: boo
     logits = []
     for checkpoint in fold_checkpoints(experiment_dir(cfg, debug)):
         trainer = checkpoint_trainer(cfg, checkpoint, runtime, lambda m: None, progress_bar)
+        warning = unfinished_warning(checkpoint, trainer.state)
+        if warning:
+            print(warning, file=sys.stderr)
         fold_logits = trainer.predict(loader, desc=checkpoint.stem)
         if tta:
             fold_logits = (fold_logits + tta_predict(cfg, trainer, loader, checkpoint.stem + " tta")) / 2
@@ -64,13 +70,18 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.files:
         paths = list(args.files)
         ids = [Path(p).stem for p in paths]
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise G2NetError(f"--files names {len(repeated)} ids more than once ({format_ids(repeated)}); "
+                             "give each example once")
+        check_files(paths)
         default_name = "predict_files.csv"
     elif args.input is not None:
         listing = args.input / "sample_submission.csv"
         if not listing.exists():
             raise G2NetError(f"{listing} not found: --input needs a folder in the competition layout "
                              "with sample_submission.csv listing the ids (or use --files)")
-        ids = pd.read_csv(listing, dtype={"id": str})["id"].tolist()
+        ids = check_split(args.input, args.split, listing, rerun="predict.py").ids
         paths = [str(example_path(args.input, args.split, i)) for i in ids]
         default_name = f"predict_{args.input.resolve().name}.csv"
     else:

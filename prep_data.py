@@ -11,9 +11,12 @@ the input folder; use ``--out`` when the input folder is read-only):
   folder (the usual case: the folder can be moved or mounted elsewhere), absolute otherwise (input
   and output folders apart). Readers resolve a relative path against the csv's own folder.
 - ``--cache``: ``train_cache.npy`` / ``test_cache.npy``, float32 ``(N, 3, 4096)`` in csv row order,
-  for ``np.load(path, mmap_mode='r')``.
+  for ``np.load(path, mmap_mode='r')``, each with a sidecar ``train_cache.json`` / ``test_cache.json``
+  holding the digest of its csv's ``(id, path)`` rows, shape and dtype: ``datasets.load_cache``
+  refuses a cache whose csv has changed since. A run without ``--cache`` removes the caches that no
+  longer match the csvs it writes.
 - ``--psd``: ``psd.npy`` ``(3, 2049)``, the average one-sided PSD (strain^2/Hz) of the training
-  negatives, estimated with ``noise_model.estimate_psd`` from the original float64 arrays.
+  negatives, estimated with ``spectral.estimate_psd`` from the original float64 arrays.
 
 Every example file is read once by a pool of threads and checked (exists, ``.npy``, shape
 ``(3, 4096)``, dtype float64, every value finite in float32); with ``--cache`` the same read fills
@@ -28,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
-import secrets
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +44,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, cli_errors, cpu_count,
-                   example_path, format_ids, input_dir, load_npy)
+from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, atomic_write, cache_stamp,
+                   cache_stamp_path, cli_errors, commit_staged, cpu_count, example_path, format_ids,
+                   input_dir, load_npy, read_cache_stamp, stage_file, table_stamp_of_csv)
 
 LABELS_CSV = "training_labels.csv"
 SUBMISSION_CSV = "sample_submission.csv"
@@ -62,6 +66,12 @@ PROBLEM_TEXT = {
     "dtype": f"not of dtype {EXAMPLE_DTYPE}",
     "nonfinite": "containing NaN or infinite values",
 }
+
+
+def prepared_files() -> list[str]:
+    """Every file prep_data.py may write into an output folder (simulate.py --overwrite removes them)."""
+    return [*OUTPUT_CSV.values(), *OUTPUT_CACHE.values(), *map(_stamp_name, OUTPUT_CACHE.values()),
+            PSD_FILE]
 
 
 def default_workers() -> int:
@@ -98,8 +108,13 @@ class SplitCheck:
         return sum(len(rows) for rows in self.problems.values())
 
 
-def _read_id_csv(path: Path, need_target: bool) -> pd.DataFrame:
-    """Read an ``id[,target]`` csv with ids kept as text (``'0012e45678'`` is not a number)."""
+def read_id_csv(path: Path, need_target: bool) -> pd.DataFrame:
+    """Read an ``id[,target]`` csv with ids kept as text (``'0012e45678'`` is not a number).
+
+    The one check of an id list (prep_data.py and predict.py): every id is letters, digits, ``_``
+    or ``-`` (no dot, no path separator: an id names a file inside the split folder), unique, and
+    targets are 0/1. Raises :class:`utils.G2NetError`.
+    """
     try:
         frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -145,7 +160,7 @@ def read_split(root: Path, name: str) -> SplitTable | None:
         raise G2NetError(f"{csv.name} is there but the folder {root / name} with its example files "
                          "is not; unpack the competition's "
                          f"{name}/ folder next to {csv.name}")
-    frame = _read_id_csv(csv, need_target=(name == "train"))
+    frame = read_id_csv(csv, need_target=(name == "train"))
     targets = frame["target"].to_numpy() if name == "train" else None
     return SplitTable(name, root.resolve(), csv, list(frame["id"]), targets)
 
@@ -182,7 +197,8 @@ def load_example(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None]
 
 
 class _Staged:
-    """Output files written under temporary names in the output folder, renamed all at once."""
+    """Output files written under temporary names in the output folder, renamed all at once
+    (``utils.stage_file`` / ``utils.commit_staged``, the pieces of ``utils.atomic_write``)."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -190,19 +206,13 @@ class _Staged:
 
     def new(self, final_name: str) -> Path:
         """An empty temporary file for ``final_name`` (mode 0666 less the umask, like any output)."""
-        while True:
-            tmp = self.out_dir / f".{final_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            try:
-                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-                break
-            except FileExistsError:
-                continue
+        tmp = stage_file(self.out_dir / final_name)
         self.pending.append((tmp, self.out_dir / final_name))
         return tmp
 
     def commit(self) -> list[Path]:
         for tmp, final in self.pending:
-            os.replace(tmp, final)
+            commit_staged(tmp, final)
         done = [final for _, final in self.pending]
         self.pending = []
         return done
@@ -218,7 +228,7 @@ def remove_stale_temporaries(out_dir: Path, printer: Callable[[str], None] = pri
 
     Only files named like ours whose process no longer exists are touched.
     """
-    names = [*OUTPUT_CSV.values(), *OUTPUT_CACHE.values(), PSD_FILE]
+    names = prepared_files()
     removed = []
     for name in names:
         for tmp in out_dir.glob(f".{name}.*.tmp"):
@@ -272,7 +282,7 @@ class _PsdSum:
     ``psd.npy`` is bit-identical whatever the thread timing."""
 
     def __init__(self) -> None:
-        from noise_model import estimate_psd  # imported on demand: only --psd needs it
+        from spectral import estimate_psd  # imported on demand: only --psd needs it
 
         self.estimate = estimate_psd
         self.total: np.ndarray | None = None
@@ -325,7 +335,39 @@ def _read_pass(split: SplitTable, cache: _CacheWriter | None, psd: _PsdSum | Non
     return check
 
 
-def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable]) -> str:
+def check_split(root: str | os.PathLike, name: str, csv: str | os.PathLike,
+                workers: int | None = None, progress: bool = False,
+                rerun: str = "prep_data.py") -> SplitTable:
+    """The id csv ``csv`` read and every example file it lists under ``root/name`` checked, as
+    prep_data.py checks them (:func:`read_id_csv`, :func:`load_example`): the one checker of a
+    split for every entry point (predict.py too). Raises one :class:`utils.G2NetError` naming the
+    count and first ids of each problem; ``rerun`` is the command the message tells to run again.
+    """
+    root, csv = Path(root), Path(csv)
+    frame = read_id_csv(csv, need_target=False)
+    table = SplitTable(name, root.resolve(), csv, list(frame["id"]))
+    check = _read_pass(table, None, None, workers or default_workers(), progress)
+    if check.n_bad:
+        raise G2NetError(_problem_message([check], {name: table}, rerun))
+    return table
+
+
+def check_files(paths: Sequence[str | os.PathLike]) -> None:
+    """:func:`load_example`'s checks on example files given one by one; one G2NetError for all."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        _, problem = load_example(Path(path))
+        if problem is not None:
+            found.setdefault(PROBLEM_TEXT[problem[0]], []).append(f"{path} ({problem[1]})")
+    if found:
+        raise G2NetError("; ".join(f"{len(items)} files {kind}: {format_ids(items, 3)}"
+                                   for kind, items in found.items()) +
+                         f". Every example must be a {EXAMPLE_DTYPE} .npy array of shape "
+                         f"{EXAMPLE_SHAPE} with finite values")
+
+
+def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable],
+                     rerun: str = "prep_data.py") -> str:
     parts = []
     for check in checks:
         if not check.n_bad:
@@ -341,7 +383,42 @@ def _problem_message(checks: Sequence[SplitCheck], tables: dict[str, SplitTable]
                      f"{table.source_csv.name} are unusable -- " + "; ".join(kinds))
     return ("; ".join(parts) + ". Every example must be a float64 .npy array of shape "
             f"{EXAMPLE_SHAPE} with finite values; replace those files (or drop their rows from the "
-            "csv) and rerun prep_data.py. Nothing was written.")
+            f"csv) and rerun {rerun}. Nothing was written.")
+
+
+def _stamp_name(cache_name: str) -> str:
+    return cache_stamp_path(cache_name).name
+
+
+def write_cache_stamp(cache_path: str | os.PathLike, csv_path: str | os.PathLike) -> Path:
+    """Tie a cache made outside :func:`prepare` (e.g. a subset copied by hand) to the csv in the
+    same folder whose rows it holds, as prepare does for its own caches."""
+    cache_path, csv_path = Path(cache_path), Path(csv_path)
+    if csv_path.resolve().parent != cache_path.resolve().parent:
+        raise G2NetError(f"{csv_path} and its cache {cache_path} must lie in the same folder")
+    stamp = table_stamp_of_csv(csv_path)
+    atomic_write(cache_stamp_path(cache_path), lambda f: json.dump(stamp, f, indent=1), mode="w")
+    return cache_stamp_path(cache_path)
+
+
+def _drop_unmatched_caches(out_dir: Path, stamps: dict[str, dict], printer: Callable[[str], None]) -> None:
+    """Remove the caches (and sidecars) of ``out_dir`` that do not hold the rows of the new csvs.
+
+    Called before the new csvs replace the old ones; a cache whose sidecar matches its new csv
+    (same ids, paths and order) is kept.
+    """
+    for name, stamp in stamps.items():
+        cache_file = out_dir / OUTPUT_CACHE[name]
+        if not cache_file.exists() and not cache_stamp_path(cache_file).exists():
+            continue
+        old = read_cache_stamp(cache_file)
+        if old is not None and old.get("table_sha256") == stamp["table_sha256"] and \
+                old.get("shape") == stamp["shape"] and cache_file.exists():
+            continue
+        cache_stamp_path(cache_file).unlink(missing_ok=True)
+        cache_file.unlink(missing_ok=True)
+        printer(f"removed {cache_file}: it no longer matches {OUTPUT_CSV[name]}; rerun "
+                "`python prep_data.py --cache` to rebuild it")
 
 
 def _write_synced(path: Path, write: Callable) -> None:
@@ -422,14 +499,23 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
         if any(check.n_bad for check in checks):
             raise G2NetError(_problem_message(checks, tables))
 
+        stamps = {}
         for name, table in tables.items():
             frame = pd.DataFrame({"id": table.ids})
             if table.targets is not None:
                 frame["target"] = table.targets
             frame["path"] = csv_paths(table, out_dir)
             _write_synced(staged.new(OUTPUT_CSV[name]), lambda f: frame.to_csv(f, index=False))
+            stamps[name] = cache_stamp(OUTPUT_CSV[name], table.ids, frame["path"], CACHE_DTYPE.name)
         if psd_sum is not None:
             _write_synced(staged.new(PSD_FILE), lambda f: np.save(f, psd_sum.mean()))
+        if cache:  # sidecars last: a kill between renames leaves a cache without one, refused
+            for name, stamp in stamps.items():
+                cache_stamp_path(out_dir / OUTPUT_CACHE[name]).unlink(missing_ok=True)
+                _write_synced(staged.new(_stamp_name(OUTPUT_CACHE[name])),
+                              lambda f: f.write(json.dumps(stamp, indent=1).encode()))
+        else:
+            _drop_unmatched_caches(out_dir, stamps, printer)
         written = staged.commit()
     finally:
         staged.discard()

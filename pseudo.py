@@ -18,21 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
-from utils import G2NetError, results_dir
+from utils import G2NetError, load_predictions, results_dir
 
 PREDICTIONS_FILE = "predictions.npy"
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function (float64 in, float64 out)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    out = np.empty_like(logits)
-    positive = logits >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-logits[positive]))
-    exp_x = np.exp(logits[~positive])
-    out[~positive] = exp_x / (1.0 + exp_x)
-    return out
+    """Numerically stable logistic function (float64 in, float64 out): ``scipy.special.expit``."""
+    return expit(np.asarray(logits, dtype=np.float64))
 
 
 def _check_confident_samples(confident_samples: Any) -> tuple[float, float] | None:
@@ -108,7 +103,8 @@ def load_parent_predictions(parent_name: str | os.PathLike, n_test: int,
     if not path.is_file():
         raise G2NetError(f"pseudo-label parent '{config_name}' has no test predictions "
                          f"({path} is missing); {remedy}")
-    predictions = np.load(path)
+    predictions = load_predictions(path, f"rerun `python {script} --config {config_name}"
+                                         f"{' --debug' if debug else ''} --inference` to write it again")
     if predictions.ndim == 2:
         predictions = predictions[..., None]
     if predictions.ndim != 3 or predictions.shape[-1] != 1:

@@ -6,11 +6,17 @@ whether they accept configs with ``pseudo_labels``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import fcntl
+import importlib
+import importlib.util
 import logging
 import os
+import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -19,13 +25,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from datasets import CacheView, load_cache
-from trainer import Trainer
+from architectures import PretrainedWeightsUnavailable
+from datasets import CacheView, load_cache, read_prepared, resolve_path
+from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
+from trainer import Trainer, file_digest, load_checkpoint
 from training_extras import make_tta_dataloader
-from utils import (G2NetError, default_num_workers, input_dir, print_config, read_table, results_dir,
-                   seed_everything, atomic_save_npy, notify_me)
+from utils import (EXAMPLE_SHAPE, G2NetError, input_dir, print_config, results_dir, seed_everything,
+                   atomic_save_npy, notify_me)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128
@@ -33,38 +41,106 @@ DEBUG_MAX_EPOCHS = 2
 
 
 # ----------------------------------------------------------------------------- configs
+def _configs_of(module: Any) -> dict[str, type]:
+    """The experiment classes defined in ``module`` (not those it imports), by name."""
+    from configs import Baseline
+
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, Baseline) and obj.__module__ == module.__name__}
+
+
 def all_configs() -> dict[str, type]:
     """Every experiment class defined in configs.py, by name."""
     import configs
 
-    return {name: obj for name, obj in vars(configs).items()
-            if isinstance(obj, type) and issubclass(obj, configs.Baseline)
-            and obj.__module__ == configs.__name__}
+    return _configs_of(configs)
+
+
+def _unknown(name: str, known: Sequence[str], where: str) -> G2NetError:
+    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return G2NetError(f"unknown config {name!r}{where}.{hint}")
+
+
+def _load_module(source: str) -> Any:
+    """A config module from a file path (``my_experiments.py``) or a module path (``pkg.mod``)."""
+    path = Path(source)
+    if source.endswith(".py") or os.sep in source:
+        if not path.is_file():
+            raise G2NetError(f"config file {path} not found (--config FILE.py:CLASS)")
+        module_name = f"g2net_user_configs.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and source.startswith(exc.name):
+            raise G2NetError(f"config module {source} not found: give a file path "
+                             "(my_experiments.py:MyCfg) or an importable module (package.module:MyCfg)"
+                             ) from None
+        raise
 
 
 def get_config(name: str) -> type:
-    """The config class called ``name``; unknown names list the closest ones."""
+    """The config class called ``name`` in configs.py, or ``FILE.py:CLASS`` / ``package.module:CLASS``.
+
+    Unknown names list the closest ones; a class from elsewhere must subclass ``configs.Baseline``.
+    """
+    from configs import Baseline
+
+    if ":" in name:
+        source, _, class_name = name.rpartition(":")
+        module = _load_module(source)
+        found = getattr(module, class_name, None)
+        if found is None:
+            raise _unknown(class_name, list(_configs_of(module)), f" in {source}")
+        if not (isinstance(found, type) and issubclass(found, Baseline)):
+            raise G2NetError(f"{name} is not a config: a config is a class that subclasses "
+                             "configs.Baseline (from configs import Baseline)")
+        return found
     configs = all_configs()
     if name in configs:
         return configs[name]
     lowered = {n.lower(): n for n in configs}
     if name.lower() in lowered:
         return configs[lowered[name.lower()]]
-    close = difflib.get_close_matches(name, list(configs), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise G2NetError(f"unknown config {name!r}.{hint} Run python train.py --list to see them all.")
+    error = _unknown(name, list(configs), "")
+    raise G2NetError(f"{error} Run python train.py --list to see them all, or give "
+                     "FILE.py:CLASS for a config of your own.")
+
+
+def parameter_count(cfg: type) -> int:
+    """Parameters of ``cfg``'s model, built without pretrained weights.
+
+    On the meta device when the model allows it (no memory, no weights); models whose constructor
+    computes fixed tensors on the CPU (the non-trainable wavelet bank) are built on the CPU, and
+    lazy layers are sized by one forward pass of a dummy example.
+    """
+    try:
+        with torch.device("meta"):
+            model = make_model(cfg, offline=True)
+    except RuntimeError:  # a constructor that mixes CPU tensors into the meta build
+        model = make_model(cfg, offline=True)
+    params = list(model.parameters())
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in params):
+        model = make_model(cfg, offline=True).eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *EXAMPLE_SHAPE))
+        params = list(model.parameters())
+    return sum(p.numel() for p in params)
 
 
 def describe_configs() -> list[tuple[str, str, int | None]]:
-    """(name, backbone, parameter count) for ``train.py --list``; counts need building the model."""
+    """(name, backbone, parameter count) for ``train.py --list``; None where the model cannot be built."""
     rows = []
     for name, cfg in all_configs().items():
         backbone = cfg.model_params.get("model_name") or cfg.model.__name__
         try:
-            with torch.device("meta"):
-                model = cfg.model(**offline_model_params(cfg))
-            count = sum(p.numel() for p in model.parameters())
-        except Exception:  # a model that cannot be built on the meta device
+            count = parameter_count(cfg)
+        except Exception:  # noqa: BLE001 - one broken config must not hide the others' sizes
             count = None
         rows.append((name, backbone, count))
     return rows
@@ -72,7 +148,8 @@ def describe_configs() -> list[tuple[str, str, int | None]]:
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="experiment class in configs.py, e.g. Nspec16")
+    parser.add_argument("--config", help="experiment class in configs.py (e.g. Nspec16), or "
+                        "FILE.py:CLASS / package.module:CLASS for your own")
     parser.add_argument("--list", action="store_true", help="list every config with its backbone and size")
     parser.add_argument("--limit_fold", type=int, default=None, help="train only fold K (0-based)")
     parser.add_argument("--inference", action="store_true", help="only predict from existing checkpoints")
@@ -104,27 +181,10 @@ class ExperimentData:
     debug: bool = False
 
 
-def _resolve(name: str | os.PathLike | None, base: Path) -> Path | None:
-    if name is None:
-        return None
-    path = Path(name)
-    return path if path.is_absolute() else base / path
-
-
-def read_prepared(path: Path, what: str) -> pd.DataFrame:
-    """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
-    table = read_table(path, ["id", "path"],
-                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
-                       f"and run python prep_data.py --cache to make the {what} table "
-                       "(G2NET_INPUT_DIR chooses another input folder)")
-    table["path"] = [str(_resolve(p, path.parent)) for p in table["path"]]
-    return table
-
-
 def load_data(cfg: type, debug: bool = False) -> ExperimentData:
     base = input_dir()
-    train = read_prepared(_resolve(cfg.train_path, base), "training")
-    test_path = _resolve(cfg.test_path, base)
+    train = read_prepared(resolve_path(cfg.train_path, base), "training")
+    test_path = resolve_path(cfg.test_path, base)
     test = read_prepared(test_path, "test")
     train_rows, test_rows = np.arange(len(train)), np.arange(len(test))
     if debug:
@@ -133,104 +193,60 @@ def load_data(cfg: type, debug: bool = False) -> ExperimentData:
         test_rows = np.sort(rng.permutation(len(test))[:DEBUG_TEST_SIZE])
     caches = []
     for name, table in ((cfg.train_cache, train), (cfg.test_cache, test)):
-        path = _resolve(name, base)
-        caches.append(load_cache(path, len(table)) if path is not None and path.exists() else None)
+        path = resolve_path(name, base)
+        caches.append(load_cache(path, table) if path is not None and path.exists() else None)
     return ExperimentData(train.iloc[train_rows].reset_index(drop=True),
                           test.iloc[test_rows].reset_index(drop=True),
                           caches[0], caches[1], train_rows, test_rows, len(test), debug)
 
 
-class ShardSampler(Sampler[int]):
-    """Per-epoch seeded shuffle (or identity), sharded over ranks as ``indices[rank::world]``.
+# ----------------------------------------------------------------------------- run folder and log
+LOCK_NAME = ".lock"  # in results/<name>/: holds the pid of the run using the folder
 
-    The same sampler serves single-process and distributed runs, so a one-process torchrun run
-    sees exactly the batches of a plain run; the order depends only on (seed, epoch), which also
-    makes resumed runs reproducible. Shards are padded to equal length; ``gather_ordered`` removes
-    the padding again.
+
+@contextlib.contextmanager
+def claim_run_folder(out_dir: Path, is_main: bool = True) -> Iterator[bool]:
+    """Hold ``out_dir`` for this run (an exclusive flock); yields whether this run created it.
+
+    A second run on the same folder would delete the first one's checkpoints, so it is refused and
+    told which process holds the folder. The kernel drops the lock when the process ends, so a
+    killed run leaves no stale lock. Only the main process of a torchrun job takes it.
     """
-
-    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
-        self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        total = len(self) * self.world
-        order += order[: total - len(order)]
-        return iter(order[self.rank::self.world])
-
-    def __len__(self) -> int:
-        return -(-self.size // self.world)
-
-
-def _seed_worker(worker_id: int) -> None:
-    np.random.seed(torch.initial_seed() % 2 ** 32)
+    if not is_main:
+        yield False
+        return
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise G2NetError(f"{out_dir} is in use by another run (pid {owner}); wait for it to end or "
+                         f"stop it (kill {owner}) before starting this one") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield created
+    finally:
+        handle.close()
 
 
-@dataclass
-class Runtime:
-    device: torch.device
-    num_workers: int
-    rank: int = 0
-    world: int = 1
-    device_ids: Sequence[int] | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return dist.is_available() and dist.is_initialized()
+def remove_if_empty_run(out_dir: Path) -> bool:
+    """Remove a folder that holds nothing but logs and the lock (a run that failed before it wrote
+    anything); returns whether it was removed."""
+    if out_dir.is_dir() and all(p.name == LOCK_NAME or p.suffix == ".log" for p in out_dir.iterdir()):
+        shutil.rmtree(out_dir)
+        return True
+    return False
 
 
-def setup_runtime(gpu: Sequence[int] | None, num_workers: int | None, deterministic: bool) -> Runtime:
-    """Pick the device, worker count and (under torchrun) the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    if gpu and not cuda:
-        raise G2NetError(f"--gpu {' '.join(map(str, gpu))} was given but no CUDA device is visible; "
-                         "drop --gpu to train on the CPU")
-    if cuda:
-        ids = list(gpu) if gpu else list(range(torch.cuda.device_count()))
-        device = torch.device("cuda", ids[local_rank % len(ids)] if world > 1 else ids[0])
-        torch.cuda.set_device(device)
-    else:
-        ids, device = None, torch.device("cpu")
-    if "WORLD_SIZE" in os.environ and not (dist.is_available() and dist.is_initialized()):
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
-    workers = default_num_workers() if num_workers is None else num_workers
-    return Runtime(device, workers, rank, world, ids if gpu and len(gpu) > 1 else None)
-
-
-def make_loader(dataset: Any, batch_size: int, runtime: Runtime, shuffle: bool, seed: int = 0,
-                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
-    sampler = ShardSampler(len(dataset), shuffle, seed, runtime.rank, runtime.world)
-    batch_size = min(batch_size, max(len(sampler), 1))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      num_workers=runtime.num_workers, pin_memory=runtime.device.type == "cuda",
-                      persistent_workers=runtime.num_workers > 0, drop_last=drop_last,
-                      generator=generator, worker_init_fn=_seed_worker)
-
-
-# ----------------------------------------------------------------------------- logging
-def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callable[[str], None]:
+def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> logging.Logger:
+    """A logger writing to ``out_dir/<name>_<time>.log`` (and stdout unless ``silent``); rank 0 only."""
     logger = logging.getLogger(f"g2net.{name}.{time.time_ns()}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -242,68 +258,44 @@ def make_logger(out_dir: Path, name: str, silent: bool, is_main: bool) -> Callab
         logger.addHandler(handler)
         if not silent:
             logger.addHandler(logging.StreamHandler(sys.stdout))
-    return logger.info
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
 
 
 # ----------------------------------------------------------------------------- model pieces
+def make_model(cfg: type, offline: bool = False) -> torch.nn.Module:
+    """``cfg.model(**cfg.model_params)`` after checking the config's keyword dicts (one clear line
+    for a typo); ``offline`` builds without pretrained weights (they come from a checkpoint)."""
+    from configs import check_params
+
+    check_params(cfg)
+    try:
+        return cfg.model(**(offline_model_params(cfg) if offline else cfg.model_params))
+    except PretrainedWeightsUnavailable as exc:
+        raise G2NetError(f"config {cfg.name}: {exc}") from None
+
+
 def build_model(cfg: type) -> torch.nn.Module:
-    model = cfg.model(**cfg.model_params)
+    """The model a fold starts from: pretrained as configured, then ``weight_path`` if set."""
+    model = make_model(cfg)
     if cfg.weight_path is not None:
-        path = _resolve(cfg.weight_path, results_dir())
+        path = resolve_path(cfg.weight_path, results_dir())
         if not path.exists():
             raise G2NetError(f"weight_path {path} of config {cfg.name} does not exist; train the "
                              "experiment that makes it first or set weight_path = None")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(path, f"Point weight_path of config {cfg.name} at a fold checkpoint "
+                                "or state_dict saved by torch.save (tensors only).", keys=())
         try:
             model.load_state_dict(saved.get("model", saved) if isinstance(saved, dict) else saved)
         except RuntimeError as exc:
             raise G2NetError(f"weights in {path} do not fit the model of config {cfg.name}: "
                              f"{str(exc).splitlines()[0]}") from None
     return model
-
-
-def wrap_model(model: torch.nn.Module, runtime: Runtime, cfg: type | None = None) -> torch.nn.Module:
-    """Move to the device (channels_last on CUDA when the config asks), wrap in DDP (torchrun) or
-    DataParallel (several --gpu), then compile (config field ``compile``: False, True, a
-    ``torch.compile`` mode, or 'cudagraphs' for the cudagraphs backend) on the device types of
-    ``compile_devices`` (default: CUDA only, where it was measured; a CPU run stays eager).
-
-    channels_last converts the weights; the 2D models then lay out their image to match. Measured
-    on an H200, it doubles Nspec16's step rate (bf16: 498 -> 990 examples/s).
-    """
-    compile = getattr(cfg, "compile", False)
-    if runtime.device.type not in getattr(cfg, "compile_devices", ("cuda",)):
-        compile = False
-    model = model.to(runtime.device)
-    if getattr(cfg, "channels_last", False) and runtime.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    if runtime.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    elif runtime.device_ids:
-        model = torch.nn.DataParallel(model, device_ids=list(runtime.device_ids))
-    if compile == "cudagraphs":  # CUDA graphs of the traced graphs, no Inductor code generation
-        model = torch.compile(model, backend="cudagraphs")
-    elif compile:
-        model = torch.compile(model, mode=compile if isinstance(compile, str) else None)
-    return model
-
-
-def for_device(cfg: type, runtime: Runtime) -> type:
-    """``cfg`` with its exact preprocessing moved to the GPU when it trains on one.
-
-    Normalize / BandPass / Whiten then run batched on the device (``transforms['gpu']``) and the
-    DataLoader workers only read and augment; results equal the CPU versions within float
-    tolerance (``transforms.gpu_transforms`` moves only steps that commute with what follows).
-    """
-    if not (getattr(cfg, "gpu_preprocess", False) and runtime.device.type == "cuda"
-            and cfg.transforms.get("gpu") is None):
-        return cfg
-    from transforms import gpu_transforms
-
-    return type(cfg.__name__, (cfg,), {"name": cfg.name, "__module__": cfg.__module__,
-                                       "__doc__": cfg.__doc__,
-                                       "transforms": gpu_transforms(cfg.transforms)})
 
 
 def make_trainer(cfg: type, model: torch.nn.Module, checkpoint: Path, runtime: Runtime,
@@ -382,7 +374,8 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     checkpoint = out_dir / f"fold{fold}.pt"
     resume_point = checkpoint.with_name(f"fold{fold}_last.pt")
     if args.resume and not resume_point.exists() and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]
+        state = fold_state(checkpoint, f"Delete it and rerun with --resume: fold {fold} then trains "
+                                       "again from its first epoch.")
         if state.get("finished"):
             log(f"fold {fold}: already finished (best epoch {state['best_epoch']}), nothing to resume")
             return
@@ -419,13 +412,41 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     log(f"fold {fold}: best valid AUC {state['best_score']:.5f} at epoch {state['best_epoch']}")
 
 
+def fold_state(checkpoint: Path, fix: str) -> dict[str, Any]:
+    """The ``state`` (epoch, best_epoch, finished, history) of a fold checkpoint."""
+    return load_checkpoint(checkpoint, fix, ("model", "state"))["state"]
+
+
 def checkpoint_trainer(cfg: type, checkpoint: Path, runtime: Runtime, log: Callable[[str], None],
                        progress_bar: bool) -> Trainer:
-    """A trainer holding the weights of a fold checkpoint, ready to predict."""
-    model = wrap_model(cfg.model(**offline_model_params(cfg)), runtime, cfg)
+    """A trainer holding the weights and state of a fold checkpoint, ready to predict."""
+    model = wrap_model(make_model(cfg, offline=True), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, progress_bar)
-    trainer.load_best()
+    fold = checkpoint.stem[4:]
+    trainer.load_best(f"Delete it and train fold {fold} again (python train.py --config {cfg.name} "
+                      f"--limit_fold {fold}).")
     return trainer
+
+
+def unfinished_warning(checkpoint: Path, state: dict[str, Any]) -> str | None:
+    """What to tell a user who predicts from a fold whose training has not ended."""
+    if state.get("finished"):
+        return None
+    return (f"warning: {checkpoint} is from an unfinished fold (best epoch {state.get('best_epoch')} "
+            f"after {state.get('epoch', -1) + 1} epochs): predicting with it anyway; finish the fold "
+            "with --resume and the predictions are made again from the final checkpoint")
+
+
+def predictions_current(predictions: Path, checkpoint: Path) -> bool:
+    """Whether ``predictions`` were made from this very ``checkpoint`` file (its sha256)."""
+    if not (predictions.exists() and checkpoint.exists()):
+        return False
+    try:
+        with np.load(predictions) as saved:
+            made_from = str(saved["checkpoint_sha256"]) if "checkpoint_sha256" in saved else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a torn file: make it again
+        return False
+    return made_from == file_digest(checkpoint)
 
 
 def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> np.ndarray:
@@ -435,14 +456,23 @@ def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> n
 
 def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, out_dir: Path,
                  runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace) -> None:
-    """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``."""
-    trainer = checkpoint_trainer(cfg, out_dir / f"fold{fold}.pt", runtime, log, args.progress_bar)
+    """Out-of-fold and test logits of fold ``k``'s checkpoint into ``fold<k>_predictions.npz``,
+    stamped with the checkpoint's sha256 and epochs so that stale predictions are recognised."""
+    checkpoint = out_dir / f"fold{fold}.pt"
+    digest = file_digest(checkpoint)
+    trainer = checkpoint_trainer(cfg, checkpoint, runtime, log, args.progress_bar)
+    warning = unfinished_warning(checkpoint, trainer.state)
+    if warning:
+        log(warning)
     valid_rows = np.flatnonzero(folds == fold)
     loaders = {"oof": make_loader(_dataset(cfg, data, valid_rows, cfg.transforms.get("test"), False),
                                   cfg.batch_size, runtime, False),
                "test": make_loader(_test_dataset(cfg, data, cfg.transforms.get("test")),
                                    cfg.batch_size, runtime, False)}
-    result: dict[str, np.ndarray] = {"valid_rows": valid_rows}
+    result: dict[str, np.ndarray] = {
+        "valid_rows": valid_rows, "checkpoint_sha256": np.array(digest),
+        "checkpoint_best_epoch": np.array(trainer.state.get("best_epoch", -1)),
+        "checkpoint_finished": np.array(bool(trainer.state.get("finished")))}
     for key, loader in loaders.items():
         result[key] = trainer.predict(loader, desc=f"fold {fold} {key}")
         if args.tta:
@@ -477,7 +507,7 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
         found = False
         for fold in range(n_folds):
             path = out_dir / f"fold{fold}_predictions.npz"
-            if not path.exists():
+            if not predictions_current(path, out_dir / f"fold{fold}.pt"):
                 if suffix == "":
                     missing.append(fold)
                 continue
@@ -493,27 +523,50 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
             outputs[suffix] = oof
     atomic_save_npy(out_dir / "folds.npy", folds)
     if missing:
-        log(f"folds {missing} have no predictions yet: their rows are NaN. Train them (--limit_fold K) "
-            "and rerun with --inference to complete the outputs.")
+        log(f"folds {missing} have no predictions from their current checkpoint: their rows are NaN. "
+            "Train them (--limit_fold K) and rerun with --inference to complete the outputs.")
     return outputs
 
 
 def oof_auc(oof: np.ndarray, targets: np.ndarray) -> float | None:
-    from metrics import AUC
+    """AUC of the predicted out-of-fold rows; None while fewer than both classes are predicted."""
+    from metrics import roc_auc
 
     mask = np.isfinite(oof[:, 0])
     if mask.sum() == 0 or len(np.unique(targets[mask])) < 2:
         return None
-    return float(AUC()(targets[mask], oof[mask]))
+    return float(roc_auc(targets[mask], oof[mask]))
 
 
 def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (unless --inference) and predict every requested fold of ``cfg``; write the outputs."""
+    """Train (unless --inference) and predict every requested fold of ``cfg``; write the outputs.
+
+    The run holds its results folder for its whole length (one run per folder); a run that fails
+    before writing anything but its log removes the folder it created.
+    """
+    from configs import check_params
+
+    check_params(cfg)
     debug = bool(args.debug or cfg.debug)
     runtime = setup_runtime(args.gpu, args.num_workers, cfg.deterministic)
     cfg = for_device(cfg, runtime)
     out_dir = experiment_dir(cfg, debug)
-    log = make_logger(out_dir, cfg.name, args.silent, runtime.is_main)
+    with claim_run_folder(out_dir, runtime.is_main) as created:
+        logger = make_logger(out_dir, cfg.name, args.silent, runtime.is_main)
+        try:
+            return _run_folds(cfg, args, runtime, out_dir, logger.info, debug)
+        except BaseException:
+            close_logger(logger)
+            if created and remove_if_empty_run(out_dir):
+                print(f"{out_dir} removed: the run failed before writing anything but its log",
+                      file=sys.stderr)
+            raise
+        finally:
+            close_logger(logger)
+
+
+def _run_folds(cfg: type, args: argparse.Namespace, runtime: Runtime, out_dir: Path,
+               log: Callable[[str], None], debug: bool) -> dict[str, Any]:
     print_config(cfg, log)
     data = load_data(cfg, debug)
     if cfg.pseudo_labels:
@@ -538,12 +591,14 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
             if not checkpoint.exists():
                 raise G2NetError(f"--inference needs {checkpoint}; train fold {fold} first "
                                  f"(python train.py --config {cfg.name} --limit_fold {fold})")
-        elif args.skip_existing and checkpoint.exists() and not checkpoint.with_name(f"fold{fold}_last.pt").exists():
-            log(f"fold {fold}: checkpoint exists, skipped (--skip_existing)")
+        elif args.skip_existing and checkpoint.exists() and fold_state(
+                checkpoint, f"Delete it, or rerun without --skip_existing to train fold {fold} "
+                            "again.").get("finished"):
+            log(f"fold {fold}: checkpoint is finished, skipped (--skip_existing)")
         else:
             train_fold(cfg, data, folds, fold, out_dir, runtime, log, args, num_epochs)
         predictions = out_dir / f"fold{fold}_predictions.npz"
-        if args.inference or args.tta or not predictions.exists():
+        if args.inference or args.tta or not predictions_current(predictions, checkpoint):
             predict_fold(cfg, data, folds, fold, out_dir, runtime, log, args)
         if runtime.distributed:
             dist.barrier()

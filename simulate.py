@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,6 +33,10 @@ import pandas as pd
 from tqdm import tqdm
 
 import noise_model
+from prep_data import prepared_files
+from signal_bank import (BANK_COLUMNS, BANK_FORMAT, BANK_FORMAT_VERSION, BANK_ROW_COLUMN, SignalBank,
+                         bank_generator, bank_rows, load_signal_bank, quantise_signal,
+                         write_signal_bank)
 from utils import (DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write,
                    cli_errors, cpu_count, example_path)
 
@@ -44,14 +47,9 @@ REFERENCE_DISTANCE = 1000.0  # Mpc, distance of the first draw before rescaling 
 CROP_MARGIN = 0.1  # s kept either side of the window before projection (light travel <= 27 ms)
 ID_SPACE = 16 ** 10
 SPLITS = ("train", "test")
-INJECTION_COLUMNS = ["id", "split", "target", "approximant", "mass1", "mass2", "spin1z", "spin2z",
-                     "distance", "ra", "dec", "polarization", "inclination", "coa_phase",
-                     "gps_start", "tc", "snr_H1", "snr_L1", "snr_V1", "snr_network"]
+RUN_FILE = "simulation.json"  # this run's arguments and whether it finished
+INJECTION_COLUMNS = ["id", "split", "target", *BANK_COLUMNS]
 SNR_DISTRIBUTIONS = ("uniform", "loguniform", "powerlaw")
-BANK_COLUMNS = INJECTION_COLUMNS[3:]  # the physics columns a signal bank keeps per signal
-BANK_ROW_COLUMN = "bank_row"  # extra injections.csv column of a --signal-bank run
-BANK_FORMAT = "g2net-signal-bank"
-BANK_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -303,38 +301,7 @@ def make_targets(seed: int, n_train: int, n_test: int, positive_fraction: float)
     return np.concatenate(parts)
 
 
-# --- signal banks: PyCBC signals made here, injected into fresh noise where PyCBC is missing ---
-
-@dataclass(frozen=True, eq=False)
-class SignalBank:
-    """A loaded signal bank: what a ``--signal-bank`` run injects instead of calling PyCBC."""
-    path: Path
-    signals: np.ndarray  # float64 (K, 3, N_SAMPLES), decoded: float16 code * float32 scale
-    table: pd.DataFrame  # BANK_COLUMNS, row k describes signals[k] (distance and SNRs included)
-    metadata: dict[str, Any]  # format, format_version, seed, approximant, sample_rate, n_samples, ...
-
-    def __len__(self) -> int:
-        return len(self.signals)
-
-
-def bank_generator(seed: int, row: int) -> np.random.Generator:
-    """Parameter generator of bank row ``row``: a stream of its own, so that a bank never holds
-    the signals of ``simulate --seed S`` (a test set simulated with the bank's seed stays unseen)."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 4, row)))
-
-
-def quantise_signal(signal: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """``(float16 codes, float32 scale)`` with ``codes * scale`` within 2.5e-4 of the signal's peak
-    (optimal SNR changed by < 1e-4): a quarter of the bytes of float64, for a bank that must travel."""
-    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
-    scale = np.float32(peak if peak > 0 else 1.0)
-    return (np.asarray(signal, dtype=np.float64) / np.float64(scale)).astype(np.float16), scale
-
-
-def decode_signals(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """float64 signals (K, 3, T) from the stored codes and per-signal scales."""
-    return codes.astype(np.float64) * scales.astype(np.float64)[:, None, None]
-
+# --- signal banks (format in signal_bank.py): PyCBC signals drawn here, injected where PyCBC is missing ---
 
 def _bank_worker(args: tuple) -> tuple[np.ndarray, np.float32, dict[str, Any]]:
     seed, row, priors, approximant = args
@@ -343,7 +310,7 @@ def _bank_worker(args: tuple) -> tuple[np.ndarray, np.float32, dict[str, Any]]:
     return codes, scale, params
 
 
-def write_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Priors = Priors(),
+def draw_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Priors = Priors(),
                       approximant: str = DEFAULT_APPROXIMANT, workers: int = 1,
                       progress: bool = True) -> dict[str, Any]:
     """Draw ``n_signals`` positives exactly as :func:`simulate` draws them and store them in one
@@ -371,101 +338,11 @@ def write_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Prior
                 "sample_rate": SAMPLE_RATE, "n_samples": N_SAMPLES, "detectors": list(DETECTORS),
                 "priors": dataclasses.asdict(priors), "f_lower": F_LOWER, "snr_band": list(SNR_BAND),
                 "encoding": "signal = float16 signals * float32 scales (per signal)"}
-    _save_bank(path, codes, scales, table, metadata)
+    write_signal_bank(path, codes, scales, table, metadata)
     elapsed = time.perf_counter() - started
     return {"path": str(path), "n_signals": n_signals, "bytes": path.stat().st_size,
             "seconds": elapsed, "rate": n_signals / elapsed if elapsed > 0 else float("inf"),
             "cpu_seconds": _cpu_seconds() - cpu_started}
-
-
-def _save_bank(path: Path, codes: np.ndarray, scales: np.ndarray, table: pd.DataFrame,
-               metadata: dict[str, Any]) -> None:
-    """An uncompressed ``.npz`` (float16 does not compress) with fixed zip timestamps, so that the
-    same bank is the same bytes; written atomically."""
-    arrays = {"signals": np.asarray(codes, dtype=np.float16),
-              "scales": np.asarray(scales, dtype=np.float32),
-              "metadata": np.array(json.dumps(metadata, sort_keys=True))}
-    for column in BANK_COLUMNS:
-        dtype = str if column == "approximant" else np.int64 if column == "gps_start" else np.float64
-        arrays[f"param_{column}"] = np.array(table[column].tolist(), dtype=dtype)
-
-    def write(handle: Any) -> None:
-        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def load_signal_bank(path: str | Path) -> SignalBank:
-    """Read and check a bank written by :func:`write_signal_bank` (numpy and pandas only: this is
-    what a machine without PyCBC runs). Every problem is one G2NetError saying what to do."""
-    path = Path(path)
-    remedy = (f"make one with `python simulate.py --write-signal-bank {path} --n-signals K --seed S` "
-              "on a machine with PyCBC")
-    if not path.is_file():
-        raise G2NetError(f"signal bank {path} not found; {remedy}")
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(4) != b"PK\x03\x04":
-                raise ValueError("not an .npz archive")
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with archive:
-            if "metadata" not in archive.files:
-                raise ValueError("no metadata")
-            metadata = json.loads(str(archive["metadata"][()]))
-            if not isinstance(metadata, dict) or metadata.get("format") != BANK_FORMAT:
-                raise ValueError("no signal-bank metadata")
-            version = metadata.get("format_version")
-            if version != BANK_FORMAT_VERSION:
-                raise G2NetError(f"{path} is a signal bank of format version {version}; this "
-                                 f"simulate.py reads version {BANK_FORMAT_VERSION}: rebuild it with "
-                                 "this simulate.py --write-signal-bank")
-            rate, length = metadata.get("sample_rate"), metadata.get("n_samples")
-            if rate != SAMPLE_RATE or length != N_SAMPLES or metadata.get("detectors") != list(DETECTORS):
-                raise G2NetError(f"{path} holds {metadata.get('detectors')} signals of {length} samples "
-                                 f"at {rate} Hz; the competition layout needs {list(DETECTORS)}, "
-                                 f"{N_SAMPLES} samples at {SAMPLE_RATE} Hz (utils.N_SAMPLES, "
-                                 "utils.SAMPLE_RATE): rebuild the bank with this simulate.py")
-            codes, scales = archive["signals"], archive["scales"]
-            table = pd.DataFrame({column: archive[f"param_{column}"] for column in BANK_COLUMNS})
-    except G2NetError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise G2NetError(f"{path} is not a signal bank written by simulate.py --write-signal-bank "
-                         f"({exc}); {remedy}") from None
-    count = len(codes)
-    problem = None
-    if codes.dtype != np.float16 or codes.shape[1:] != (len(DETECTORS), N_SAMPLES):
-        problem = f"signals are {codes.dtype} {codes.shape}, not float16 (K, {len(DETECTORS)}, {N_SAMPLES})"
-    elif scales.shape != (count,) or len(table) != count or metadata.get("n_signals") != count:
-        problem = (f"{count} signals, {len(scales)} scales, {len(table)} parameter rows and "
-                   f"n_signals {metadata.get('n_signals')} disagree")
-    elif not (np.all(np.isfinite(codes)) and np.all(np.isfinite(scales)) and np.all(scales > 0)):
-        problem = "signals or scales are not finite"
-    if problem:
-        raise G2NetError(f"{path} is a damaged signal bank ({problem}); rebuild it with "
-                         "simulate.py --write-signal-bank")
-    return SignalBank(path, decode_signals(codes, scales), table, metadata)
-
-
-def bank_rows(seed: int, n_positives: int, n_signals: int) -> np.ndarray:
-    """Bank row of each positive, in example order: positive ``k`` takes ``perm_c[k % K]`` with a
-    fresh seeded permutation per cycle ``c = k // K``, so every row is used floor(n/K) or
-    ceil(n/K) times and none twice before all have been used once."""
-    if n_positives and n_signals < 1:
-        raise G2NetError("the signal bank holds no signals but positives were asked for; rebuild it "
-                         "with --n-signals >= 1, or use --positive-fraction 0")
-    if not n_positives:
-        return np.zeros(0, dtype=np.int64)
-    cycles = -(-n_positives // n_signals)
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 3,)))
-    order = np.argsort(rng.random((cycles, n_signals)), axis=1, kind="stable")
-    return order.reshape(-1)[:n_positives].astype(np.int64)
 
 
 def bank_example(seed: int, index: int, bank: SignalBank,
@@ -478,7 +355,7 @@ def bank_example(seed: int, index: int, bank: SignalBank,
         return noise, {}
     params = bank.table.iloc[row].to_dict()
     params[BANK_ROW_COLUMN] = int(row)
-    return noise + bank.signals[row], params
+    return noise + bank.signal(row), params
 
 
 @dataclass(frozen=True)
@@ -487,19 +364,16 @@ class _Job:
     seed: int
     priors: Priors
     approximant: str
+    signal_bank: bool = False  # the positives come from _BANK_IN_USE
 
 
 def _save_example(path: Path, data: np.ndarray) -> None:
     """Write through a temporary name and rename, so a killed run never leaves a torn array.
 
-    No fsync (``utils.atomic_save_npy`` does one): at 150+ files/s it would dominate the run, and
-    the csv tables, written atomically at the very end, are what marks a simulation complete.
+    No fsync: at 150+ files/s it would dominate the run, and the csv tables, written atomically
+    (with fsync) at the very end, are what marks a simulation complete.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, data)
-    os.replace(temporary, path)
+    atomic_write(path, lambda f: np.save(f, data), fsync=False)
 
 
 # The bank of a --signal-bank run, set by simulate() before its workers fork (they inherit it
@@ -509,6 +383,8 @@ _BANK_IN_USE: SignalBank | None = None
 
 def _run_one(job: _Job, index: int, example_id: str, split: str, target: int,
              bank_row: int | None = None) -> dict[str, Any]:
+    if job.signal_bank and _BANK_IN_USE is None:
+        raise RuntimeError("a --signal-bank worker was not forked from simulate(): it has no bank")
     if _BANK_IN_USE is None:
         data, _, params = simulate_example(job.seed, index, target, job.priors, job.approximant)
     else:
@@ -530,7 +406,9 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     every prior but ``positive_fraction``; the noise is the same as without it.
     """
     global _BANK_IN_USE
-    validate_run(out, n_train, n_test, seed, workers, overwrite)
+    record = run_record(n_train, n_test, seed, priors, approximant,
+                        None if signal_bank is None else getattr(signal_bank, "path", signal_bank))
+    _check_counts(n_train, n_test, seed, workers)
     bank = None
     if signal_bank is None:
         priors.validate(approximant)
@@ -550,14 +428,18 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         positives = np.flatnonzero(targets)
         for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
             rows_of[index] = int(row)
-    # an earlier simulation (or, with --overwrite, anything) is replaced, never mixed with; its
-    # tables go first so that a killed run leaves no labels pointing at missing files
-    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
-        (out / name).unlink(missing_ok=True)
-    for name in SPLITS:
-        shutil.rmtree(out / name, ignore_errors=True)
+    check_out_folder(out, overwrite, record)  # after the bank's checks: a broken bank is the news
+    # RUN_FILE first: a run killed from here on is known as interrupted, with its arguments
+    previous = previous_run(out)
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    if previous is not None and _same_run(previous, record):
+        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
+        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
+        _remove_previous_outputs(out)
     splits = ["train"] * n_train + ["test"] * n_test
-    job = _Job(str(out), seed, priors, approximant)
+    job = _Job(str(out), seed, priors, approximant, bank is not None)
     tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
     started = time.perf_counter()
     # the noise PSD (a deconvolution) and the SNR PSDs are built once here, inherited by the workers
@@ -573,6 +455,8 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
+    record["complete"] = True
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
     summary = {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
                "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
                "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
@@ -584,7 +468,13 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
 def _map_in_order(function: Any, tasks: Sequence[Any], workers: int, desc: str, unit: str,
                   progress: bool) -> list[Any]:
     """``function`` over ``tasks``, results in task order, in a pool of forked ``workers`` (they
-    inherit the PSDs and a loaded bank) or inline for one, with a progress bar."""
+    inherit the PSDs and a loaded bank) or inline for one, with a progress bar.
+
+    Not ``tqdm.contrib.concurrent.process_map``: its order and output would be the same, but with
+    ``chunksize > 1`` its bar counts submitted chunks, not tasks (tqdm 4.70.1: 10/80 at the end of
+    80 tasks in chunks of 8), and ``chunksize=1`` pays a round trip per task on bank runs whose
+    tasks take milliseconds. ``Pool.imap`` yields each result, so the bar counts examples.
+    """
     results = []
     with tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress) as bar:
         if workers == 1:
@@ -615,18 +505,101 @@ def _check_seed_and_workers(seed: int, workers: int) -> None:
 
 
 def validate_run(out: str | Path, n_train: int, n_test: int, seed: int, workers: int,
-                 overwrite: bool) -> None:
+                 overwrite: bool, record: dict[str, Any] | None = None) -> None:
+    """Refuse bad counts, and an ``out`` holding data this run must not silently replace.
+
+    ``record`` is this run's :func:`run_record`: a folder holding a finished or interrupted run
+    with other arguments, or competition files simulate.py did not write, needs ``overwrite``.
+    """
+    _check_counts(n_train, n_test, seed, workers)
+    check_out_folder(out, overwrite, record)
+
+
+def _check_counts(n_train: int, n_test: int, seed: int, workers: int) -> None:
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise G2NetError(f"--n-train {n_train} --n-test {n_test}: need counts >= 0, not both 0")
     _check_seed_and_workers(seed, workers)
+
+
+def check_out_folder(out: str | Path, overwrite: bool, record: dict[str, Any] | None = None) -> None:
+    """The folder part of :func:`validate_run`: what ``out`` already holds."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise G2NetError(f"--out {out} is a file; give a folder")
+    if overwrite:
+        return
+    previous = previous_run(out)
+    if previous is not None:
+        if record is not None and _same_run(previous, record):
+            return  # the same arguments finish an interrupted run or remake the same bytes
+        if previous.get("complete", True):
+            raise G2NetError(f"--out {out} already holds a finished simulation ({describe_run(previous)})"
+                             "; pass --overwrite to replace it (its train.csv, test.csv, caches and "
+                             "psd.npy go too) or choose another folder")
+        raise G2NetError(f"--out {out} holds a simulation that was interrupted "
+                         f"({describe_run(previous)}); rerun with those arguments to finish it, or "
+                         "pass --overwrite to replace it")
     clash = [name for name in ("training_labels.csv", "sample_submission.csv", "train", "test")
              if (out / name).exists()]
-    if clash and not overwrite and not (out / "injections.csv").is_file():
+    if clash:
         raise G2NetError(f"--out {out} already holds {', '.join(clash)} that simulate.py did not "
                          "write (no injections.csv); choose another folder or pass --overwrite")
+
+
+def run_record(n_train: int, n_test: int, seed: int, priors: Priors, approximant: str,
+               signal_bank: str | Path | None) -> dict[str, Any]:
+    """The arguments that determine a simulation's bytes (not ``workers``), as stored in RUN_FILE."""
+    return json.loads(json.dumps({
+        "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
+        "approximant": approximant, "priors": dataclasses.asdict(priors),
+        "signal_bank": None if signal_bank is None else str(Path(signal_bank).resolve()),
+        "complete": False}))
+
+
+def previous_run(out: Path) -> dict[str, Any] | None:
+    """The record of the simulation in ``out``: RUN_FILE, or ``{}`` (arguments unknown) for an older
+    simulate.py's finished output (injections.csv alone); None when there is none."""
+    try:
+        record = json.loads((out / RUN_FILE).read_text())
+        if isinstance(record, dict):
+            return record
+    except (OSError, ValueError):
+        pass
+    return {} if (out / "injections.csv").is_file() else None
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a) and {k: v for k, v in a.items() if k != "complete"} == \
+        {k: v for k, v in b.items() if k != "complete"}
+
+
+def describe_run(record: dict[str, Any]) -> str:
+    """``--n-train 6 --n-test 0 --seed 7 ...``: a run's arguments for an error message."""
+    if not record:
+        return "arguments not recorded: made by an older simulate.py"
+    words = [f"--n-train {record.get('n_train')}", f"--n-test {record.get('n_test')}",
+             f"--seed {record.get('seed')}"]
+    if record.get("signal_bank"):
+        words.append(f"--signal-bank {record['signal_bank']}")
+    if record.get("approximant") != DEFAULT_APPROXIMANT:
+        words.append(f"--approximant {record.get('approximant')}")
+    defaults = json.loads(json.dumps(dataclasses.asdict(Priors())))
+    for name, value in (record.get("priors") or {}).items():
+        if defaults.get(name) != value:
+            words.append("--" + name.replace("_", "-") + " " +
+                         (" ".join(f"{v:g}" for v in value) if isinstance(value, list) else
+                          f"{value:g}" if isinstance(value, float) else str(value)))
+    return " ".join(words)
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """Delete what an earlier run left in ``out``: its tables first (so a kill leaves no labels
+    pointing at missing files), the prepared csvs/caches/PSD made from it, then its examples."""
+    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv",
+                 *prepared_files()):
+        (out / name).unlink(missing_ok=True)
+    for name in SPLITS:
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _write_tables(out: Path, rows: list[dict[str, Any]], columns: Sequence[str] = INJECTION_COLUMNS) -> None:
@@ -753,7 +726,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "that reads the bank (--signal-bank)")
         if args.n_signals is None:
             raise G2NetError("--write-signal-bank needs --n-signals K (the number of signals to store)")
-        summary = write_signal_bank(args.write_signal_bank, args.n_signals, args.seed, priors,
+        summary = draw_signal_bank(args.write_signal_bank, args.n_signals, args.seed, priors,
                                     approximant, args.workers, progress=not args.no_progress)
         print(f"wrote {summary['n_signals']} signals ({summary['bytes'] / 1e6:.1f} MB) to "
               f"{summary['path']}")

@@ -22,9 +22,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.preprocessing import minmax_scale
 
+from metrics import roc_auc
 from pseudo import sigmoid
-from utils import G2NetError, atomic_write, cli_errors, input_dir, read_table, results_dir
+from utils import (G2NetError, atomic_write, cli_errors, input_dir, load_predictions, read_table,
+                   results_dir)
 
 OOF_FILES = ("outoffolds_tta.npy", "outoffolds.npy")  # preferred first
 TEST_FILES = ("predictions_tta.npy", "predictions.npy")
@@ -141,13 +144,14 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
                          f"(python train.py --config {name}, or train_pseudo.py for a pseudo config)")
     remedy = (f"predict again on the current train.csv / test.csv with `python train.py --config "
               f"{name} --inference` (train_pseudo.py for a pseudo config)")
-    test = np.load(test_path).astype(np.float64)
+    test = load_predictions(test_path, remedy)
+    stored_shape = test.shape
     if test.ndim == 3 and test.shape[-1] == 1:
         test = test[..., 0]
     if test.ndim == 1:
         test = test[None]
     if test.ndim != 2 or test.shape[1] != n_test:
-        raise G2NetError(f"experiment '{name}': {test_path.name} has shape {np.load(test_path).shape}, "
+        raise G2NetError(f"experiment '{name}': {test_path.name} has shape {stored_shape}, "
                          f"expected (cv, {n_test}, 1) for the current test.csv; {remedy}")
     complete = np.all(np.isfinite(test), axis=1)
     if not complete.any():
@@ -161,7 +165,7 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
     if oof_path is None:
         note = note or "no out-of-fold predictions"
     else:
-        oof = np.load(oof_path).astype(np.float64).reshape(-1)
+        oof = load_predictions(oof_path, remedy).reshape(-1)
         if oof.shape[0] != n_train:
             raise G2NetError(f"experiment '{name}': {oof_path.name} has {oof.shape[0]} rows but "
                              f"train.csv has {n_train}; {remedy}")
@@ -172,7 +176,7 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
     if not complete.all():
         oof = None  # an incomplete experiment cannot be stacked per fold
     if (folder / FOLDS_FILE).is_file():
-        folds = np.load(folder / FOLDS_FILE).astype(np.int64).reshape(-1)
+        folds = load_predictions(folder / FOLDS_FILE, remedy).astype(np.int64).reshape(-1)
         if folds.shape[0] != n_train:
             raise G2NetError(f"experiment '{name}': {FOLDS_FILE} has {folds.shape[0]} rows but "
                              f"train.csv has {n_train}; {remedy}")
@@ -218,13 +222,8 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
 
 
 def auc(targets: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, NaN when it is undefined (one class only, or NaN scores)."""
-    from sklearn.metrics import roc_auc_score
-
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(np.unique(targets)) < 2 or not np.all(np.isfinite(scores)):
-        return float("nan")
-    return float(roc_auc_score(targets, scores))
+    """ROC AUC (``metrics.roc_auc``), NaN when it is undefined (one class only, or NaN scores)."""
+    return roc_auc(targets, scores, undefined="nan")
 
 
 def stackable(experiments: Sequence[Experiment], printer: Printer = print) -> list[Experiment]:
@@ -309,11 +308,12 @@ def common_folds(experiments: Sequence[Experiment]) -> np.ndarray:
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (a constant input becomes 0.5)."""
-    low, high = float(np.min(values)), float(np.max(values))
-    if high - low <= 0.0:
+    """Scale to [0, 1] with ``sklearn.preprocessing.minmax_scale`` (a constant input becomes 0.5,
+    where sklearn would give 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    if float(np.max(values)) - float(np.min(values)) <= 0.0:
         return np.full_like(values, 0.5, dtype=np.float64)
-    return (values - low) / (high - low)
+    return minmax_scale(values)
 
 
 def ridge_stack(experiments: Sequence[Experiment], inputs: Inputs, folds: np.ndarray,

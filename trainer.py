@@ -7,9 +7,14 @@ everywhere.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import math
+import os
+import pickle
 import random
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -56,8 +61,49 @@ def amp_dtype(device: torch.device, enabled: bool, precision: str | None = None)
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def load_checkpoint(path: str | Path, fix: str, keys: Sequence[str] = ("model",),
+                    map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint holding tensors and plain values only (``weights_only=True``: never runs code).
+
+    An unreadable, foreign or unsafe file raises one G2NetError naming it, ending with ``fix``
+    (what to do about it, which depends on the command).
+    """
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise G2NetError(f"{path} is unreadable (truncated or corrupt: {exc}). {fix}") from None
+        raise G2NetError(f"{path} holds Python objects beyond tensors and plain values, so it was not "
+                         f"loaded (loading it could run code). {fix}") from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise G2NetError(f"{path} is unreadable (truncated or corrupt: {reason}). {fix}") from None
+    if not isinstance(saved, dict) or any(key not in saved for key in keys):
+        raise G2NetError(f"{path} is not a checkpoint of this pipeline (it needs the entries "
+                         f"{', '.join(keys)}). {fix}")
+    return saved
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file: which checkpoint a set of predictions came from (memoised per version)."""
+    info = os.stat(path)
+    return _digest(str(Path(path).resolve()), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every random generator a training step draws from, as tensors and plain values."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, key.tolist(), pos, has_gauss, gauss),
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -68,7 +114,8 @@ def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -168,7 +215,9 @@ class Trainer:
         })
 
     def _load_resume_point(self) -> None:
-        saved = torch.load(self.resume_path, map_location=self.device, weights_only=False)
+        saved = load_checkpoint(self.resume_path, "Delete it and rerun with --resume: the fold then "
+                                "starts again from its first epoch.",
+                                ("model", "optimizer", "state", "rng"), self.device)
         unwrap(self.model).load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved["scheduler"] is not None:
@@ -183,10 +232,12 @@ class Trainer:
         if self._train_source is not None and saved.get("train_source") is not None:
             self._train_source.load_state_dict(saved["train_source"])
 
-    def load_best(self) -> None:
-        """Load the weights of ``checkpoint_path`` into the model."""
-        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+    def load_best(self, fix: str = "Delete it and train the fold again.") -> dict[str, Any]:
+        """Load the weights and state (epoch, ``finished``...) of ``checkpoint_path``; returns the state."""
+        saved = load_checkpoint(self.checkpoint_path, fix, ("model", "state"), self.device)
         unwrap(self.model).load_state_dict(saved["model"])
+        self.state = saved["state"]
+        return self.state
 
     # ----------------------------------------------------------------- steps
     def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -344,7 +395,8 @@ class Trainer:
     def _finalise_checkpoint(self) -> None:
         """Mark the fold checkpoint finished (keeping its weights) and drop the resume point."""
         if self.checkpoint_path.exists():
-            saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            saved = load_checkpoint(self.checkpoint_path, "Delete it and rerun with --resume.",
+                                    ("model", "state"))
             saved["state"].update({k: copy.deepcopy(v) for k, v in self.state.items()
                                    if k in ("finished", "history", "best_score", "best_epoch")})
             saved["state"]["last_epoch"] = self.state["epoch"]

@@ -8,54 +8,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mixing import PAIRINGS, check_choice, mix, mixed_loss, pair_indices, sample_lam
 from trainer import TrainHook, Trainer
-from utils import G2NetError
-
-
-def pair_indices(target: torch.Tensor, pairing: str) -> torch.Tensor:
-    """Partners for in-batch mixing.
-
-    ``random``: a permutation of the batch. ``pos_neg``: every example is mixed with a negative
-    (a random one), so a positive keeps its signal and a negative stays noise only.
-    """
-    n = target.shape[0]
-    if pairing == "random":
-        return torch.from_numpy(np.random.permutation(n)).to(target.device)
-    if pairing == "pos_neg":
-        negatives = torch.nonzero(target.reshape(-1) < 0.5).reshape(-1).cpu().numpy()
-        if len(negatives) == 0:
-            return torch.arange(n, device=target.device)
-        return torch.from_numpy(np.random.choice(negatives, size=n)).to(target.device)
-    raise G2NetError(f"mixup pairing must be 'random' or 'pos_neg', not {pairing!r}")
 
 
 class MixupTrain(TrainHook):
-    """Input mixup of waveforms within the batch with probability ``p``.
+    """Input mixup of waveforms within the batch with probability ``p`` (arithmetic in :mod:`mixing`).
 
-    The loss is the ``lam``-weighted BCE against both targets, or against ``a OR b`` with
-    ``lor_label``. With ``pairing='pos_neg'`` the signal side keeps weight >= 0.5.
+    The loss is the ``lam``-weighted loss against both targets, or against ``a OR b`` with
+    ``lor_label``. With ``pairing='pos_neg'`` every example is mixed with a negative and keeps
+    weight >= 0.5.
     """
 
-    def __init__(self, alpha: float = 0.4, p: float = 0.5, pairing: str = "random",
+    def __init__(self, mixup_alpha: float = 0.4, p: float = 0.5, pairing: str = "random",
                  lor_label: bool = False):
-        self.alpha, self.p, self.pairing, self.lor_label = alpha, p, pairing, lor_label
+        check_choice("pairing", pairing, PAIRINGS)
+        self.mixup_alpha, self.p, self.pairing, self.lor_label = mixup_alpha, p, pairing, lor_label
 
     def _draw(self, target: torch.Tensor) -> tuple[float, torch.Tensor] | None:
         if np.random.rand() >= self.p:
             return None
-        lam = float(np.random.beta(self.alpha, self.alpha))
-        if self.pairing == "pos_neg":
-            lam = max(lam, 1.0 - lam)
+        lam = sample_lam(self.mixup_alpha, self.pairing)
         return lam, pair_indices(target, self.pairing)
 
-    def _loss(self, trainer: Trainer, output: torch.Tensor, target: torch.Tensor, lam: float,
-              idx: torch.Tensor) -> torch.Tensor:
-        if self.lor_label:
-            return trainer.criterion(output, torch.maximum(target, target[idx]))
-        return lam * trainer.criterion(output, target) + (1 - lam) * trainer.criterion(output, target[idx])
-
     def mix(self, trainer: Trainer, inputs: torch.Tensor, lam: float, idx: torch.Tensor) -> torch.Tensor:
-        return trainer.model(lam * inputs + (1 - lam) * inputs[idx])
+        return trainer.model(mix(inputs, inputs[idx], lam))
 
     def forward_train(self, trainer: Trainer, inputs: torch.Tensor, target: torch.Tensor):
         drawn = self._draw(target)
@@ -63,7 +40,7 @@ class MixupTrain(TrainHook):
             return super().forward_train(trainer, inputs, target)
         lam, idx = drawn
         output = self.mix(trainer, inputs, lam, idx)
-        return self._loss(trainer, output, target, lam, idx), output
+        return mixed_loss(trainer.criterion, output, target, lam, idx, self.lor_label), output
 
 
 class MixupTrain2(MixupTrain):

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import abc
 import os
-from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from scipy import fft as sp_fft
 from scipy import signal
-from torch import nn
+from torch import Tensor, nn
 
-from utils import N_SAMPLES, SAMPLE_RATE, G2NetError, input_dir
+from spectral import TUKEY_ALPHA, PsdSpec, whiten, whiten_torch, whitening_kernel
+from utils import N_SAMPLES, SAMPLE_RATE
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)  # typical strain amplitude of H1, L1, V1
-TUKEY_ALPHA = 0.1  # the whitening window of docs/DESIGN.md
-
-PsdSpec = Union[str, os.PathLike, np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,7 +37,7 @@ class Transform(abc.ABC):
 
     def __init__(self, p: float = 0.5, always_apply: bool = False):
         if not 0.0 <= p <= 1.0:
-            raise G2NetError(f"{type(self).__name__}: p must lie in [0, 1], got {p}")
+            raise ValueError(f"{type(self).__name__}: p must lie in [0, 1], got {p}")
         self.p = p
         self.always_apply = always_apply
 
@@ -78,7 +76,7 @@ class OneOf(Transform):
         self.transforms = list(transforms)
         weights = np.array([t.p for t in self.transforms], dtype=np.float64)
         if len(self.transforms) == 0 or weights.sum() <= 0:
-            raise G2NetError("OneOf needs at least one transform with p > 0")
+            raise ValueError("OneOf needs at least one transform with p > 0")
         self._weights = weights / weights.sum()
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -97,7 +95,7 @@ def _like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 def _check_factors(factors: Sequence[float]) -> np.ndarray:
     factors = np.asarray(factors, dtype=np.float64)
     if factors.ndim != 1 or np.any(factors == 0) or not np.all(np.isfinite(factors)):
-        raise G2NetError(f"Normalize: factors must be one finite non-zero number per detector, "
+        raise ValueError(f"Normalize: factors must be one finite non-zero number per detector, "
                          f"got {factors.tolist()}")
     return factors
 
@@ -119,10 +117,10 @@ def butter_bandpass_sos(lower: float, upper: float, order: int = 8,
                         sample_rate: float = SAMPLE_RATE) -> np.ndarray:
     """Butterworth band-pass between ``lower`` and ``upper`` Hz as second-order sections."""
     if not 0 < lower < upper < sample_rate / 2:
-        raise G2NetError(f"BandPass: need 0 < lower < upper < {sample_rate / 2} Hz (Nyquist), "
+        raise ValueError(f"BandPass: need 0 < lower < upper < {sample_rate / 2} Hz (Nyquist), "
                          f"got lower={lower}, upper={upper}")
     if order < 1:
-        raise G2NetError(f"BandPass: order must be a positive integer, got {order}")
+        raise ValueError(f"BandPass: order must be a positive integer, got {order}")
     return signal.butter(order, [lower, upper], btype="bandpass", fs=sample_rate, output="sos")
 
 
@@ -133,111 +131,32 @@ def sosfiltfilt_padlen(sos: np.ndarray) -> int:
 
 
 class BandPass(Transform):
-    """Zero-phase Butterworth band-pass (``sosfiltfilt``, odd padding): keeps the chirp's band."""
+    """Zero-phase Butterworth band-pass (``sosfiltfilt``, odd padding): keeps the chirp's band.
+
+    Second-order sections rather than a ``(b, a)`` filtfilt (torchaudio's ``filtfilt``, as ml4gw
+    uses): an order-8 Butterworth band-pass in ``(b, a)`` form is numerically unstable (its poles
+    crowd near z = 1; torchaudio's float32 filtfilt of it returns NaN), and that filtfilt starts
+    from rest without scipy's odd padding, so its edges ring.
+    """
 
     def __init__(self, lower: float = 20.0, upper: float = 500.0, order: int = 8,
-                 sr: float = SAMPLE_RATE, p: float = 1.0, always_apply: bool = False):
+                 sample_rate: float = SAMPLE_RATE, p: float = 1.0, always_apply: bool = False):
         super().__init__(p, always_apply)
-        self.lower, self.upper, self.order, self.sr = lower, upper, order, sr
-        self._sos = butter_bandpass_sos(lower, upper, order, sr)
+        self.lower, self.upper, self.order = lower, upper, order
+        self.sample_rate = sample_rate
+        self._sos = butter_bandpass_sos(lower, upper, order, sample_rate)
         self._padlen = sosfiltfilt_padlen(self._sos)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         if x.shape[-1] <= self._padlen:
-            raise G2NetError(f"BandPass: examples must be longer than {self._padlen} samples, "
+            raise ValueError(f"BandPass: examples must be longer than {self._padlen} samples, "
                              f"got {x.shape[-1]}")
         y = signal.sosfiltfilt(self._sos, x, axis=-1, padtype="odd", padlen=self._padlen)
         return _like(y, x)
 
 
-def _resolve_psd_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.exists():
-        return path
-    in_input = input_dir() / path
-    if not path.is_absolute() and in_input.exists():
-        return in_input
-    raise G2NetError(f"Whiten: PSD file {path} not found (also looked for {in_input}); "
-                     f"write it with `python prep_data.py --psd` or use psd='simulator'")
-
-
-def expected_estimate_psd(fine_psd: np.ndarray, n_samples: int = N_SAMPLES,
-                          sample_rate: float = SAMPLE_RATE,
-                          tukey_alpha: float = TUKEY_ALPHA) -> np.ndarray:
-    """What a Tukey-windowed periodogram of ``n_samples`` expects to see of noise with PSD ``fine_psd``.
-
-    ``fine_psd`` is the one-sided PSD (..., M // 2 + 1) on the frequency grid of M >= 2 n_samples
-    samples (the grid the noise is drawn on). Returns the expectation (..., n_samples // 2 + 1) of
-    ``noise_model.estimate_psd``: the windowed DFT's expected power, from the noise autocovariance
-    times the window's autocorrelation, divided by the window power. It equals the PSD where the
-    PSD is smooth, and it fills the near-empty bins of a PSD with steep walls or deep notches
-    (below 10 Hz and beside lines in the calibrated table) with the power that leaks into them
-    through the window, which is what whitening must divide those bins by.
-    """
-    fine_psd = np.asarray(fine_psd, dtype=np.float64)
-    n_fine = 2 * (fine_psd.shape[-1] - 1)
-    if n_fine < 2 * n_samples:
-        raise G2NetError(f"expected_estimate_psd: the PSD grid ({n_fine} samples) must be at least "
-                         f"twice as fine as the examples ({n_samples} samples)")
-    autocovariance = np.fft.irfft(fine_psd * sample_rate / 2, n=n_fine, axis=-1)[..., :n_samples]
-    window = signal.windows.tukey(n_samples, tukey_alpha)
-    window_acf = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * n_samples)) ** 2,
-                              n=2 * n_samples)[:n_samples]
-    lagged = autocovariance * window_acf  # lags 0..n-1; negative lags by symmetry
-    folded = lagged.copy()
-    folded[..., 1:] += lagged[..., :0:-1]  # lag -m lands on m modulo n_samples
-    power = np.fft.rfft(folded, axis=-1).real
-    return power * 2.0 / (sample_rate * np.sum(window ** 2))
-
-
-def load_psd(psd: PsdSpec, n_samples: int = N_SAMPLES, sample_rate: float = SAMPLE_RATE,
-             tukey_alpha: float = TUKEY_ALPHA) -> np.ndarray:
-    """The PSD ``(3, n_samples // 2 + 1)`` that whitening divides by.
-
-    ``'simulator'``: the expected Tukey-windowed estimate (:func:`expected_estimate_psd`) of the
-    simulator's noise, from the PSD ``noise_model.colored_noise`` draws with
-    (``generation_psd``, on its oversampled grid); it is what
-    ``prep_data.py --psd`` measures on negatives, and dividing by the raw calibrated table instead
-    would amplify window leakage by orders of magnitude in its near-empty bins. A ``.npy`` path or
-    an array is used as given (an estimate such as the average of the negatives). Relative paths
-    that do not exist as given are looked up in ``utils.input_dir()``.
-    """
-    n_freq = n_samples // 2 + 1
-    if isinstance(psd, str) and psd == "simulator":
-        import noise_model  # imported here: only whitening runs need the noise model
-
-        fine = noise_model.generation_psd(n_samples * noise_model.NOISE_OVERSAMPLING, sample_rate)
-        array = expected_estimate_psd(fine, n_samples, sample_rate, tukey_alpha)
-        source = "noise_model.generation_psd"
-    elif isinstance(psd, (str, os.PathLike)):
-        path = _resolve_psd_path(psd)
-        try:
-            array = np.load(path)
-        except (OSError, ValueError) as exc:
-            raise G2NetError(f"Whiten: cannot read PSD file {path} ({exc}); "
-                             f"rewrite it with `python prep_data.py --psd`") from exc
-        source = str(path)
-    else:
-        array = psd.detach().cpu().numpy() if isinstance(psd, torch.Tensor) else np.asarray(psd)
-        source = "the given array"
-    array = np.asarray(array, dtype=np.float64)
-    if array.shape != (3, n_freq):
-        raise G2NetError(f"Whiten: PSD from {source} has shape {array.shape}, examples of "
-                         f"{n_samples} samples need (3, {n_freq}); estimate it from examples "
-                         f"of that length")
-    return array
-
-
-def inverse_asd(psd: np.ndarray, sample_rate: float = SAMPLE_RATE) -> np.ndarray:
-    """``1 / sqrt(psd * fs / 2)``, the whitening gain; zero where the PSD is zero or not finite."""
-    valid = np.isfinite(psd) & (psd > 0)
-    gain = np.zeros_like(psd, dtype=np.float64)
-    gain[valid] = 1.0 / np.sqrt(psd[valid] * sample_rate / 2)
-    return gain
-
-
 class Whiten(Transform):
-    """Divide by the detector ASD in the frequency domain (Tukey-windowed, docs/DESIGN.md).
+    """Divide by the detector ASD in the frequency domain: ``spectral.whiten`` (docs/DESIGN.md).
 
     Noise drawn from ``psd`` comes out with unit variance per sample, so every frequency weighs
     by its signal-to-noise ratio. The PSD is loaded on first use (config classes build transforms
@@ -254,16 +173,12 @@ class Whiten(Transform):
 
     def _kernel(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         if n_samples not in self._kernels:
-            psd = load_psd(self._psd_spec, n_samples, self.sample_rate, self.tukey_alpha)
-            window = signal.windows.tukey(n_samples, self.tukey_alpha)
-            self._kernels[n_samples] = (window, inverse_asd(psd, self.sample_rate))
+            self._kernels[n_samples] = whitening_kernel(self._psd_spec, n_samples,
+                                                        self.sample_rate, self.tukey_alpha)
         return self._kernels[n_samples]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[-1]
-        window, gain = self._kernel(n)
-        spectrum = np.fft.rfft(x.astype(np.float64) * window, axis=-1) * gain
-        return _like(np.fft.irfft(spectrum, n=n, axis=-1), x)
+        return _like(whiten(x, *self._kernel(x.shape[-1])), x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +208,7 @@ class _NoiseSNR(Transform):
                  always_apply: bool = False):
         super().__init__(p, always_apply)
         if min_snr > max_snr:
-            raise G2NetError(f"{type(self).__name__}: min_snr ({min_snr}) exceeds max_snr "
+            raise ValueError(f"{type(self).__name__}: min_snr ({min_snr}) exceeds max_snr "
                              f"({max_snr})")
         self.min_snr, self.max_snr = min_snr, max_snr
 
@@ -451,7 +366,7 @@ class RandomResizedCrop(Transform):
                  always_apply: bool = False):
         super().__init__(p, always_apply)
         if not 0 < min_scale <= max_scale <= 1:
-            raise G2NetError(f"RandomResizedCrop: need 0 < min_scale <= max_scale <= 1, got "
+            raise ValueError(f"RandomResizedCrop: need 0 < min_scale <= max_scale <= 1, got "
                              f"{min_scale}, {max_scale}")
         self.min_scale, self.max_scale = min_scale, max_scale
 
@@ -472,7 +387,7 @@ class TimeResize(Transform):
                  always_apply: bool = False):
         super().__init__(p, always_apply)
         if not 0 < min_scale <= max_scale:
-            raise G2NetError(f"TimeResize: need 0 < min_scale <= max_scale, got {min_scale}, "
+            raise ValueError(f"TimeResize: need 0 < min_scale <= max_scale, got {min_scale}, "
                              f"{max_scale}")
         self.min_scale, self.max_scale = min_scale, max_scale
 
@@ -495,7 +410,7 @@ class Scale(Transform):
                  always_apply: bool = False):
         super().__init__(p, always_apply)
         if min_scale > max_scale:
-            raise G2NetError(f"Scale: min_scale ({min_scale}) exceeds max_scale ({max_scale})")
+            raise ValueError(f"Scale: min_scale ({min_scale}) exceeds max_scale ({max_scale})")
         self.min_scale, self.max_scale = min_scale, max_scale
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -515,7 +430,7 @@ class _TorchPreprocess(nn.Module, abc.ABC):
     def __init__(self, compute_dtype: torch.dtype = torch.float64):
         super().__init__()
         if compute_dtype not in (torch.float32, torch.float64):
-            raise G2NetError(f"{type(self).__name__}: compute_dtype must be torch.float32 or "
+            raise ValueError(f"{type(self).__name__}: compute_dtype must be torch.float32 or "
                              f"torch.float64, got {compute_dtype}")
         self.compute_dtype = compute_dtype
 
@@ -523,12 +438,12 @@ class _TorchPreprocess(nn.Module, abc.ABC):
         return kernel.to(torch.complex128 if self.compute_dtype == torch.float64
                          else torch.complex64)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._forward(x.to(self.compute_dtype)).to(x.dtype)
 
     @abc.abstractmethod
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         """The transform on ``x`` already in ``compute_dtype``."""
 
 
@@ -540,7 +455,7 @@ class TorchNormalize(nn.Module):
         self.register_buffer("inverse_factors", torch.from_numpy(
             1.0 / _check_factors(factors)).to(torch.complex128)[:, None], persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return (x.to(torch.float64) * self.inverse_factors.real).to(x.dtype)
 
@@ -553,17 +468,18 @@ class TorchBandPass(_TorchPreprocess):
     output = (input convolved with the causal impulse response h) + u[0] * (the cascade's free
     response g from state ``sosfilt_zi``). Both h and g are computed once with scipy over the
     padded length L, and the causal convolution is done with FFTs long enough (>= 2L - 1) to be
-    linear, so no truncation or edge approximation is involved. Acts on the last axis.
+    linear, so no truncation or edge approximation is involved. Acts on the last axis. It is kept
+    instead of torchaudio's / ml4gw's ``(b, a)`` filtfilt for the reasons :class:`BandPass` gives.
     """
 
     def __init__(self, lower: float = 20.0, upper: float = 500.0, order: int = 8,
-                 sr: float = SAMPLE_RATE, n_samples: int = N_SAMPLES,
+                 sample_rate: float = SAMPLE_RATE, n_samples: int = N_SAMPLES,
                  compute_dtype: torch.dtype = torch.float64):
         super().__init__(compute_dtype)
-        sos = butter_bandpass_sos(lower, upper, order, sr)
+        sos = butter_bandpass_sos(lower, upper, order, sample_rate)
         self.padlen = sosfiltfilt_padlen(sos)
         if n_samples <= self.padlen:
-            raise G2NetError(f"TorchBandPass: n_samples must exceed {self.padlen}, got {n_samples}")
+            raise ValueError(f"TorchBandPass: n_samples must exceed {self.padlen}, got {n_samples}")
         self.n_samples = n_samples
         self.padded = n_samples + 2 * self.padlen
         self.n_fft = sp_fft.next_fast_len(2 * self.padded - 1, real=True)
@@ -576,14 +492,14 @@ class TorchBandPass(_TorchPreprocess):
         self.register_buffer("g_spectrum", torch.from_numpy(np.fft.rfft(g, self.n_fft)),
                              persistent=False)
 
-    def _causal_pass(self, u: torch.Tensor) -> torch.Tensor:
+    def _causal_pass(self, u: Float[Tensor, "batch ifo padded"]) -> Float[Tensor, "batch ifo padded"]:
         spectrum = (torch.fft.rfft(u, n=self.n_fft) * self._complex(self.h_spectrum)
                     + u[..., :1] * self._complex(self.g_spectrum))
         return torch.fft.irfft(spectrum, n=self.n_fft)[..., :self.padded]
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         if x.shape[-1] != self.n_samples:
-            raise G2NetError(f"TorchBandPass was built for {self.n_samples} samples, got "
+            raise ValueError(f"TorchBandPass was built for {self.n_samples} samples, got "
                              f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
         edge = self.padlen
         first, last = x[..., :1], x[..., -1:]
@@ -595,30 +511,28 @@ class TorchBandPass(_TorchPreprocess):
 
 
 class TorchWhiten(_TorchPreprocess):
-    """Batched ``Whiten`` on ``(B, 3, T)`` tensors; the PSD (see :func:`load_psd`) is loaded when
-    the module is built, so build it when a run starts, not in a config class body."""
+    """Batched ``Whiten`` (``spectral.whiten_torch``) on ``(B, 3, T)`` tensors; the PSD (see
+    ``spectral.load_psd``) is loaded when the module is built, so build it when a run starts, not
+    in a config class body."""
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,
                  compute_dtype: torch.dtype = torch.float64):
         super().__init__(compute_dtype)
         self.n_samples = n_samples
-        gain = inverse_asd(load_psd(psd, n_samples, sample_rate, tukey_alpha), sample_rate)
-        window = signal.windows.tukey(n_samples, tukey_alpha)
+        window, gain = whitening_kernel(psd, n_samples, sample_rate, tukey_alpha)
         self.register_buffer("gain", torch.from_numpy(gain).to(torch.complex128), persistent=False)
         self.register_buffer("window", torch.from_numpy(window).to(torch.complex128),
                              persistent=False)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         if x.dim() < 2 or x.shape[-2] != 3:
-            raise G2NetError(f"TorchWhiten needs batches (B, 3, T) with rows H1, L1, V1, got "
+            raise ValueError(f"TorchWhiten needs batches (B, 3, T) with rows H1, L1, V1, got "
                              f"{tuple(x.shape)}")
         if x.shape[-1] != self.n_samples:
-            raise G2NetError(f"TorchWhiten was built for {self.n_samples} samples, got "
+            raise ValueError(f"TorchWhiten was built for {self.n_samples} samples, got "
                              f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
-        window = self.window.real.to(self.compute_dtype)
-        spectrum = torch.fft.rfft(x * window, dim=-1) * self._complex(self.gain)
-        return torch.fft.irfft(spectrum, n=self.n_samples, dim=-1)
+        return whiten_torch(x, self.window.real.to(self.compute_dtype), self._complex(self.gain))
 
 
 # =============================================================================================
@@ -678,11 +592,11 @@ def torch_equivalent(step: Transform, n_samples: int) -> nn.Module:
     if isinstance(step, Normalize):
         return TorchNormalize(step.factors)
     if isinstance(step, BandPass):
-        return TorchBandPass(step.lower, step.upper, step.order, step.sr, n_samples=n_samples)
+        return TorchBandPass(step.lower, step.upper, step.order, step.sample_rate, n_samples=n_samples)
     if isinstance(step, Whiten):
         return TorchWhiten(step._psd_spec, step.sample_rate, n_samples=n_samples,
                            tukey_alpha=step.tukey_alpha)
-    raise G2NetError(f"{type(step).__name__} has no batched torch version; keep it in the "
+    raise TypeError(f"{type(step).__name__} has no batched torch version; keep it in the "
                      "per-example transforms")
 
 
@@ -699,7 +613,7 @@ class GpuPreprocess(nn.Module):
         self.chain: nn.Module | None = None
         self._built_for: tuple[int, torch.device] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
         key = (x.shape[-1], x.device)
         if self._built_for != key:
             self.chain = nn.Sequential(*[torch_equivalent(s, x.shape[-1]) for s in self.steps]).to(x.device)
@@ -716,7 +630,7 @@ def cpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
     if gpu is None:
         return dict(transforms)
     if not isinstance(gpu, GpuPreprocess):
-        raise G2NetError(f"the 'gpu' transform {type(gpu).__name__} has no numpy version; only "
+        raise TypeError(f"the 'gpu' transform {type(gpu).__name__} has no numpy version; only "
                          "transforms made by gpu_transforms can run on the CPU")
     out = {k: v for k, v in transforms.items() if k != "gpu"}
     for key, value in out.items():
@@ -735,7 +649,7 @@ def gpu_transforms(transforms: dict[str, Any]) -> dict[str, Any]:
     train=..., test=..., tta=...))``.
     """
     if transforms.get("gpu") is not None:
-        raise G2NetError("these transforms already have a 'gpu' entry; apply gpu_transforms to the "
+        raise ValueError("these transforms already have a 'gpu' entry; apply gpu_transforms to the "
                          "numpy transforms only")
     keys = [k for k, v in transforms.items() if k != "gpu" and v is not None]
     allowed: set[str] | None = None

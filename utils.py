@@ -6,6 +6,7 @@ file-writing behaviour are the same everywhere.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import random
@@ -64,26 +65,44 @@ def format_ids(ids: Iterable[str], limit: int = 5) -> str:
     return head + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``.
+def stage_file(path: str | os.PathLike) -> Path:
+    """An empty temporary file beside ``path`` (``.<name>.<pid>.<random>.tmp``, mode 0666 less the
+    umask) to be filled and then moved over ``path`` with :func:`commit_staged`.
 
-    A kill at any moment leaves either the old file or the new one, never a torn one.
+    The pid in the name lets a later run delete what a killed one left (prep_data does).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
+    return Path(tmp)
+
+
+def commit_staged(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a staged file over ``path`` in one step (same folder, so an atomic rename)."""
+    os.replace(tmp, path)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb",
+                 fsync: bool = True) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    A kill at any moment leaves either the old file or the new one, never a torn one. ``fsync=False``
+    skips the flush to disk (a crash of the machine, not of the process, may then lose the data).
+    """
+    tmp = stage_file(path)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with open(tmp, mode) as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            if fsync:
+                os.fsync(handle.fileno())
+        commit_staged(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -113,10 +132,71 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         if dtype.hasobject:
             raise ValueError("an array of Python objects (pickles are refused)")
         count = int(np.prod(shape, dtype=np.int64))
+        expected = handle.tell() + count * dtype.itemsize
+        size = os.fstat(handle.fileno()).st_size
+        if size > expected:  # np.load ignores what follows the array: a concatenated or torn file
+            raise ValueError(f"{size - expected} bytes of trailing data after the {shape} array")
         data = np.fromfile(handle, dtype=dtype, count=count)
         if data.size != count:
             raise EOFError(f"the file ends after {data.size} of {count} values")
         return data.reshape(shape, order="F" if fortran_order else "C")
+
+
+def load_predictions(path: str | os.PathLike, remedy: str) -> np.ndarray:
+    """A predictions array (logits or probabilities) as float64, or one G2NetError naming ``path``.
+
+    The one reader of ``predictions*.npy`` / ``outoffolds*.npy``: truncated files, trailing bytes,
+    archives, pickles and non-real dtypes are refused; ``remedy`` says how to make the file again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise G2NetError(f"{path} not found; {remedy}")
+    try:
+        array = load_npy(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise G2NetError(f"{path} is not a readable predictions array ({exc}); {remedy}") from None
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise G2NetError(f"{path} holds {array.dtype} values, not real numbers; {remedy}")
+    return array.astype(np.float64)
+
+
+def table_digest(ids: Iterable[str], paths: Iterable[str]) -> str:
+    """SHA-256 of a table's ``(id, path)`` rows in order: what ties a cache to the csv it mirrors."""
+    digest = hashlib.sha256()
+    for example_id, path in zip(ids, paths, strict=True):
+        digest.update(f"{example_id}\t{path}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_stamp_path(cache_path: str | os.PathLike) -> Path:
+    """The sidecar ``<name>.json`` beside a cache (``train_cache.npy`` -> ``train_cache.json``)."""
+    return Path(cache_path).with_suffix(".json")
+
+
+def cache_stamp(table_name: str, ids: Iterable[str], paths: Iterable[str],
+                dtype: str = "float32") -> dict[str, Any]:
+    """What a cache's sidecar records: the csv (a name in the cache's folder) whose rows it holds,
+    the digest of that csv's ``(id, path)`` rows, and the array's shape and dtype."""
+    ids, paths = list(ids), list(paths)
+    return {"table": table_name, "rows": len(ids), "shape": [len(ids), *EXAMPLE_SHAPE],
+            "dtype": dtype, "table_sha256": table_digest(ids, paths)}
+
+
+def table_stamp_of_csv(csv_path: str | os.PathLike, dtype: str = "float32") -> dict[str, Any]:
+    """:func:`cache_stamp` of a prepared csv as it is on disk (raw ``id`` and ``path`` text)."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    return cache_stamp(Path(csv_path).name, frame["id"], frame["path"], dtype)
+
+
+def read_cache_stamp(cache_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The sidecar of a cache, or None when it is missing or unreadable."""
+    try:
+        stamp = json.loads(cache_stamp_path(cache_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""1D networks on the raw waveform: ``(B, 3, 4096)`` in, ``(B, n_classes)`` logits out.
+"""1D networks on the raw waveform: ``(B, 3, 4096)`` in, ``(B, num_classes)`` logits out.
 
 All accept ``forward(x, lam=None, idx=None)``; with ``lam``/``idx`` the waveforms are mixed in-batch
 first (the in-model mixup hook).

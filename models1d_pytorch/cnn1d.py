@@ -5,6 +5,8 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+from jaxtyping import Float
+from torch import Tensor
 
 from .common import Model1d, SamePadConv1d
 
@@ -17,7 +19,7 @@ def _per_layer(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]
 
 
 class CNN1d(Model1d):
-    """``(B, in_channels, T)`` -> conv stack (``hidden_dims``) -> pool -> ``(B, num_classes)``.
+    """``(B, in_chans, T)`` -> conv stack (``hidden_dims``) -> pool -> ``(B, num_classes)``.
 
     ``kernel_size``, ``stride`` and ``pool`` are one value for every layer or one per layer. A
     strided first layer with a long kernel acts as a learned filter bank and cuts the cost of every
@@ -25,7 +27,7 @@ class CNN1d(Model1d):
     the strongest response anywhere in the window (a short chirp), ``'avg'`` averages.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1,
+    def __init__(self, in_chans: int = 3, num_classes: int = 1,
                  hidden_dims: tuple[int, ...] = (8, 16, 32, 64),
                  kernel_size: int | Sequence[int] = 3, pool: int | Sequence[int] = 1,
                  stride: int | Sequence[int] = 1, global_pool: str = "avg", reinit: bool = False):
@@ -37,7 +39,7 @@ class CNN1d(Model1d):
         if global_pool not in ("avg", "max"):
             raise ValueError(f"global_pool must be 'avg' or 'max', not {global_pool!r}")
         layers: list[nn.Module] = []
-        channels = in_channels
+        channels = in_chans
         for dims, kernel, step, pool_size in zip(hidden_dims, kernels, strides, pools):
             conv = (SamePadConv1d(channels, dims, kernel) if step == 1 else
                     nn.Conv1d(channels, dims, kernel, stride=step, padding=(kernel - step) // 2))
@@ -48,6 +50,6 @@ class CNN1d(Model1d):
         self.global_pool = global_pool
         self._set_features(layers, channels, num_classes, reinit)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
         features = self.features(x)
         return features.amax(dim=-1) if self.global_pool == "max" else features.mean(dim=-1)

@@ -1,31 +1,15 @@
-"""Pieces every 1D network (and the 2D architectures) share: in-batch mixup, 'same' padding,
-weight re-initialisation and the ``forward(x, lam=None, idx=None)`` contract of the mixup hooks.
+"""Pieces every 1D network shares: 'same' padding, weight re-initialisation and the
+``forward(x, lam=None, idx=None)`` contract of the mixup hooks (the mixing itself is in :mod:`mixing`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
 
-
-def as_lambda(lam: torch.Tensor | float, batch_size: int, like: torch.Tensor) -> torch.Tensor:
-    """Mixing weights as a float tensor of shape ``(batch_size,)`` on ``like``'s device."""
-    lam = torch.as_tensor(lam, dtype=torch.float32, device=like.device)
-    if lam.dim() == 0:
-        lam = lam.expand(batch_size)
-    return lam
-
-
-def mix_batch(x: torch.Tensor, lam: torch.Tensor | float, idx: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """In-batch mixup: ``lam * x + (1 - lam) * x[idx]``, ``lam`` per example, any trailing shape.
-
-    Returns the mixed batch and the per-example weights actually used (what the target must be
-    mixed with).
-    """
-    lam = as_lambda(lam, x.shape[0], x)
-    weight = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return x * weight + x.index_select(0, idx) * (1 - weight), lam
+from mixing import mix_batch
 
 
 def reinit_weights(module: nn.Module) -> None:
@@ -97,12 +81,12 @@ class Model1d(nn.Module):
         if reinit:
             reinit_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
         """Pooled ``(B, features)``: the time average of the feature map by default."""
         return self.features(x).mean(dim=-1)
 
-    def forward(self, x: torch.Tensor, lam: torch.Tensor | float | None = None,
-                idx: torch.Tensor | None = None):
+    def forward(self, x: Float[Tensor, "batch ifo time"], lam: torch.Tensor | float | None = None,
+                idx: torch.Tensor | None = None) -> Float[Tensor, "batch num_classes"]:
         if lam is not None:
             x, _ = mix_batch(x, lam, idx)
         return self.classifier(self.forward_features(x))

@@ -49,15 +49,15 @@ class DenseBlock1d(nn.Module):
 
 
 class DenseNet1d(Model1d):
-    """``(B, in_channels, T)`` -> ``(B, num_classes)`` logits."""
+    """``(B, in_chans, T)`` -> ``(B, num_classes)`` logits."""
 
     def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
                  num_init_features: int = 64, bottleneck_size: int = 4, first_kernel_size: int = 7,
-                 kernel_size: int = 3, in_channels: int = 3, num_classes: int = 1,
+                 kernel_size: int = 3, in_chans: int = 3, num_classes: int = 1,
                  reinit: bool = True):
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv1d(in_channels, num_init_features, first_kernel_size, stride=2,
+            nn.Conv1d(in_chans, num_init_features, first_kernel_size, stride=2,
                       padding=first_kernel_size // 2, bias=False),
             nn.BatchNorm1d(num_init_features), nn.ReLU(inplace=True),
             nn.MaxPool1d(kernel_size=3, stride=2, padding=1)]
@@ -75,13 +75,13 @@ class DenseNet1d(Model1d):
         self._set_features(layers, channels, num_classes, reinit)
 
 
-def densenet121_1d(in_channels: int = 3, num_classes: int = 1, **kwargs) -> DenseNet1d:
+def densenet121_1d(in_chans: int = 3, num_classes: int = 1, **kwargs) -> DenseNet1d:
     """DenseNet-121 layout: blocks (6, 12, 24, 16), growth 32, 64 stem features."""
-    return DenseNet1d(32, (6, 12, 24, 16), 64, in_channels=in_channels, num_classes=num_classes,
+    return DenseNet1d(32, (6, 12, 24, 16), 64, in_chans=in_chans, num_classes=num_classes,
                       **kwargs)
 
 
-def densenet201_1d(in_channels: int = 3, num_classes: int = 1, **kwargs) -> DenseNet1d:
+def densenet201_1d(in_chans: int = 3, num_classes: int = 1, **kwargs) -> DenseNet1d:
     """DenseNet-201 layout: blocks (6, 12, 48, 32), growth 32, 64 stem features."""
-    return DenseNet1d(32, (6, 12, 48, 32), 64, in_channels=in_channels, num_classes=num_classes,
+    return DenseNet1d(32, (6, 12, 48, 32), 64, in_chans=in_chans, num_classes=num_classes,
                       **kwargs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
 
 from .common import Model1d, SamePadConv1d, SamePadMaxPool1d, reinit_weights
 
@@ -45,15 +47,15 @@ class ResidualBlock1d(nn.Module):
 
 
 class ResNet1d(Model1d):
-    """1D ResNeXt classifier: ``(B, in_channels, T)`` -> ``(B, n_classes)`` logits.
+    """1D ResNeXt classifier: ``(B, in_chans, T)`` -> ``(B, num_classes)`` logits.
 
     ``groups`` is the grouped-convolution cardinality (it must divide ``base_filters``);
     ``downsample_gap`` defaults to ``n_block // 8`` and ``increasefilter_gap`` to ``n_block // 4``
     (so 16 blocks halve the time axis 8 times and double the width 3 times).
     """
 
-    def __init__(self, in_channels: int = 3, base_filters: int = 64, kernel_size: int = 16,
-                 stride: int = 2, groups: int = 32, n_block: int = 16, n_classes: int = 1,
+    def __init__(self, in_chans: int = 3, base_filters: int = 64, kernel_size: int = 16,
+                 stride: int = 2, groups: int = 32, n_block: int = 16, num_classes: int = 1,
                  use_bn: bool = True, dropout: float = 0.0, downsample_gap: int | None = None,
                  increasefilter_gap: int | None = None, final_act: bool = True,
                  reinit: bool = False):
@@ -61,7 +63,7 @@ class ResNet1d(Model1d):
         self.downsample_gap = downsample_gap or max(1, n_block // 8)
         self.increasefilter_gap = increasefilter_gap or max(1, n_block // 4)
         self.use_bn, self.final_act = use_bn, final_act
-        self.stem = SamePadConv1d(in_channels, base_filters, kernel_size, stride=1)
+        self.stem = SamePadConv1d(in_chans, base_filters, kernel_size, stride=1)
         self.stem_bn = nn.BatchNorm1d(base_filters) if use_bn else nn.Identity()
         blocks = []
         channels = base_filters
@@ -74,16 +76,16 @@ class ResNet1d(Model1d):
         self.blocks = nn.Sequential(*blocks)
         self.final_bn = nn.BatchNorm1d(channels) if use_bn and final_act else nn.Identity()
         self._num_features = channels
-        self.classifier = nn.Linear(channels, n_classes)
+        self.classifier = nn.Linear(channels, num_classes)
         if reinit:
             reinit_weights(self)
 
-    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_feature_map(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features time"]:
         """``(B, C, T)`` -> ``(B, channels, T / stride**n_downsamples)`` before pooling."""
         out = self.blocks(F.relu(self.stem_bn(self.stem(x))))
         if self.final_act:
             out = F.relu(self.final_bn(out))
         return out
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
         return self.forward_feature_map(x).mean(dim=-1)

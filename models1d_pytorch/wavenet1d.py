@@ -8,8 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from utils import G2NetError
-
 from .common import Model1d
 
 WAVE_BLOCKS = ("none", "gated", "simplified")
@@ -87,7 +85,7 @@ def make_wave_block(kind: str, num_layers: int, in_channels: int, num_filters: i
         return SimplifiedWaveBlock(num_layers, in_channels, num_filters, kernel_size, downsample)
     if kind in ("none", "gated"):
         return GatedWaveBlock(num_layers, in_channels, num_filters, kernel_size, downsample)
-    raise G2NetError(f"unknown wave_block {kind!r}; use one of {', '.join(WAVE_BLOCKS)}")
+    raise ValueError(f"unknown wave_block {kind!r}; use one of {', '.join(WAVE_BLOCKS)}")
 
 
 class WaveNet1d(Model1d):
@@ -97,21 +95,21 @@ class WaveNet1d(Model1d):
     length, an int divides it).
     """
 
-    def __init__(self, in_channels: int = 3, hidden_dims: tuple[int, ...] = (16, 32, 64, 128),
+    def __init__(self, in_chans: int = 3, hidden_dims: tuple[int, ...] = (16, 32, 64, 128),
                  wave_layers: tuple[int, ...] = (12, 8, 4, 1), wave_block: str = "none",
                  kernel_size: int = 3, num_classes: int = 1, reinit: bool = False,
                  downsample: bool | int | tuple = False):
         super().__init__()
         if len(hidden_dims) != len(wave_layers):
-            raise G2NetError(f"WaveNet1d: hidden_dims {hidden_dims} and wave_layers {wave_layers} "
+            raise ValueError(f"WaveNet1d: hidden_dims {hidden_dims} and wave_layers {wave_layers} "
                              "need the same length (one entry per block)")
         if not isinstance(downsample, (tuple, list)):
             downsample = (downsample,) * len(hidden_dims)
         if len(downsample) != len(hidden_dims):
-            raise G2NetError(f"WaveNet1d: downsample {downsample} needs one entry per block "
+            raise ValueError(f"WaveNet1d: downsample {downsample} needs one entry per block "
                              f"({len(hidden_dims)})")
         layers: list[nn.Module] = []
-        channels = in_channels
+        channels = in_chans
         for dims, n_layers, down in zip(hidden_dims, wave_layers, downsample):
             layers += [make_wave_block(wave_block, n_layers, channels, dims, kernel_size, down),
                        nn.BatchNorm1d(dims)]

@@ -23,6 +23,7 @@ from scipy.ndimage import binary_dilation, median_filter, uniform_filter1d
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import noise_model  # noqa: E402
+import spectral  # noqa: E402
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write, cli_errors, example_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def compare_with_real(real: np.ndarray, simulated: np.ndarray) -> dict[str, np.n
     """Per-detector ASD ratio (min, max over 20-500 Hz) and RMS ratio, simulated / real."""
     freqs = np.fft.rfftfreq(real.shape[-1], 1.0 / SAMPLE_RATE)
     band = (freqs >= ASD_BAND[0]) & (freqs <= ASD_BAND[1])
-    ratio = np.sqrt(noise_model.estimate_psd(simulated) / noise_model.estimate_psd(real))[:, band]
+    ratio = np.sqrt(spectral.estimate_psd(simulated) / spectral.estimate_psd(real))[:, band]
     rms = np.sqrt((simulated ** 2).mean(axis=(0, 2)) / (real ** 2).mean(axis=(0, 2)))
     return {"asd_ratio_min": ratio.min(axis=1), "asd_ratio_max": ratio.max(axis=1), "rms_ratio": rms}
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     real = load_real_negatives(sample_dir)
     print(f"{len(real)} real negatives from {sample_dir}")
     frequencies = np.fft.rfftfreq(N_SAMPLES, 1.0 / SAMPLE_RATE)
-    psd = smooth_keeping_lines(noise_model.estimate_psd(real), frequencies)
+    psd = smooth_keeping_lines(spectral.estimate_psd(real), frequencies)
     write_table(Path(args.out), frequencies, psd, sample_dir, len(real))
     print(f"wrote {args.out}")
 

@@ -16,11 +16,10 @@ from architectures import (GeM, ManifoldMixup, MultiInstanceSCNN, PositionalEnco
                            TripletAttention, cutmix, sinusoid_table)
 from frontends import ComplexMorletCWT
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d, densenet201_1d
-from utils import G2NetError
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small CWT keeps the 2D tests fast: 32 rows x 128 columns per detector
-SMALL_CWT = dict(fs=2048, lower_freq=32, upper_freq=512, n_scales=32, wavelet_width=8, stride=32)
+SMALL_CWT = dict(sample_rate=2048, fmin=32, fmax=512, n_scales=32, wavelet_width=8, stride=32)
 
 
 def batch(seed: int = 0) -> torch.Tensor:
@@ -73,7 +72,7 @@ def test_token_model_skips_pooling_and_multi_instance_patches():
     assert MultiInstanceSCNN.patch_starts(multi, 384, 768)[:1] == [0]
     multi.n_patch = 2
     assert multi.patch_starts(384, 768) == [0, 384]
-    with pytest.raises(G2NetError, match="do not fit"):
+    with pytest.raises(ValueError, match="do not fit"):
         multi.patch_starts(384, 300)
 
 
@@ -118,14 +117,14 @@ def test_cutmix_pastes_the_requested_area():
     # one box per example, the same rows/columns in every channel
     assert torch.equal(mixed[0, 0], mixed[0, 2])
     model = SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT, custom_classifier="gem",
-                       mixup="cutmix", return_spec=True).eval()
+                       mixup_mode="cutmix", return_spec=True).eval()
     with torch.no_grad():
         _, plain = model(batch())
         _, cut = model(batch(), lam=0.5, idx=torch.tensor([1, 0]))
     from_partner = (cut[0] == plain[1]).float().mean()
     assert 0.45 < float(from_partner) < 0.55
-    with pytest.raises(G2NetError, match="unknown mixup"):
-        SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT, mixup="blend")
+    with pytest.raises(ValueError, match="unknown mixup"):
+        SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT, mixup_mode="blend")
 
 
 def test_manifold_mixup_mixes_features_once():
@@ -187,22 +186,22 @@ def test_channels_last_gives_the_same_logits():
 
 
 def test_bad_names_raise_clear_errors():
-    with pytest.raises(G2NetError, match="did you mean resnet18"):
+    with pytest.raises(ValueError, match="did you mean resnet18"):
         SpectroCNN("resnet1b", spectrogram="cwt", spec_params=SMALL_CWT)
-    with pytest.raises(G2NetError, match="custom_classifier"):
+    with pytest.raises(ValueError, match="custom_classifier"):
         SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT, custom_classifier="mean")
-    with pytest.raises(G2NetError, match="triplet"):
+    with pytest.raises(ValueError, match="triplet"):
         SpectroCNN("xcit_nano_12_p16_224", spectrogram="cwt", spec_params=SMALL_CWT,
                    custom_attention="triplet")
 
 
 @pytest.mark.parametrize("build", [
     # Seq03aug3 exactly
-    lambda: ResNet1d(in_channels=3, base_filters=128, kernel_size=16, stride=2, groups=32,
-                     n_block=16, n_classes=1, use_bn=True, dropout=0.0),
+    lambda: ResNet1d(in_chans=3, base_filters=128, kernel_size=16, stride=2, groups=32,
+                     n_block=16, num_classes=1, use_bn=True, dropout=0.0),
     lambda: densenet121_1d(),
     # Seq12arch4's structure, narrowed (the real one has 190 M parameters)
-    lambda: WaveNet1d(in_channels=3, hidden_dims=(8, 8, 16, 16), wave_layers=(12, 10, 8, 2),
+    lambda: WaveNet1d(in_chans=3, hidden_dims=(8, 8, 16, 16), wave_layers=(12, 10, 8, 2),
                       wave_block="simplified", kernel_size=16, num_classes=1, reinit=True,
                       downsample=True),
     lambda: WaveNet1d(hidden_dims=(8, 16), wave_layers=(3, 2), wave_block="none", downsample=4),
@@ -222,28 +221,34 @@ def test_1d_models(build):
 
 
 def test_1d_shapes_and_layouts():
-    resnet = ResNet1d(in_channels=3, base_filters=128, kernel_size=16, stride=2, groups=32,
-                      n_block=16, n_classes=1)
+    resnet = ResNet1d(in_chans=3, base_filters=128, kernel_size=16, stride=2, groups=32,
+                      n_block=16, num_classes=1)
     assert resnet.forward_feature_map(torch.randn(1, 3, 4096)).shape == (1, 1024, 16)
     assert sum(p.numel() for p in densenet201_1d().parameters()) > \
         sum(p.numel() for p in densenet121_1d().parameters())
-    with pytest.raises(G2NetError, match="same length"):
+    with pytest.raises(ValueError, match="same length"):
         WaveNet1d(hidden_dims=(8, 16), wave_layers=(3,))
 
 
 def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
-    """With the hub offline and empty caches, pretrained=True fails with one G2NetError; a local
+    """With the hub offline and empty caches, pretrained=True fails with one RuntimeError; a local
     weights file passed through timm's pretrained_cfg_overlay still works offline."""
     weights = tmp_path / "resnet18.pth"
     script = textwrap.dedent(f"""
         import timm, torch
         from architectures import SpectroCNN
-        from utils import G2NetError
         spec = dict(spectrogram='cwt', spec_params={SMALL_CWT!r})
         try:
             SpectroCNN('resnet18', pretrained=True, **spec)
-        except G2NetError as exc:
+        except RuntimeError as exc:
             print('MESSAGE', exc)
+        import configs, runner, utils
+        class OfflineCfg(configs.Baseline):
+            model_params = dict(model_name='resnet18', pretrained=True, **spec)
+        try:
+            runner.make_model(OfflineCfg)
+        except utils.G2NetError as exc:
+            print('CLI', exc)
         torch.manual_seed(1)
         reference = timm.create_model('resnet18', num_classes=0)
         torch.save(reference.state_dict(), {str(weights)!r})
@@ -263,6 +268,8 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
                  "pretrained_cfg_overlay"):
         assert hint in message
     assert "LOADED True" in run.stdout
+    cli = next(line for line in run.stdout.splitlines() if line.startswith("CLI"))
+    assert "config OfflineCfg" in cli and "pretrained=False" in cli  # one line at the CLI boundary
 
 
 def test_cnn1d_per_layer_kernels_strides_and_pooling():

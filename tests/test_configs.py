@@ -8,6 +8,7 @@ from conftest import run_script
 
 import configs
 import runner
+from utils import G2NetError
 
 ALL = runner.all_configs()
 
@@ -107,10 +108,129 @@ def test_every_model_builds_offline_trains_a_step_and_sees_its_image(name):
 
 def test_list_prints_every_config_with_backbone_and_size():
     done = run_script("train.py", "--list")
-    lines = done.stdout.splitlines()
-    names = {line.split()[0] for line in lines}
-    assert set(ALL) <= names
-    nspec16 = next(line for line in lines if line.split()[0] == "Nspec16")
-    assert "tf_efficientnet_b2" in nspec16 and "M params" in nspec16
-    demo = next(line for line in lines if line.split()[0] == "Demo")
-    assert "CNN1d" in demo
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert set(ALL) <= set(rows)
+    assert "tf_efficientnet_b2" in rows["Nspec16"] and "CNN1d" in rows["Demo"]
+    unsized = [name for name in ALL if "?" in rows[name]]
+    assert not unsized and all(rows[name].endswith("M params") for name in ALL)
+    # Nspec12's fixed wavelet bank cannot be built on the meta device: counted on the CPU
+    count = sum(p.numel() for p in offline(configs.Nspec12).parameters())
+    assert f"{count / 1e6:8.2f}M" in rows["Nspec12"] and count > 1e6
+    assert runner.parameter_count(configs.Nspec12) == count
+
+
+def test_lazy_layers_are_sized_by_a_dummy_forward():
+    class LazyModel(torch.nn.Module):
+        def __init__(self, num_classes: int = 1):
+            super().__init__()
+            self.head = torch.nn.LazyLinear(num_classes)
+
+        def forward(self, x):
+            return self.head(x.flatten(1))
+
+    class Lazy(configs.Debug):
+        model = LazyModel
+        model_params = dict(num_classes=1)
+
+    assert runner.parameter_count(Lazy) == 3 * 4096 + 1
+
+
+# ----------------------------------------------------------------------------- checked configs
+@pytest.mark.parametrize("field,suggestion", [("num_epoch", "num_epochs"),
+                                              ("optimiser_params", "optimizer_params"),
+                                              ("batchsize", "batch_size")])
+def test_a_misspelt_field_is_refused_when_the_class_is_defined(field, suggestion):
+    with pytest.raises(G2NetError, match=f"config Typo sets '{field}'.*did you mean {suggestion}"):
+        type("Typo", (configs.Debug,), {field: 3})
+
+
+def test_mixins_are_checked_and_private_helpers_and_methods_are_allowed():
+    class _Mixin:
+        num_epoch = 4
+
+    with pytest.raises(G2NetError, match="'num_epoch' \\(inherited from _Mixin\\)"):
+        type("Mixed", (_Mixin, configs.Debug), {})
+
+    class Helpers(configs.Debug):
+        _lr = 3e-4
+        num_epochs = 1
+
+        def describe(self) -> str:
+            return "fine"
+
+        @classmethod
+        def build(cls):
+            return cls
+
+    assert Helpers.num_epochs == 1 and Helpers.name == "Helpers"
+    with pytest.raises(G2NetError, match="'make_model'"):  # a lambda is a value, not a method
+        type("Lambda", (configs.Debug,), {"make_model": lambda: None})
+
+
+def test_a_model_params_typo_is_one_line_naming_config_and_keyword():
+    bad = type("BadKernel", (configs.Debug,),
+               {"model_params": dict(configs.Debug.model_params, kernal_size=7)})
+    with pytest.raises(G2NetError) as caught:
+        runner.make_model(bad)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("config BadKernel: model_params has 'kernal_size'")
+    assert "did you mean kernel_size" in message
+    bad_optimizer = type("BadOpt", (configs.Debug,), {"optimizer_params": dict(lr=1e-3, weight_decy=0)})
+    with pytest.raises(G2NetError, match="BadOpt: optimizer_params has 'weight_decy'.*weight_decay"):
+        runner.make_model(bad_optimizer)
+
+
+def test_a_type_error_inside_a_model_keeps_its_traceback():
+    class Broken(torch.nn.Module):
+        def __init__(self, width: int = 4):
+            super().__init__()
+            torch.nn.Linear(width, "four")  # a bug in the model, not in the config
+
+    cfg = type("BrokenModel", (configs.Debug,), {"model": Broken, "model_params": dict(width=4)})
+    with pytest.raises(TypeError):
+        runner.make_model(cfg)
+
+
+USER_CONFIGS = """
+from configs import Debug, Baseline
+
+
+class MyCfg(Debug):
+    num_epochs = 1
+
+
+class NotAConfig:
+    pass
+"""
+
+
+def test_configs_from_a_file_or_a_module_path(tmp_path, monkeypatch):
+    path = tmp_path / "my_experiments.py"
+    path.write_text(USER_CONFIGS)
+    cfg = runner.get_config(f"{path}:MyCfg")
+    assert issubclass(cfg, configs.Debug) and cfg.name == "MyCfg" and cfg.num_epochs == 1
+    package = tmp_path / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "experiments.py").write_text(USER_CONFIGS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert runner.get_config("mypackage.experiments:MyCfg").num_epochs == 1
+    with pytest.raises(G2NetError, match="unknown config 'MyCgf'.*Did you mean: MyCfg"):
+        runner.get_config(f"{path}:MyCgf")
+    with pytest.raises(G2NetError, match="not a config.*subclasses configs.Baseline"):
+        runner.get_config(f"{path}:NotAConfig")
+    with pytest.raises(G2NetError, match="config file .*missing.py not found"):
+        runner.get_config(f"{tmp_path / 'missing.py'}:MyCfg")
+    with pytest.raises(G2NetError, match="config module mypackage.nothing not found"):
+        runner.get_config("mypackage.nothing:MyCfg")
+
+
+def test_a_typo_in_a_user_config_file_is_one_error_line_from_train_py(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("from configs import Debug\n\n\nclass Mine(Debug):\n    num_epoch = 3\n")
+    done = run_script("train.py", "--config", f"{path}:Mine", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: config Mine sets 'num_epoch', which is not a config field (did you mean num_epochs?); "
+        "every field is listed in configs.Baseline (prefix helpers with _ to keep them private)"]

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from datasets import CacheView, G2NetDataset
-from runner import ShardSampler
-from training_extras import MixupTrain, pair_indices
+from mixing import pair_indices
+from runtime import shard_sampler
+from training_extras import MixupTrain
 from utils import G2NetError
 
 
@@ -51,7 +52,7 @@ def test_pseudo_label_appends_the_test_examples_after_the_training_ones(arrays):
     assert float(y) == 0.75 and test_index == 1
     np.testing.assert_array_equal(x.numpy(), data[5].astype(np.float32))
     assert dataset[0][2] == -1
-    with pytest.raises(G2NetError, match="test_paths and test_targets"):
+    with pytest.raises(ValueError, match="test_paths and test_targets"):
         G2NetDataset(paths, targets, pseudo_label=True)
 
 
@@ -63,7 +64,7 @@ def test_negative_mixup_keeps_the_signal_weight_and_lor_label(tmp_path):
     for i, pattern in enumerate([half, half[:, ::-1], half, half[:, ::-1]]):
         paths.append(str(tmp_path / f"{i}.npy"))
         np.save(paths[-1], pattern)
-    dataset = G2NetDataset(paths, [1, 0, 1, 0], mixup=True, mixup_option="negative", lor_label=True)
+    dataset = G2NetDataset(paths, [1, 0, 1, 0], mixup=True, pairing="pos_neg", lor_label=True)
     np.random.seed(0)
     lams = []
     for _ in range(30):
@@ -87,24 +88,24 @@ def test_weighted_mixup_targets_and_hard_labels(arrays):
 
 def test_bad_dataset_arguments_are_clear(arrays):
     _, paths, targets = arrays
-    with pytest.raises(G2NetError, match="6 paths but 5 targets"):
+    with pytest.raises(ValueError, match="6 paths but 5 targets"):
         G2NetDataset(paths, targets[:5])
-    with pytest.raises(G2NetError, match="mixup_option"):
-        G2NetDataset(paths, targets, mixup_option="positive")
+    with pytest.raises(ValueError, match="pairing"):
+        G2NetDataset(paths, targets, pairing="positive")
     with pytest.raises(G2NetError, match="missing"):
         G2NetDataset(paths + ["/nonexistent/x.npy"], np.append(targets, 1))[6]
 
 
 @pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2)])
 def test_shard_sampler_covers_every_index_and_depends_only_on_seed_and_epoch(size, world):
-    shards = [list(ShardSampler(size, True, seed=3, rank=r, world=world)) for r in range(world)]
+    shards = [list(shard_sampler(range(size), True, seed=3, rank=r, world=world)) for r in range(world)]
     assert len({len(s) for s in shards}) == 1
     assert set(sum(shards, [])) == set(range(size))
-    again = ShardSampler(size, True, seed=3, rank=0, world=world)
+    again = shard_sampler(range(size), True, seed=3, rank=0, world=world)
     assert list(again) == shards[0]
     again.set_epoch(1)
     assert list(again) != shards[0] or size <= 2
-    assert list(ShardSampler(size, False)) == list(range(size))
+    assert list(shard_sampler(range(size), False)) == list(range(size))
 
 
 def test_pos_neg_pairing_mixes_with_negatives_only():
@@ -112,7 +113,7 @@ def test_pos_neg_pairing_mixes_with_negatives_only():
     target = torch.tensor([[1.0], [0.0], [1.0], [0.0], [1.0]])
     idx = pair_indices(target, "pos_neg")
     assert set(idx.tolist()) <= {1, 3}
-    with pytest.raises(G2NetError, match="pairing"):
+    with pytest.raises(ValueError, match="pairing"):
         pair_indices(target, "other")
 
 
@@ -121,7 +122,7 @@ def test_mixup_hook_loss_is_the_lambda_weighted_bce():
         model = torch.nn.Identity()
         criterion = torch.nn.BCEWithLogitsLoss()
 
-    hook = MixupTrain(alpha=0.4, p=1.0)
+    hook = MixupTrain(mixup_alpha=0.4, p=1.0)
     inputs = torch.tensor([[2.0], [-1.0], [0.5], [3.0]])
     target = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
     np.random.seed(5)

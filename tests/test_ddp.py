@@ -17,6 +17,7 @@ from conftest import REPO
 
 import configs
 import runner
+from prep_data import write_cache_stamp
 
 # One training and one test example fewer than the simulated set: odd fold and test sizes make
 # the sampler pad a shard, so the test sees that the padding is dropped again.
@@ -56,6 +57,7 @@ def odd_input(simulated_input, tmp_path_factory) -> Path:
         table.to_csv(root / f"{split}.csv", index=False)
         cache = np.load(simulated_input / f"{split}_cache.npy", mmap_mode="r")
         np.save(root / f"{split}_cache.npy", np.asarray(cache[:size]))
+        write_cache_stamp(root / f"{split}_cache.npy", root / f"{split}.csv")
     return root
 
 

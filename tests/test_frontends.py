@@ -14,7 +14,6 @@ import torch.nn.functional as F
 import frontends
 from frontends import (CQT, CNNSpectrogram, ComplexMorletCWT, MultiSpectrogram, RickerCWT,
                        ResNetSpectrogram, WaveNetSpectrogram, create_frontend)
-from utils import G2NetError
 
 FS = 2048
 T = np.arange(4096) / FS
@@ -36,18 +35,18 @@ def as_batch(x: np.ndarray) -> torch.Tensor:
 
 # image sizes of issue 4's table: (front-end, params, expected (C, H, W))
 COMPETITION_FRONTENDS = {
-    "Resized08aug4 CQT": ("cqt", dict(sr=2048, fmin=16, fmax=1024, hop_length=8), (3, 72, 513)),
-    "Nspec12": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=1024, wavelet_width=3, stride=8,
+    "Resized08aug4 CQT": ("cqt", dict(sample_rate=2048, fmin=16, fmax=1024, hop_length=8), (3, 72, 513)),
+    "Nspec12": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=3, stride=8,
                             n_scales=256), (3, 256, 512)),
-    "Nspec12arch0": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=1024, wavelet_width=8,
+    "Nspec12arch0": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=8,
                                  stride=8, n_scales=256), (3, 256, 512)),
-    "Nspec16": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=1024, wavelet_width=8,
+    "Nspec16": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=8,
                             trainable_width=True, stride=4, n_scales=128), (3, 128, 1024)),
-    "Nspec16spec13": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=512, wavelet_width=8,
+    "Nspec16spec13": ("cwt", dict(sample_rate=2048, fmin=16, fmax=512, wavelet_width=8,
                                   trainable_width=True, stride=4, n_scales=128), (3, 128, 1024)),
-    "Nspec21": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=1024, wavelet_width=8,
+    "Nspec21": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=8,
                             trainable_width=True, stride=4, n_scales=256), (3, 256, 1024)),
-    "MultiInstance04": ("cwt", dict(fs=2048, lower_freq=16, upper_freq=1024, wavelet_width=8,
+    "MultiInstance04": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=8,
                                     stride=4, n_scales=384), (3, 384, 1024)),
     "Nspec22": ("wavenet", dict(base_filters=128, wave_layers=(10, 6, 2), kernel_size=3),
                 (3, 128, 1024)),
@@ -57,7 +56,7 @@ COMPETITION_FRONTENDS = {
     "Nspec23arch3": ("cnn", dict(base_filters=128, kernel_sizes=(64, 16, 4)), (3, 128, 1024)),
     "Nspec25": ("wavenet", dict(wave_block="none", base_filters=256, wave_layers=(10, 6, 2),
                                 downsample=4), (3, 256, 1024)),
-    "Nspec30arch2": ("wavenet", dict(separate_channel=True, in_channels=1, wave_block="none",
+    "Nspec30arch2": ("wavenet", dict(separate_channel=True, in_chans=1, wave_block="none",
                                      base_filters=128, wave_layers=(8, 8, 8), kernel_size=3),
                      (3, 128, 1024)),
     "ResNetSpectrogram": ("resnet", dict(), (1, 128, 1024)),
@@ -77,7 +76,7 @@ def test_competition_image_sizes(row):
 
 
 def test_cwt_rows_are_log_spaced_from_upper_to_lower():
-    cwt = ComplexMorletCWT(fs=FS, lower_freq=16, upper_freq=1024, n_scales=128, stride=4)
+    cwt = ComplexMorletCWT(sample_rate=FS, fmin=16, fmax=1024, n_scales=128, stride=4)
     f = cwt.frequencies.double().numpy()
     assert f[0] == pytest.approx(1024) and f[-1] == pytest.approx(16)
     assert np.allclose(np.diff(np.log(f)), math.log(16 / 1024) / 127)
@@ -87,7 +86,7 @@ def test_cwt_rows_are_log_spaced_from_upper_to_lower():
 def test_morlet_cwt_matches_pywavelets_on_chirp(width):
     """PyWavelets' cmor{B}-1.0 at scale s*fs samples is the same wavelet; our normalisation is
     2/sqrt(scale) times PyWavelets' (unit response to a unit sinusoid)."""
-    cwt = ComplexMorletCWT(fs=FS, lower_freq=20, upper_freq=500, n_scales=24,
+    cwt = ComplexMorletCWT(sample_rate=FS, fmin=20, fmax=500, n_scales=24,
                            wavelet_width=width, stride=1)
     ours = cwt(as_batch(chirp()))[0, 0].numpy()
     scales = FS / cwt.frequencies.double().numpy()
@@ -103,7 +102,7 @@ def test_morlet_cwt_matches_pywavelets_on_chirp(width):
 def test_morlet_cwt_matches_direct_numpy_convolution_with_stride_and_crop():
     """A brute-force np.convolve with a wavelet cut at 5 Gaussian sigmas, sampled every 4th sample."""
     x = chirp()
-    cwt = ComplexMorletCWT(fs=FS, lower_freq=16, upper_freq=1024, n_scales=16, wavelet_width=8,
+    cwt = ComplexMorletCWT(sample_rate=FS, fmin=16, fmax=1024, n_scales=16, wavelet_width=8,
                            stride=4, border_crop=64)
     ours = cwt(as_batch(x))[0, 0].numpy()
     assert ours.shape == (16, 1024 - 2 * 16)
@@ -123,7 +122,7 @@ def test_morlet_cwt_matches_direct_numpy_convolution_with_stride_and_crop():
 
 
 def test_morlet_ridge_follows_chirp_and_unit_sinusoid_gives_one():
-    cwt = ComplexMorletCWT(fs=FS, lower_freq=16, upper_freq=1024, n_scales=128, wavelet_width=8,
+    cwt = ComplexMorletCWT(sample_rate=FS, fmin=16, fmax=1024, n_scales=128, wavelet_width=8,
                            stride=4)
     image = cwt(as_batch(chirp()))[0, 0].numpy()
     ridge = cwt.frequencies.numpy()[image.argmax(axis=0)]
@@ -138,7 +137,7 @@ def test_morlet_ridge_follows_chirp_and_unit_sinusoid_gives_one():
 
 
 def test_ricker_cwt_matches_direct_convolution_and_peaks_at_its_frequency():
-    cwt = RickerCWT(fs=FS, lower_freq=20, upper_freq=500, n_scales=24, stride=2)
+    cwt = RickerCWT(sample_rate=FS, fmin=20, fmax=500, n_scales=24, stride=2)
     x = chirp()
     ours = cwt(as_batch(x))[0, 0].numpy()
     assert ours.shape == (24, 2048)
@@ -158,7 +157,7 @@ def test_ricker_cwt_matches_direct_convolution_and_peaks_at_its_frequency():
 
 def test_trainable_width_gets_gradient_and_trains():
     torch.manual_seed(0)
-    cwt = ComplexMorletCWT(fs=FS, lower_freq=32, upper_freq=512, n_scales=16, wavelet_width=8,
+    cwt = ComplexMorletCWT(sample_rate=FS, fmin=32, fmax=512, n_scales=16, wavelet_width=8,
                            stride=8, trainable_width=True)
     assert [n for n, _ in cwt.named_parameters()] == ["wavelet_width"]
     x = torch.randn(2, 3, 4096)
@@ -176,11 +175,11 @@ def test_trainable_width_gets_gradient_and_trains():
 
 
 def test_fixed_bank_is_a_buffer_built_once_and_trainable_filter_is_a_parameter():
-    fixed = ComplexMorletCWT(fs=FS, lower_freq=32, upper_freq=512, n_scales=8, stride=8)
+    fixed = ComplexMorletCWT(sample_rate=FS, fmin=32, fmax=512, n_scales=8, stride=8)
     assert list(fixed.parameters()) == []
     assert fixed.kernels() is fixed.kernels()  # not rebuilt per call
     assert fixed.state_dict() == {} or "bank" not in fixed.state_dict()
-    learned = ComplexMorletCWT(fs=FS, lower_freq=32, upper_freq=512, n_scales=8, stride=8,
+    learned = ComplexMorletCWT(sample_rate=FS, fmin=32, fmax=512, n_scales=8, stride=8,
                                trainable_filter=True)
     assert [n for n, _ in learned.named_parameters()] == ["bank"]
     assert torch.equal(learned.bank.detach(), fixed.bank)
@@ -191,7 +190,7 @@ def test_fixed_bank_is_a_buffer_built_once_and_trainable_filter_is_a_parameter()
 def test_fixed_transforms_run_in_float32_under_autocast():
     x = torch.randn(2, 3, 4096)
     for frontend in (ComplexMorletCWT(n_scales=16, stride=16), RickerCWT(n_scales=8, stride=16),
-                     CQT(sr=2048, fmin=32, fmax=512, hop_length=64)):
+                     CQT(sample_rate=2048, fmin=32, fmax=512, hop_length=64)):
         plain = frontend(x)
         with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
             mixed = frontend(x.bfloat16())
@@ -201,13 +200,13 @@ def test_fixed_transforms_run_in_float32_under_autocast():
 
 
 def test_cqt_is_one_batched_call_equal_to_per_detector():
-    cqt = CQT(sr=2048, fmin=16, fmax=1024, hop_length=8)
+    cqt = CQT(sample_rate=2048, fmin=16, fmax=1024, hop_length=8)
     x = torch.randn(2, 3, 4096)
     image = cqt(x)
     assert image.shape == (2, 3, 72, 513)
     one = cqt.cqt(x[1, 2][None])[0]
     assert torch.allclose(image[1, 2], one, atol=1e-5 * float(one.abs().max()))
-    with pytest.raises(G2NetError, match="fmax or n_bins"):
+    with pytest.raises(ValueError, match="fmax or n_bins"):
         CQT(fmax=1024, n_bins=84)
 
 
@@ -222,7 +221,7 @@ def test_wavenet_separate_channel_branch_sees_only_its_detector():
     assert a.shape == (1, 3, 8, 128)
     assert not torch.allclose(a[:, 0], b[:, 0])
     assert torch.equal(a[:, 1:], b[:, 1:])
-    with pytest.raises(G2NetError, match="one per detector"):
+    with pytest.raises(ValueError, match="one per detector"):
         frontend(torch.randn(1, 2, 512))
 
 
@@ -254,7 +253,7 @@ def test_multi_spectrogram_concatenates_and_checks_sizes():
     assert image.shape == (1, 4, 128, 1024) and multi.image_channels(3) == 4
     assert torch.allclose(image[:, :3], multi.frontends[0](x))
     mismatched = MultiSpectrogram([("cwt", dict(n_scales=64, stride=8)), ("cnn", dict())])
-    with pytest.raises(G2NetError, match="size=\\(H, W\\)"):
+    with pytest.raises(ValueError, match="size=\\(H, W\\)"):
         mismatched(x)
     resized = MultiSpectrogram([("cwt", dict(n_scales=64, stride=8)), ("cnn", dict())],
                                size=(128, 512))
@@ -267,17 +266,17 @@ def test_create_frontend_registry_and_errors():
     assert isinstance(create_frontend(RickerCWT, n_scales=8), RickerCWT)
     built = CNNSpectrogram()
     assert create_frontend(built) is built
-    with pytest.raises(G2NetError, match="did you mean wavenet"):
+    with pytest.raises(ValueError, match="did you mean wavenet"):
         create_frontend("wavnet")
-    with pytest.raises(G2NetError, match="bad parameters for front-end ComplexMorletCWT"):
+    with pytest.raises(TypeError, match="bad parameters for front-end ComplexMorletCWT"):
         create_frontend("cwt", n_scale=8)
-    with pytest.raises(G2NetError, match="lower_freq < upper_freq"):
-        ComplexMorletCWT(lower_freq=500, upper_freq=100)
-    with pytest.raises(G2NetError, match="Nyquist"):
-        ComplexMorletCWT(upper_freq=2000)
-    with pytest.raises(G2NetError, match="not both"):
+    with pytest.raises(ValueError, match="fmin < fmax"):
+        ComplexMorletCWT(fmin=500, fmax=100)
+    with pytest.raises(ValueError, match="Nyquist"):
+        ComplexMorletCWT(fmax=2000)
+    with pytest.raises(ValueError, match="not both"):
         ComplexMorletCWT(trainable_width=True, trainable_filter=True)
-    with pytest.raises(G2NetError, match="wave_block"):
+    with pytest.raises(ValueError, match="wave_block"):
         WaveNetSpectrogram(wave_block="fancy")
 
     class Doubler(frontends.Frontend):
@@ -329,7 +328,7 @@ def test_fft_and_direct_convolution_give_the_same_image_and_gradients(cls, param
     x = torch.randn(2, 3, 4096)
     images, grads = {}, {}
     for method in ("fft", "conv"):
-        frontend = cls(fs=FS, lower_freq=16, upper_freq=1024, method=method, **params)
+        frontend = cls(sample_rate=FS, fmin=16, fmax=1024, method=method, **params)
         image = frontend(x)
         (image * torch.linspace(0, 1, image.shape[-1])).sum().backward()
         images[method] = image.detach()
@@ -338,10 +337,10 @@ def test_fft_and_direct_convolution_give_the_same_image_and_gradients(cls, param
     assert (images["fft"] - images["conv"]).abs().max() < 1e-5 * scale
     assert torch.allclose(grads["fft"], grads["conv"], rtol=1e-3, atol=1e-4 * grads["conv"].abs().max())
     # 'auto' picks the FFT for the long kernels of these banks
-    auto = cls(fs=FS, lower_freq=16, upper_freq=1024, **params)
+    auto = cls(sample_rate=FS, fmin=16, fmax=1024, **params)
     assert auto.uses_fft(auto.kernels().shape[-1])
 
 
 def test_unknown_convolution_method_is_one_clear_error():
-    with pytest.raises(G2NetError, match="method must be one of auto, fft, conv"):
+    with pytest.raises(ValueError, match="method must be one of auto, fft, conv"):
         ComplexMorletCWT(method="fast")

@@ -97,8 +97,8 @@ def test_cache_rows_equal_the_files_and_open_memory_mapped(tmp_path):
     truth = make_folder(tmp_path / "input", n_train=20, n_test=7, seed=1)
     written = run(tmp_path / "input", cache=True, workers=3)
 
-    assert sorted(p.name for p in written) == ["test.csv", "test_cache.npy", "train.csv",
-                                               "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["test.csv", "test_cache.json", "test_cache.npy",
+                                               "train.csv", "train_cache.json", "train_cache.npy"]
     for split, n in (("train", 20), ("test", 7)):
         cache = np.load(tmp_path / "input" / f"{split}_cache.npy", mmap_mode="r")
         assert isinstance(cache, np.memmap)
@@ -124,12 +124,12 @@ def test_without_sample_submission_only_the_training_side_is_written(tmp_path):
     make_folder(tmp_path / "input", with_test=False)
     lines = []
     written = prep_data.prepare(tmp_path / "input", cache=True, progress=False, printer=lines.append)
-    assert sorted(p.name for p in written) == ["train.csv", "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["train.csv", "train_cache.json", "train_cache.npy"]
     assert any("test: skipped, no sample_submission.csv" in line for line in lines)
 
 
 def test_psd_is_the_average_of_the_negatives_with_or_without_cache(tmp_path):
-    from noise_model import estimate_psd
+    from spectral import estimate_psd
 
     truth = make_folder(tmp_path / "input", n_train=9, seed=2)
     ids, targets, arrays = truth["train"]
@@ -150,7 +150,7 @@ def test_real_sample_with_out_folder(tmp_path):
     before = all_files(REAL_SAMPLE)
     written = run(REAL_SAMPLE, out_folder=tmp_path, cache=True)
     assert all_files(REAL_SAMPLE) == before  # the read-only sample is never written
-    assert sorted(p.name for p in written) == ["train.csv", "train_cache.npy"]
+    assert sorted(p.name for p in written) == ["train.csv", "train_cache.json", "train_cache.npy"]
 
     labels = read_csv(REAL_SAMPLE / "training_labels.csv")
     train = read_csv(tmp_path / "train.csv")

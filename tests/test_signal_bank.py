@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import noise_model  # noqa: E402
+import signal_bank  # noqa: E402
 import simulate  # noqa: E402
 from utils import DETECTORS, N_SAMPLES, example_path  # noqa: E402
 
@@ -36,8 +37,8 @@ def bank_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bank(bank_path) -> simulate.SignalBank:
-    return simulate.load_signal_bank(bank_path)
+def bank(bank_path) -> signal_bank.SignalBank:
+    return signal_bank.load_signal_bank(bank_path)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,13 @@ def test_bank_is_compact_and_byte_identical_whatever_the_workers(bank_path, bank
     assert other.read_bytes() == bank_path.read_bytes()
     assert not list(bank_path.parent.glob(".*.tmp"))
     # float16 codes (24,576 bytes) + a float32 scale + 16 parameters: ~24.7 KB a signal
-    per_signal = 2 * len(DETECTORS) * N_SAMPLES + 4 + 8 * (len(simulate.BANK_COLUMNS) - 1)
+    per_signal = 2 * len(DETECTORS) * N_SAMPLES + 4 + 8 * (len(signal_bank.BANK_COLUMNS) - 1)
     assert K * per_signal < bank_path.stat().st_size < K * per_signal + 12_000
-    assert bank.signals.shape == (K, 3, N_SAMPLES) and bank.signals.dtype == np.float64
-    assert list(bank.table.columns) == simulate.BANK_COLUMNS and len(bank.table) == K
+    assert bank.decode().shape == (K, 3, N_SAMPLES) and bank.decode().dtype == np.float64
+    assert list(bank.table.columns) == signal_bank.BANK_COLUMNS and len(bank.table) == K
     meta = bank.metadata
     assert (meta["format"], meta["format_version"], meta["seed"], meta["n_signals"]) == \
-        (simulate.BANK_FORMAT, simulate.BANK_FORMAT_VERSION, BANK_SEED, K)
+        (signal_bank.BANK_FORMAT, signal_bank.BANK_FORMAT_VERSION, BANK_SEED, K)
     assert (meta["approximant"], meta["sample_rate"], meta["n_samples"]) == ("IMRPhenomD", 2048, 4096)
     priors = simulate.Priors()
     assert bank.table["snr_network"].between(*priors.snr_range).all()
@@ -69,9 +70,9 @@ def test_bank_is_compact_and_byte_identical_whatever_the_workers(bank_path, bank
 
 def test_bank_signals_are_the_pycbc_signals_within_quantisation(bank):
     for row in range(K):
-        stored = bank.signals[row]
+        stored = bank.signal(row)
         # drawn exactly as simulate draws a positive (same function, the bank's own stream) ...
-        signal, params = simulate.draw_positive(simulate.bank_generator(BANK_SEED, row),
+        signal, params = simulate.draw_positive(signal_bank.bank_generator(BANK_SEED, row),
                                                 simulate.Priors(), "IMRPhenomD", "test")
         assert params == pytest.approx(bank.table.iloc[row].to_dict())
         peak = np.abs(signal).max()
@@ -83,7 +84,7 @@ def test_bank_signals_are_the_pycbc_signals_within_quantisation(bank):
 
 def test_stored_signals_have_the_table_snr(bank):
     for row in range(K):
-        per_detector, network = simulate.optimal_snr(bank.signals[row])
+        per_detector, network = simulate.optimal_snr(bank.signal(row))
         table = bank.table.iloc[row]
         assert network == pytest.approx(table["snr_network"], rel=0.01)
         np.testing.assert_allclose(per_detector, table[[f"snr_{d}" for d in DETECTORS]].astype(float),
@@ -92,7 +93,7 @@ def test_stored_signals_have_the_table_snr(bank):
 
 def test_bank_data_is_regenerated_noise_plus_the_bank_signal(bank_data, bank):
     injections = simulate.load_injections(bank_data / "injections.csv")
-    assert list(injections.columns) == [*simulate.INJECTION_COLUMNS, simulate.BANK_ROW_COLUMN]
+    assert list(injections.columns) == [*simulate.INJECTION_COLUMNS, signal_bank.BANK_ROW_COLUMN]
     # ids and targets are those of a normal run with this seed
     assert injections["id"].tolist() == simulate.make_ids(SEED, N_TRAIN + N_TEST)
     assert injections["target"].tolist() == simulate.make_targets(SEED, N_TRAIN, N_TEST, 0.5).tolist()
@@ -104,33 +105,33 @@ def test_bank_data_is_regenerated_noise_plus_the_bank_signal(bank_data, bank):
         noise = noise_model.colored_noise(simulate.example_generators(SEED, index)[1])
         if row["target"] == 0:
             assert np.array_equal(data, noise)
-            assert row[simulate.BANK_COLUMNS + [simulate.BANK_ROW_COLUMN]].isna().all()
+            assert row[signal_bank.BANK_COLUMNS + [signal_bank.BANK_ROW_COLUMN]].isna().all()
         else:
-            assert np.array_equal(data, noise + bank.signals[int(row["bank_row"])])
+            assert np.array_equal(data, noise + bank.signal(int(row["bank_row"])))
     positives = injections[injections["target"] == 1]
     n = len(positives)
     uses = np.bincount(positives["bank_row"].astype(int), minlength=K)
     assert set(uses) <= {n // K, -(-n // K)} and uses.sum() == n
     # the table of each positive is its bank row: the truth of the injected signal
     expected = bank.table.iloc[positives["bank_row"].astype(int)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(positives[simulate.BANK_COLUMNS].reset_index(drop=True), expected,
+    pd.testing.assert_frame_equal(positives[signal_bank.BANK_COLUMNS].reset_index(drop=True), expected,
                                   check_dtype=False, rtol=1e-15)
 
 
 def test_bank_rows_use_every_row_before_repeating_one():
-    rows = simulate.bank_rows(3, 23, 5)
+    rows = signal_bank.bank_rows(3, 23, 5)
     for cycle in range(4):
         assert sorted(rows[5 * cycle:5 * cycle + 5]) == list(range(5))
     assert sorted(np.bincount(rows)) == [4, 4, 5, 5, 5]  # floor(23 / 5) or ceil(23 / 5) each
-    assert np.array_equal(rows, simulate.bank_rows(3, 23, 5))
-    assert not np.array_equal(rows, simulate.bank_rows(4, 23, 5))
+    assert np.array_equal(rows, signal_bank.bank_rows(3, 23, 5))
+    assert not np.array_equal(rows, signal_bank.bank_rows(4, 23, 5))
 
 
 def test_bank_data_is_byte_identical_whatever_the_workers(bank_data, bank_path, tmp_path):
     other = tmp_path / "two_workers"
     simulate.main(["--out", str(other), "--signal-bank", str(bank_path), "--workers", "2", *DATA_ARGS])
     ours, theirs = all_files(bank_data), all_files(other)
-    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 4
+    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 5  # + simulation.json
     assert all(ours[name] == theirs[name] for name in ours)
 
 
@@ -156,11 +157,11 @@ def test_bank_data_needs_neither_pycbc_nor_lal(bank_data, bank_path, tmp_path):
 
 def forged_bank(bank_path: Path, path: Path, rows: slice = slice(None), **metadata) -> Path:
     """A copy of the test bank with some rows and some metadata changed."""
-    bank = simulate.load_signal_bank(bank_path)
+    bank = signal_bank.load_signal_bank(bank_path)
     with np.load(bank_path) as archive:
         codes, scales = archive["signals"][rows], archive["scales"][rows]
     meta = {**bank.metadata, "n_signals": len(codes), **metadata}
-    simulate._save_bank(path, codes, scales, bank.table.iloc[rows], meta)
+    signal_bank.write_signal_bank(path, codes, scales, bank.table.iloc[rows], meta)
     return path
 
 

@@ -87,7 +87,7 @@ def test_same_seed_same_bytes_whatever_the_workers(sim_dir, tmp_path):
     other = tmp_path / "two_workers"
     simulate.main(["--out", str(other), "--workers", "2", *ARGS])
     ours, theirs = all_files(sim_dir), all_files(other)
-    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 4
+    assert ours.keys() == theirs.keys() and len(ours) == N_TRAIN + N_TEST + 5  # + simulation.json
     assert all(ours[name] == theirs[name] for name in ours)
     reseeded = tmp_path / "other_seed"
     simulate.main(["--out", str(reseeded), "--workers", "1", "--n-train", "4", "--n-test", "0",
@@ -237,10 +237,14 @@ def test_replaces_a_simulation_but_not_other_data(tmp_path, capsys):
     out = tmp_path / "again"
     small = ["--out", str(out), "--n-test", "0", "--no-progress", "--workers", "1"]
     simulate.main([*small, "--n-train", "6", "--seed", "1"])
-    simulate.main([*small, "--n-train", "2", "--seed", "2"])  # an earlier simulation: replaced
+    with pytest.raises(SystemExit):  # another simulation's arguments: only with --overwrite
+        simulate.main([*small, "--n-train", "2", "--seed", "2"])
+    assert "--n-train 6 --n-test 0 --seed 1" in capsys.readouterr().err
+    simulate.main([*small, "--n-train", "2", "--seed", "2", "--overwrite"])
     ids = pd.read_csv(out / "training_labels.csv", dtype={"id": str})["id"]
     assert sorted(p.stem for p in (out / "train").rglob("*.npy")) == sorted(ids)
     (out / "injections.csv").unlink()  # now it looks like someone else's competition folder
+    (out / simulate.RUN_FILE).unlink()
     with pytest.raises(SystemExit):
         simulate.main([*small, "--n-train", "2", "--seed", "3"])
     assert "--overwrite" in capsys.readouterr().err

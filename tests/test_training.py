@@ -18,6 +18,7 @@ from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
 
 import configs
 import runner
+import runtime
 from utils import G2NetError
 
 
@@ -46,7 +47,7 @@ def test_debug_run_writes_every_output_with_its_shape(debug_run):
     folds = np.load(out / "folds.npy")
     assert sorted(np.bincount(folds)) == [SIM_TRAIN // 2, SIM_TRAIN // 2]
     for k in range(cv):
-        saved = torch.load(out / f"fold{k}.pt", weights_only=False)
+        saved = torch.load(out / f"fold{k}.pt", weights_only=True)
         assert set(saved) == {"model", "state"}
         state = saved["state"]
         assert state["finished"] and state["epoch"] in range(configs.Debug.num_epochs)
@@ -66,7 +67,7 @@ def test_tta_is_the_mean_of_plain_and_flipped_logits(debug_run, simulated_input)
     _, out, _ = debug_run
     plain, tta = np.load(out / "predictions.npy")[0], np.load(out / "predictions_tta.npy")[0]
     model = configs.Debug.model(**configs.Debug.model_params).eval()
-    model.load_state_dict(torch.load(out / "fold0.pt", weights_only=False)["model"])
+    model.load_state_dict(torch.load(out / "fold0.pt", weights_only=True)["model"])
     cache = np.load(simulated_input / "test_cache.npy", mmap_mode="r")
     flip = configs.Debug.transforms["tta"]
     with torch.no_grad():
@@ -176,7 +177,7 @@ def test_nan_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(experiment_e
         runner.run_experiment(DivergingDebug, args)
     assert "--resume" in str(caught.value)
     out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Diverging"
-    good = torch.load(out / "fold0_last.pt", weights_only=False)
+    good = torch.load(out / "fold0_last.pt", weights_only=True)
     assert good["state"]["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
     assert (out / "fold0.pt").exists()
@@ -189,9 +190,9 @@ def test_limit_fold_out_of_range_is_refused(experiment_env):
 
 
 def test_gpu_runs_move_exact_preprocessing_to_the_device_and_cpu_runs_do_not():
-    cpu = runner.Runtime(torch.device("cpu"), 0)
-    assert runner.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
-    moved = runner.for_device(configs.Seq03aug3, runner.Runtime(torch.device("cuda", 0), 0))
+    cpu = runtime.Runtime(torch.device("cpu"), 0)
+    assert runtime.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
+    moved = runtime.for_device(configs.Seq03aug3, runtime.Runtime(torch.device("cuda", 0), 0))
     assert issubclass(moved, configs.Seq03aug3) and moved.name == "Seq03aug3"
     steps = [type(s).__name__ for s in moved.transforms["gpu"].steps]
     assert steps == ["Normalize", "BandPass"]
@@ -223,8 +224,8 @@ def test_snapshot_callbacks_write_what_they_say(experiment_env):
     args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0"])
     runner.run_experiment(EveryEpoch, args)
     out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "EveryEpoch"
-    last = torch.load(out / "fold0.pt", weights_only=False)
-    snapshots = [torch.load(out / f"fold0_epoch{e}.pt", weights_only=False) for e in range(2)]
+    last = torch.load(out / "fold0.pt", weights_only=True)
+    snapshots = [torch.load(out / f"fold0_epoch{e}.pt", weights_only=True) for e in range(2)]
     assert [s["state"]["epoch"] for s in snapshots] == [0, 1]
     for key, value in last["model"].items():  # SaveEveryEpoch keeps the last epoch, not the best
         assert torch.equal(value, snapshots[1]["model"][key])

@@ -1,0 +1,249 @@
+"""Runtime, config checking and the run's artefacts: locks, checkpoint identity, corrupt and unsafe
+files, failed runs."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Sampler
+
+from conftest import REPO, run_script
+
+import configs
+import runner
+import runtime
+from trainer import file_digest, load_checkpoint
+from utils import G2NetError, atomic_torch_save
+
+
+class OldShardSampler(Sampler[int]):
+    """The hand-written sampler runtime.shard_sampler replaced, verbatim: the reference."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        total = len(self) * self.world
+        order += order[: total - len(order)]
+        return iter(order[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world)
+
+
+@pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2), (159, 2), (47, 4), (0, 1)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_distributed_sampler_yields_the_old_shards(size, world, shuffle):
+    for rank in range(world):
+        old = OldShardSampler(size, shuffle, seed=2021 + 3, rank=rank, world=world)
+        new = runtime.shard_sampler(range(size), shuffle, seed=2021 + 3, rank=rank, world=world)
+        assert isinstance(new, torch.utils.data.DistributedSampler)
+        for epoch in (0, 1, 5):
+            old.set_epoch(epoch)
+            new.set_epoch(epoch)
+            assert list(new) == list(old) and len(new) == len(old)
+
+
+# ----------------------------------------------------------------------------- run artefacts
+@pytest.fixture(scope="module")
+def trained_fold(simulated_input, tmp_path_factory) -> Path:
+    """``train.py --config Debug --limit_fold 0`` once: a results folder with a finished fold 0."""
+    results = tmp_path_factory.mktemp("trained")
+    run_script("train.py", "--config", "Debug", "--limit_fold", "0", "--silent",
+               env={"G2NET_INPUT_DIR": str(simulated_input), "G2NET_RESULTS_DIR": str(results)})
+    return results / "Debug"
+
+
+@pytest.fixture
+def results(trained_fold, experiment_env) -> Path:
+    """A private copy of the trained folder, as ``results/Debug`` of this test's environment."""
+    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Debug"
+    shutil.copytree(trained_fold, out)
+    return out
+
+
+def run(*flags: str) -> dict:
+    args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0", *flags])
+    return runner.run_experiment(configs.Debug, args)
+
+
+def test_a_second_run_on_a_busy_folder_is_refused_and_deletes_nothing(results, experiment_env):
+    before = (results / "fold0.pt").read_bytes()
+    with runner.claim_run_folder(results) as created:
+        assert not created
+        assert (results / runner.LOCK_NAME).read_text().strip() == str(os.getpid())
+        done = run_script("train.py", "--config", "Debug", "--limit_fold", "0", env=experiment_env,
+                          check=False)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: {results} is in use by another run (pid {os.getpid()}); wait for it to end or "
+            f"stop it (kill {os.getpid()}) before starting this one"]
+        with pytest.raises(G2NetError, match=f"pid {os.getpid()}"):
+            with runner.claim_run_folder(results):
+                pass
+    assert (results / "fold0.pt").read_bytes() == before  # the first run's checkpoint survives
+    with runner.claim_run_folder(results):  # released on exit
+        pass
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    out = tmp_path / "Held"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import runner, pathlib; "
+         "ctx = runner.claim_run_folder(pathlib.Path(sys.argv[2])); ctx.__enter__(); print('held', flush=True); "
+         "time.sleep(600)", str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(G2NetError, match=f"in use by another run \\(pid {holder.pid}\\)"):
+            with runner.claim_run_folder(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with runner.claim_run_folder(out) as created:  # the kernel dropped the dead process's lock
+        assert not created
+
+
+def _unfinish(checkpoint: Path) -> None:
+    """Make a finished fold checkpoint look like one written after its first epoch."""
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["state"].update(finished=False, epoch=0, best_epoch=0, history=saved["state"]["history"][:1])
+    atomic_torch_save(checkpoint, saved)
+
+
+def test_predictions_always_come_from_the_checkpoint_they_name(results, capsys):
+    checkpoint, predictions = results / "fold0.pt", results / "fold0_predictions.npz"
+    with np.load(predictions) as saved:
+        assert str(saved["checkpoint_sha256"]) == file_digest(checkpoint)
+        assert bool(saved["checkpoint_finished"])
+    _unfinish(checkpoint)
+    args = runner.build_parser("test").parse_args(["--limit_fold", "0", "--inference"])
+    runner.run_experiment(configs.Debug, args)
+    assert f"warning: {checkpoint} is from an unfinished fold (best epoch 0 after 1 epochs)" in capsys.readouterr().out
+    with np.load(predictions) as saved:
+        assert str(saved["checkpoint_sha256"]) == file_digest(checkpoint)
+        assert not bool(saved["checkpoint_finished"])
+        stale = saved["test"].copy()
+    run("--resume")  # no resume point: the unfinished fold trains again and is finished
+    assert torch.load(checkpoint, weights_only=True)["state"]["finished"]
+    with np.load(predictions) as saved:
+        assert str(saved["checkpoint_sha256"]) == file_digest(checkpoint)
+        assert bool(saved["checkpoint_finished"])
+        fresh = saved["test"].copy()
+    assert not np.allclose(fresh, stale)
+    np.testing.assert_array_equal(np.load(results / "predictions.npy")[0], fresh)
+    # predictions of another checkpoint are never assembled: they are made again
+    other = torch.load(checkpoint, weights_only=True)
+    other["model"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in other["model"].items()}
+    atomic_torch_save(checkpoint, other)
+    run("--skip_existing")
+    with np.load(predictions) as saved:
+        assert str(saved["checkpoint_sha256"]) == file_digest(checkpoint)
+        assert not np.allclose(saved["test"], fresh)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("flag,fix", [
+    ("--inference", "Delete it and train fold 0 again (python train.py --config Debug --limit_fold 0)."),
+    ("--resume", "Delete it and rerun with --resume: fold 0 then trains again from its first epoch."),
+    ("--skip_existing", "Delete it, or rerun without --skip_existing to train fold 0 again.")])
+def test_a_truncated_checkpoint_is_named_with_the_fix(results, flag, fix):
+    checkpoint = results / "fold0.pt"
+    _truncate(checkpoint)
+    with pytest.raises(G2NetError) as caught:
+        run(flag)
+    message = str(caught.value)
+    assert message.startswith(f"{checkpoint} is unreadable (truncated or corrupt: ")
+    assert message.endswith(fix) and "\n" not in message
+
+
+def test_a_truncated_resume_point_and_predict_py_name_the_file(results, experiment_env, simulated_input):
+    resume_point = results / "fold0_last.pt"
+    shutil.copy(results / "fold0.pt", resume_point)
+    _truncate(resume_point)
+    _unfinish(results / "fold0.pt")
+    with pytest.raises(G2NetError, match=f"{resume_point} is unreadable.*Delete it and rerun with --resume"):
+        run("--resume")
+    _truncate(results / "fold0.pt")
+    done = run_script("predict.py", "--config", "Debug", "--input", str(simulated_input),
+                      env=experiment_env, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {results / 'fold0.pt'} is unreadable")
+    assert "Delete it and train fold 0 again" in lines[0]
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, 'w')``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_carrying_code_is_refused_without_running_it(results, experiment_env, tmp_path):
+    marker = tmp_path / "payload_ran"
+    saved = torch.load(results / "fold0.pt", weights_only=True)
+    saved["state"]["extra"] = Payload(marker)
+    torch.save(saved, results / "fold0.pt")
+    with pytest.raises(G2NetError, match="holds Python objects beyond tensors.*not loaded"):
+        load_checkpoint(results / "fold0.pt", "fix")
+    done = run_script("train.py", "--config", "Debug", "--limit_fold", "0", "--inference",
+                      env=experiment_env, check=False)
+    assert done.returncode == 2 and "holds Python objects" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not marker.exists()
+
+
+def test_resume_points_hold_only_tensors_and_plain_values(results):
+    """The training state (optimizer, scheduler, scaler, RNG) loads with weights_only=True."""
+    import random
+
+    import trainer as trainer_module
+
+    np.random.seed(5)
+    random.seed(5)
+    generator = torch.Generator().manual_seed(3)
+    state = trainer_module.rng_state(generator)
+    expected = (np.random.rand(3), random.random(), torch.rand(2, generator=generator))
+    path = results / "rng.pt"
+    torch.save(state, path)
+    trainer_module.set_rng_state(torch.load(path, weights_only=True), generator)
+    again = (np.random.rand(3), random.random(), torch.rand(2, generator=generator))
+    np.testing.assert_array_equal(expected[0], again[0])
+    assert expected[1] == again[1] and torch.equal(expected[2], again[2])
+
+
+def test_a_failed_run_removes_the_folder_it_created_and_keeps_others(experiment_env, trained_fold):
+    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "DebugPseudo_debug"
+    done = run_script("train_pseudo.py", "--config", "DebugPseudo", "--debug", env=experiment_env,
+                      check=False)
+    assert done.returncode == 2 and "python train.py --config Debug" in done.stderr
+    assert not out.exists()
+    assert runner.remove_if_empty_run(out) is False
+    out.mkdir(parents=True)  # a folder that was there before the run keeps its log
+    (out / "notes.txt").write_text("mine")
+    run_script("train_pseudo.py", "--config", "DebugPseudo", "--debug", env=experiment_env, check=False)
+    assert (out / "notes.txt").exists() and len(list(out.glob("DebugPseudo_*.log"))) == 1
