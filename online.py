@@ -42,9 +42,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 import noise_model
+import signal_bank
 import simulate
 from simulate import Priors
-from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write
+from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError
 from utils import cli_errors as utils_cli_errors
 
 ML4GW_APPROXIMANTS = ("IMRPhenomD", "IMRPhenomPv2")
@@ -299,7 +300,7 @@ def _bank_row(args: tuple) -> tuple[np.ndarray, dict[str, Any]]:
     from pycbc.waveform import get_td_waveform
 
     seed, row, priors, approximant, length, merger = args
-    rng = simulate.bank_generator(seed, row)
+    rng = signal_bank.bank_generator(seed, row)
     params = simulate.draw_parameters(rng, priors, approximant)
     precessing = bool(_lal_precessing(approximant))
     if precessing:  # isotropic spins, magnitudes up to max |spin_range| (as the online source)
@@ -354,7 +355,7 @@ def write_polarization_bank(path: str | Path, n_signals: int, seed: int, priors:
     tasks = [(seed, row, priors, approximant, length, merger) for row in range(n_signals)]
     started = time.perf_counter()
     results = simulate._map_in_order(_bank_row, tasks, workers, "polarisation bank", "wf", progress)
-    coded = [simulate.quantise_signal(r[0]) for r in results]
+    coded = [signal_bank.quantise_signal(r[0]) for r in results]
     arrays = {"polarizations": np.stack([c[0] for c in coded]),
               "scales": np.array([c[1] for c in coded], dtype=np.float32)}
     table = pd.DataFrame([r[1] for r in results])
@@ -367,15 +368,7 @@ def write_polarization_bank(path: str | Path, n_signals: int, seed: int, priors:
     for column in BANK_PARAMS:
         arrays[f"param_{column}"] = np.array(table[column].tolist(),
                                              dtype=str if column == "approximant" else np.float64)
-
-    def write(handle: Any) -> None:
-        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-
-    atomic_write(Path(path), write)
+    signal_bank.write_npz(Path(path), arrays)
     return {"path": str(path), "n_signals": n_signals, "bytes": Path(path).stat().st_size,
             "seconds": time.perf_counter() - started}
 
@@ -695,10 +688,11 @@ def simulate_files(out: str | Path, n_train: int, n_test: int, seed: int, priors
     examples of each batch of ``batch_size`` come from a generator of ``(seed, first index)``.
     The same seed gives the same bytes on the same device and ``batch_size``.
     """
-    import pandas as pd
     from tqdm import tqdm
 
-    simulate.validate_run(out, n_train, n_test, seed, 1, overwrite)
+    record = simulate.run_record(n_train, n_test, seed, priors, approximant, bank)
+    record.update(engine="ml4gw", device=str(device), batch_size=int(batch_size))
+    simulate.validate_run(out, n_train, n_test, seed, 1, overwrite, record)
     device = torch.device(device)
     simulator = OnlineSimulator(priors, approximant, bank, device)
     out = Path(out)
@@ -706,12 +700,7 @@ def simulate_files(out: str | Path, n_train: int, n_test: int, seed: int, priors
     ids = simulate.make_ids(seed, total)
     targets = simulate.make_targets(seed, n_train, n_test, priors.positive_fraction)
     splits = ["train"] * n_train + ["test"] * n_test
-    for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
-        (out / name).unlink(missing_ok=True)
-    import shutil
-
-    for name in simulate.SPLITS:
-        shutil.rmtree(out / name, ignore_errors=True)
+    simulate.begin_run(out, overwrite, record)
     columns = simulator.columns()
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -736,7 +725,7 @@ def simulate_files(out: str | Path, n_train: int, n_test: int, seed: int, priors
                 rows.append(row)
             bar.update(last - first)
     elapsed = time.perf_counter() - started
-    simulate._write_tables(out, rows, columns)
+    simulate.end_run(out, rows, columns, record)
     return {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()), "seconds": elapsed,
             "rate": total / elapsed if elapsed > 0 else float("inf"), "device": str(device)}
 

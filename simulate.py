@@ -428,16 +428,7 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         positives = np.flatnonzero(targets)
         for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
             rows_of[index] = int(row)
-    check_out_folder(out, overwrite, record)  # after the bank's checks: a broken bank is the news
-    # RUN_FILE first: a run killed from here on is known as interrupted, with its arguments
-    previous = previous_run(out)
-    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
-    if previous is not None and _same_run(previous, record):
-        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
-        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
-            (out / name).unlink(missing_ok=True)
-    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
-        _remove_previous_outputs(out)
+    begin_run(out, overwrite, record)  # after the bank's checks: a broken bank is the news
     splits = ["train"] * n_train + ["test"] * n_test
     job = _Job(str(out), seed, priors, approximant, bank is not None)
     tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
@@ -454,15 +445,34 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         _BANK_IN_USE = None
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
-    _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
-    record["complete"] = True
-    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    end_run(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN], record)
     summary = {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
                "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
                "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
     if bank is not None:
         summary.update({"signal_bank": str(bank.path), "bank_signals": len(bank)})
     return summary
+
+
+def begin_run(out: Path, overwrite: bool, record: dict[str, Any]) -> None:
+    """Check ``out``, then write RUN_FILE first (a run killed from here on is known as interrupted,
+    with its arguments) and clear what the run replaces. Shared by both engines."""
+    check_out_folder(out, overwrite, record)
+    previous = previous_run(out)
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    if previous is not None and _same_run(previous, record):
+        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
+        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
+        _remove_previous_outputs(out)
+
+
+def end_run(out: Path, rows: list[dict[str, Any]], columns: Sequence[str], record: dict[str, Any]) -> None:
+    """Write the tables, then mark the run complete in RUN_FILE."""
+    _write_tables(out, rows, columns)
+    record["complete"] = True
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
 
 
 def _map_in_order(function: Any, tasks: Sequence[Any], workers: int, desc: str, unit: str,

@@ -12,6 +12,7 @@ import torch
 import noise_model
 import online
 import simulate
+import spectral
 from simulate import Priors
 
 FS = 2048
@@ -111,7 +112,7 @@ def test_fractional_delays_move_a_signal_by_exactly_that_time():
 
 def test_noise_asd_is_the_model_within_ten_percent_from_20_to_500_hz():
     noise = online.NoiseGenerator()(online.make_generator("cpu", 0), 512).numpy()
-    estimate = noise_model.estimate_psd(noise)
+    estimate = spectral.estimate_psd(noise)
     model = noise_model.psd_array()
     freqs = np.fft.rfftfreq(simulate.N_SAMPLES, 1 / FS)
     band = (freqs >= 20) & (freqs <= 500)
