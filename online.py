@@ -394,8 +394,7 @@ def load_polarization_bank(path: str | Path) -> PolarizationBank:
     if metadata.get("sample_rate") != SAMPLE_RATE or codes.shape[1:] != (2, metadata["segment_samples"]):
         raise G2NetError(f"{path} holds waveforms of shape {codes.shape[1:]} at "
                          f"{metadata.get('sample_rate')} Hz; rebuild it with this online.py")
-    polarizations = codes.astype(np.float64) * scales.astype(np.float64)[:, None, None]
-    return PolarizationBank(path, polarizations, table, metadata)
+    return PolarizationBank(path, signal_bank.decode_signals(codes, scales), table, metadata)
 
 
 # ----------------------------------------------------------------------------- the simulator
