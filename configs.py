@@ -101,6 +101,15 @@ class Baseline:
     # start with SelectDetectors and the model has len(detectors) input channels (search.py reads
     # strain files of exactly these detectors)
     detectors: tuple[str, ...] = DETECTORS
+    # Where training batches come from (docs/online.md): 'files' (train.csv), 'online' (ml4gw
+    # waveforms made on the training device every step) or 'bank' (h+/hx of a polarisation bank,
+    # sky, time, SNR and noise drawn every step). Validation always uses the files.
+    train_source = "files"
+    # Online settings: approximant ('IMRPhenomD' or 'IMRPhenomPv2'), priors (simulate.Priors
+    # fields: masses, spins, sky, tc, snr_range, snr_distribution, positive_fraction...), batches
+    # per epoch, device (None: the training device) and signal_bank (a polarisation bank, 'bank').
+    online: dict = dict(approximant="IMRPhenomD", priors=dict(), steps_per_epoch=100, device=None,
+                        signal_bank=None)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -213,6 +222,12 @@ class Debug(Baseline):
     deterministic = True
     optimizer_params = dict(lr=1e-3, weight_decay=1e-6)
     transforms = _whitened(FlipWave(p=0.5))
+
+
+class DebugOnline(Debug):
+    """``Debug`` on generated batches (tests): three steps of 16 per epoch."""
+    train_source = "online"
+    online = dict(Baseline.online, steps_per_epoch=3)
 
 
 class DebugPseudo(Debug):
@@ -443,6 +458,28 @@ class Seq03w2det(Seq03w):
     detectors = TWO_DETECTORS
     model_params = dict(Seq03w.model_params, in_chans=len(TWO_DETECTORS))
     transforms = _whitened(FlipWave(p=0.5), detectors=TWO_DETECTORS)
+
+
+# =============================================================================================
+# Online training (docs/online.md): the same models, every training batch simulated fresh on the
+# training device (ml4gw), validated on the input folder's files.
+# =============================================================================================
+class DemoOnline(Demo):
+    """``Demo`` trained on batches generated every step: 200 steps of 32 per epoch."""
+    train_source = "online"
+    online = dict(Baseline.online, steps_per_epoch=200)
+
+
+class Seq03wOnline(Seq03w):
+    """``Seq03w`` on online batches: 1,000 steps of 64 per epoch (64,000 fresh examples)."""
+    train_source = "online"
+    online = dict(Baseline.online, steps_per_epoch=1000)
+
+
+class Nspec16Online(Nspec16):
+    """``Nspec16`` on online batches: 1,000 steps of 64 per epoch."""
+    train_source = "online"
+    online = dict(Baseline.online, steps_per_epoch=1000)
 
 
 # =============================================================================================

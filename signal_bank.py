@@ -99,6 +99,12 @@ def write_signal_bank(path: str | Path, codes: np.ndarray, scales: np.ndarray, t
         dtype = str if column == "approximant" else np.int64 if column == "gps_start" else np.float64
         arrays[f"param_{column}"] = np.array(table[column].tolist(), dtype=dtype)
 
+    write_npz(path, arrays)
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` as an uncompressed ``.npz`` with fixed zip timestamps (same arrays, same bytes),
+    written atomically: the container of every bank (this one and online.py's polarisation banks)."""
     def write(handle: Any) -> None:
         with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in arrays.items():

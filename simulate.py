@@ -465,16 +465,7 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         positives = np.flatnonzero(targets)
         for index, row in zip(positives, bank_rows(seed, len(positives), len(bank))):
             rows_of[index] = int(row)
-    check_out_folder(out, overwrite, record)  # after the bank's checks: a broken bank is the news
-    # RUN_FILE first: a run killed from here on is known as interrupted, with its arguments
-    previous = previous_run(out)
-    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
-    if previous is not None and _same_run(previous, record):
-        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
-        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
-            (out / name).unlink(missing_ok=True)
-    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
-        _remove_previous_outputs(out)
+    begin_run(out, overwrite, record)  # after the bank's checks: a broken bank is the news
     splits = ["train"] * n_train + ["test"] * n_test
     job = _Job(str(out), seed, priors, approximant, bank is not None, detectors)
     tasks = [(job, i, ids[i], splits[i], int(targets[i]), rows_of[i]) for i in range(total)]
@@ -491,15 +482,34 @@ def simulate(out: str | Path, n_train: int, n_test: int, seed: int, priors: Prio
         _BANK_IN_USE = None
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
-    _write_tables(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN])
-    record["complete"] = True
-    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    end_run(out, rows, INJECTION_COLUMNS if bank is None else [*INJECTION_COLUMNS, BANK_ROW_COLUMN], record)
     summary = {"n_train": n_train, "n_test": n_test, "positives": int(targets.sum()),
                "seconds": elapsed, "rate": total / elapsed if elapsed > 0 else float("inf"),
                "cpu_seconds": cpu, "rate_per_cpu": total / cpu if cpu > 0 else float("inf")}
     if bank is not None:
         summary.update({"signal_bank": str(bank.path), "bank_signals": len(bank)})
     return summary
+
+
+def begin_run(out: Path, overwrite: bool, record: dict[str, Any]) -> None:
+    """Check ``out``, then write RUN_FILE first (a run killed from here on is known as interrupted,
+    with its arguments) and clear what the run replaces. Shared by both engines."""
+    check_out_folder(out, overwrite, record)
+    previous = previous_run(out)
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
+    if previous is not None and _same_run(previous, record):
+        # the same arguments remake the same bytes: the prepared csvs and caches stay valid
+        for name in ("training_labels.csv", "test_labels.csv", "sample_submission.csv", "injections.csv"):
+            (out / name).unlink(missing_ok=True)
+    else:  # another run's outputs (or, with --overwrite, anything) are replaced, never mixed with
+        _remove_previous_outputs(out)
+
+
+def end_run(out: Path, rows: list[dict[str, Any]], columns: Sequence[str], record: dict[str, Any]) -> None:
+    """Write the tables, then mark the run complete in RUN_FILE."""
+    _write_tables(out, rows, columns)
+    record["complete"] = True
+    atomic_write(out / RUN_FILE, lambda f: json.dump(record, f, indent=1, sort_keys=True), mode="w")
 
 
 def _map_in_order(function: Any, tasks: Sequence[Any], workers: int, desc: str, unit: str,
@@ -694,6 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace competition files in --out that simulate.py did not write "
                              "(an earlier simulation is always replaced)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=("pycbc", "ml4gw"), default="pycbc",
+                        help="pycbc (default): PyCBC/LALSuite per example on --workers processes; "
+                             "ml4gw: the online training generator (online.py), batched in torch "
+                             "on --device (IMRPhenomD or IMRPhenomPv2; docs/online.md)")
+    parser.add_argument("--device", default="cpu", help="torch device of --engine ml4gw (cpu, cuda)")
     parser.add_argument("--write-signal-bank", metavar="BANK.npz",
                         help="instead of a data set, write a bank of --n-signals signals drawn from "
                              "the priors (needs PyCBC; ~24.6 KB a signal)")
@@ -773,6 +788,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                             ("--n-test", args.n_test)) if value is None]
     _refuse(missing, "required to write a data set (or write a bank with --write-signal-bank "
             "BANK.npz --n-signals K --seed S)")
+    if args.engine == "ml4gw":
+        return _simulate_ml4gw(args, priors)
     if args.signal_bank is not None:
         _refuse(_given(args, [*SIGNAL_PRIORS, "approximant"]), "the signal bank fixes the priors and "
                 "the approximant (they were chosen when it was written); drop these options, or "
@@ -787,6 +804,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"({summary['positives']} with a signal{source}) to {args.out}")
     print(f"rate: {summary['rate']:.1f} examples/s with {args.workers} worker(s) "
           f"({summary['seconds']:.1f} s; {summary['rate_per_cpu']:.1f} examples per CPU-second)")
+    return summary
+
+
+def _simulate_ml4gw(args: argparse.Namespace, priors: Priors) -> dict[str, Any]:
+    """``--engine ml4gw``: the data set written by the generator online training uses."""
+    import online
+
+    _refuse(_given(args, ["signal_bank"]), "goes with the pycbc engine (a polarisation bank for "
+            "training is online.write_polarization_bank)")
+    summary = online.simulate_files(args.out, args.n_train, args.n_test, args.seed, priors,
+                                    args.approximant or "IMRPhenomD", device=args.device,
+                                    overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {summary['n_train']} train + {summary['n_test']} test examples "
+          f"({summary['positives']} with a signal, ml4gw on {summary['device']}) to {args.out}")
+    print(f"rate: {summary['rate']:.1f} examples/s ({summary['seconds']:.1f} s)")
     return summary
 
 

@@ -188,6 +188,7 @@ class Trainer:
         self.loader_generator = loader_generator
         self.is_main = is_main
         self.stop_training = False
+        self._train_source: Any = None  # a generated training stream (online.OnlineSource) to checkpoint
         self.state: dict[str, Any] = {"epoch": -1, "best_score": None, "best_epoch": -1,
                                       "history": [], "finished": False}
 
@@ -210,6 +211,7 @@ class Trainer:
             "hook": self.hook.state_dict() if hasattr(self.hook, "state_dict") else None,
             "state": copy.deepcopy(self.state),
             "rng": rng_state(self.loader_generator),
+            "train_source": self._train_source.state_dict() if self._train_source is not None else None,
         })
 
     def _load_resume_point(self) -> None:
@@ -227,6 +229,8 @@ class Trainer:
             self.hook.load_state_dict(saved["hook"])
         self.state = saved["state"]
         set_rng_state(saved["rng"], self.loader_generator)
+        if self._train_source is not None and saved.get("train_source") is not None:
+            self._train_source.load_state_dict(saved["train_source"])
 
     def load_best(self, fix: str = "Delete it and train the fold again.") -> dict[str, Any]:
         """Load the weights and state (epoch, ``finished``...) of ``checkpoint_path``; returns the state."""
@@ -347,6 +351,7 @@ class Trainer:
     def fit(self, train_loader: Iterable, valid_loader: Iterable, num_epochs: int,
             resume: bool = False) -> dict[str, Any]:
         """Train for ``num_epochs`` (or until a callback stops), validating after every epoch."""
+        self._train_source = train_loader if hasattr(train_loader, "state_dict") else None
         if resume and self.resume_path.exists():
             self._load_resume_point()
             self.log(f"resumed from {self.resume_path} after epoch {self.state['epoch']}")
@@ -355,7 +360,7 @@ class Trainer:
         self.stop_training = False
         for epoch in range(start, num_epochs):
             tic = time.time()
-            sampler = getattr(train_loader, "sampler", None)
+            sampler = getattr(train_loader, "sampler", train_loader)  # an online source reseeds itself
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             train_loss = self.train_one_epoch(train_loader, epoch)

@@ -542,7 +542,12 @@ class TorchBandPass(_TorchPreprocess):
 class TorchWhiten(_TorchPreprocess):
     """Batched ``Whiten`` (``spectral.whiten_torch``) on ``(B, 3, T)`` tensors; the PSD (see
     ``spectral.load_psd``) is loaded when the module is built, so build it when a run starts, not
-    in a config class body."""
+    in a config class body.
+
+    Kept instead of ``ml4gw.transforms.Whiten``/``FixedWhiten``: those truncate the inverse-ASD
+    filter to ``fduration`` and crop ``fduration / 2`` from each edge (a shorter window), with a
+    Hann-windowed filter; this applies the project's convention (Tukey(0.1) window, full-length
+    gain, ``spectral.whitening_kernel``), equal to the numpy ``Whiten`` the models were built on."""
 
     def __init__(self, psd: PsdSpec = "simulator", sample_rate: float = SAMPLE_RATE,
                  n_samples: int = N_SAMPLES, tukey_alpha: float = TUKEY_ALPHA,

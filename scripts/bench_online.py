@@ -1,0 +1,139 @@
+"""Online simulation figures for docs/benchmarks.md ("Online simulation"). Prints figures; no test.
+
+``python scripts/bench_online.py rate [--device cpu|cuda] [--threads 1 2] [--batch 64]``
+    generation alone (noise, waveforms, projection, SNR rescale; no transforms), examples/s, for
+    IMRPhenomD and IMRPhenomPv2 at positive fraction 0.5 and 1.0 and for a polarisation bank.
+
+``python scripts/bench_online.py train --config DemoOnline --seconds S [--limit_fold 0]``
+    trains an online config with ``steps_per_epoch`` chosen so that its ``num_epochs`` take about
+    ``S`` seconds of wall-clock (the step rate is measured first, validation included): the online
+    side of the accuracy at equal wall-clock. Results go where train.py puts them
+    (``G2NET_RESULTS_DIR``/``<config>``).
+
+``python scripts/bench_online.py real --experiments Demo DemoOnline [--real DIR]``
+    AUC of trained experiments on the labelled real examples (``../shared/real-g2net-sample``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import online  # noqa: E402
+from simulate import Priors  # noqa: E402
+
+
+def generation_rate(simulator: online.OnlineSimulator, batch: int, repeats: int) -> float:
+    g = online.make_generator(simulator.device, 0)
+    simulator.sample(g, batch)  # warm-up: buffers, FFT plans, CUDA kernels
+    if simulator.device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        simulator.sample(g, batch)
+    if simulator.device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - started)
+
+
+def cmd_rate(args: argparse.Namespace) -> None:
+    bank = None
+    if args.bank:
+        bank = online.load_polarization_bank(args.bank)
+    print(f"device {args.device}, batch {args.batch}, {args.repeats} batches after one warm-up")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for approximant in ("IMRPhenomD", "IMRPhenomPv2"):
+            for fraction in (0.5, 1.0):
+                simulator = online.OnlineSimulator(Priors(positive_fraction=fraction), approximant,
+                                                   device=args.device)
+                rate = generation_rate(simulator, args.batch, args.repeats)
+                print(f"threads {threads}  {approximant:13s} positive fraction {fraction:.1f}: "
+                      f"{rate:9.1f} examples/s", flush=True)
+        if bank is not None:
+            simulator = online.OnlineSimulator(Priors(positive_fraction=0.5), bank=bank, device=args.device)
+            rate = generation_rate(simulator, args.batch, args.repeats)
+            print(f"threads {threads}  bank {bank.metadata['approximant']} positive fraction 0.5: "
+                  f"{rate:9.1f} examples/s", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import runner
+
+    base = runner.get_config(args.config)
+    settings = online.online_settings(base)
+    runtime = runner.setup_runtime(None, 0, base.deterministic)
+    source = online.make_source(base, runtime.device, base.seed)
+    model = runner.wrap_model(runner.build_model(base), runtime, base)
+    trainer = runner.make_trainer(base, model, Path("/dev/null"), runtime, lambda m: None, False)
+    batches = iter(source)
+    started = time.perf_counter()
+    for _ in range(args.probe_steps):  # generation + forward/backward, as in training
+        x, y = next(batches)
+        with trainer._autocast():
+            loss, _ = trainer.hook.forward_train(trainer, x, y)
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+    step_seconds = (time.perf_counter() - started) / args.probe_steps
+    budget = args.seconds - args.validation_seconds * base.num_epochs
+    steps = max(1, int(budget / base.num_epochs / step_seconds))
+    print(f"{base.name}: {step_seconds:.3f} s a step (batch {base.batch_size}, generation included); "
+          f"{steps} steps per epoch x {base.num_epochs} epochs for about {args.seconds:.0f} s", flush=True)
+    cfg = type(base.__name__, (base,), {"name": base.name, "__module__": base.__module__,
+                                        "online": dict(settings, steps_per_epoch=steps)})
+    train_args = runner.build_parser("bench_online").parse_args(
+        ["--config", base.name] + (["--limit_fold", str(args.limit_fold)] if args.limit_fold is not None else []))
+    started = time.perf_counter()
+    summary = runner.run_experiment(cfg, train_args)
+    print(f"{base.name}: trained in {time.perf_counter() - started:.0f} s wall-clock "
+          f"({steps * base.batch_size * base.num_epochs} generated examples); {summary}")
+
+
+def cmd_real(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from metrics import roc_auc
+    from predict import predict_paths
+    from runner import get_config
+    from utils import example_path
+
+    labels = pd.read_csv(args.real / "training_labels.csv", dtype={"id": str})
+    paths = [str(example_path(args.real, "train", i)) for i in labels["id"]]
+    for name in args.experiments:
+        logits = predict_paths(get_config(name), paths)
+        print(f"{name}: AUC {roc_auc(labels['target'].to_numpy(), logits[:, 0]):.4f} on "
+              f"{len(labels)} real examples ({int(labels['target'].sum())} positives)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rate = sub.add_parser("rate")
+    rate.add_argument("--device", default="cpu")
+    rate.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    rate.add_argument("--batch", type=int, default=64)
+    rate.add_argument("--repeats", type=int, default=5)
+    rate.add_argument("--bank", type=Path, default=None, help="a polarisation bank to time too")
+    train = sub.add_parser("train")
+    train.add_argument("--config", default="DemoOnline")
+    train.add_argument("--seconds", type=float, required=True)
+    train.add_argument("--validation-seconds", type=float, default=0.0,
+                       help="wall-clock of one validation pass, subtracted per epoch")
+    train.add_argument("--probe-steps", type=int, default=5)
+    train.add_argument("--limit_fold", type=int, default=None)
+    real = sub.add_parser("real")
+    real.add_argument("--experiments", nargs="+", required=True)
+    real.add_argument("--real", type=Path,
+                      default=Path(__file__).resolve().parents[1].parent / "shared" / "real-g2net-sample")
+    args = parser.parse_args()
+    {"rate": cmd_rate, "train": cmd_train, "real": cmd_real}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
