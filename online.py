@@ -31,7 +31,6 @@ import functools
 import json
 import math
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -380,17 +379,12 @@ def load_polarization_bank(path: str | Path) -> PolarizationBank:
     path = Path(path)
     remedy = (f"write one with online.write_polarization_bank('{path}', K, seed) "
               "on a machine with PyCBC")
-    if not path.is_file():
-        raise G2NetError(f"polarisation bank {path} not found; {remedy}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            metadata = json.loads(str(archive["metadata"][()]))
-            if metadata.get("format") != BANK_FORMAT or metadata.get("format_version") != BANK_FORMAT_VERSION:
-                raise ValueError(f"format {metadata.get('format')} v{metadata.get('format_version')}")
-            codes, scales = archive["polarizations"], archive["scales"]
-            table = pd.DataFrame({c: archive[f"param_{c}"] for c in BANK_PARAMS})
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise G2NetError(f"{path} is not a polarisation bank ({exc}); {remedy}") from None
+    with signal_bank.open_bank(path, BANK_FORMAT, "polarisation bank", "polarisation bank",
+                               remedy) as (archive, metadata):
+        if metadata.get("format_version") != BANK_FORMAT_VERSION:
+            raise ValueError(f"format {metadata.get('format')} v{metadata.get('format_version')}")
+        codes, scales = archive["polarizations"], archive["scales"]
+        table = pd.DataFrame({c: archive[f"param_{c}"] for c in BANK_PARAMS})
     if metadata.get("sample_rate") != SAMPLE_RATE or codes.shape[1:] != (2, metadata["segment_samples"]):
         raise G2NetError(f"{path} holds waveforms of shape {codes.shape[1:]} at "
                          f"{metadata.get('sample_rate')} Hz; rebuild it with this online.py")

@@ -7,11 +7,12 @@ A bank is one uncompressed ``.npz``: ``signals`` float16 ``(K, 3, 4096)`` codes,
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,45 +116,50 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, write)
 
 
+@contextlib.contextmanager
+def open_bank(path: Path, bank_format: str, name: str, what: str,
+              remedy: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """An ``.npz`` bank of ``bank_format`` opened with its metadata, for every bank reader (this
+    module's and online.py's). A missing file, anything unreadable or malformed, here or in the
+    caller's block (OSError, ValueError, KeyError, ...), is one G2NetError saying ``remedy``."""
+    if not path.is_file():
+        raise G2NetError(f"{name} {path} not found; {remedy}")
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz archive")
+        with np.load(path, allow_pickle=False) as archive:
+            if "metadata" not in archive.files:
+                raise ValueError("no metadata")
+            metadata = json.loads(str(archive["metadata"][()]))
+            if not isinstance(metadata, dict) or metadata.get("format") != bank_format:
+                raise ValueError(f"no {name} metadata")
+            yield archive, metadata
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise G2NetError(f"{path} is not a {what} ({exc}); {remedy}") from None
+
+
 def load_signal_bank(path: str | Path) -> SignalBank:
     """Read and check a bank written by :func:`write_signal_bank` (numpy and pandas only: this is
     what a machine without PyCBC runs). Every problem is one G2NetError saying what to do."""
     path = Path(path)
     remedy = (f"make one with `python simulate.py --write-signal-bank {path} --n-signals K --seed S` "
               "on a machine with PyCBC")
-    if not path.is_file():
-        raise G2NetError(f"signal bank {path} not found; {remedy}")
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(4) != b"PK\x03\x04":
-                raise ValueError("not an .npz archive")
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with archive:
-            if "metadata" not in archive.files:
-                raise ValueError("no metadata")
-            metadata = json.loads(str(archive["metadata"][()]))
-            if not isinstance(metadata, dict) or metadata.get("format") != BANK_FORMAT:
-                raise ValueError("no signal-bank metadata")
-            version = metadata.get("format_version")
-            if version != BANK_FORMAT_VERSION:
-                raise G2NetError(f"{path} is a signal bank of format version {version}; this "
-                                 f"simulate.py reads version {BANK_FORMAT_VERSION}: rebuild it with "
-                                 "this simulate.py --write-signal-bank")
-            rate, length = metadata.get("sample_rate"), metadata.get("n_samples")
-            if rate != SAMPLE_RATE or length != N_SAMPLES or metadata.get("detectors") != list(DETECTORS):
-                raise G2NetError(f"{path} holds {metadata.get('detectors')} signals of {length} samples "
-                                 f"at {rate} Hz; the competition layout needs {list(DETECTORS)}, "
-                                 f"{N_SAMPLES} samples at {SAMPLE_RATE} Hz (utils.N_SAMPLES, "
-                                 "utils.SAMPLE_RATE): rebuild the bank with this simulate.py")
-            codes, scales = archive["signals"], archive["scales"]
-            table = pd.DataFrame({column: archive[f"param_{column}"] for column in BANK_COLUMNS})
-    except G2NetError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise G2NetError(f"{path} is not a signal bank written by simulate.py --write-signal-bank "
-                         f"({exc}); {remedy}") from None
+    with open_bank(path, BANK_FORMAT, "signal bank",
+                   "signal bank written by simulate.py --write-signal-bank", remedy) as (archive, metadata):
+        version = metadata.get("format_version")
+        if version != BANK_FORMAT_VERSION:
+            raise G2NetError(f"{path} is a signal bank of format version {version}; this "
+                             f"simulate.py reads version {BANK_FORMAT_VERSION}: rebuild it with "
+                             "this simulate.py --write-signal-bank")
+        rate, length = metadata.get("sample_rate"), metadata.get("n_samples")
+        if rate != SAMPLE_RATE or length != N_SAMPLES or metadata.get("detectors") != list(DETECTORS):
+            raise G2NetError(f"{path} holds {metadata.get('detectors')} signals of {length} samples "
+                             f"at {rate} Hz; the competition layout needs {list(DETECTORS)}, "
+                             f"{N_SAMPLES} samples at {SAMPLE_RATE} Hz (utils.N_SAMPLES, "
+                             "utils.SAMPLE_RATE): rebuild the bank with this simulate.py")
+        codes, scales = archive["signals"], archive["scales"]
+        table = pd.DataFrame({column: archive[f"param_{column}"] for column in BANK_COLUMNS})
     count = len(codes)
     problem = None
     if codes.dtype != np.float16 or codes.shape[1:] != (len(DETECTORS), N_SAMPLES):
