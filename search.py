@@ -23,7 +23,7 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from tqdm import tqdm
@@ -47,6 +47,21 @@ PSD_PIECE = N_SAMPLES  # samples per periodogram of the PSD estimate (2 s: the w
 Scorer = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 
+@runtime_checkable
+class DetectorSplitScorer(Protocol):
+    """A scorer whose costly work is per detector: ``prepare`` one detector's raw windows
+    ``(B, samples)`` with that detector's PSD ``(PSD_PIECE // 2 + 1,)`` (whitening, filtering,
+    template correlation), ``combine`` one prepared batch per detector into the statistic (as a
+    :data:`Scorer` returns it). Time slides then pair windows that were prepared once, instead
+    of preparing every detector again in every slide. Calling it scores as a :data:`Scorer`."""
+
+    def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> Any: ...
+
+    def combine(self, prepared: Sequence[Any]) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
+
+    def __call__(self, batch: np.ndarray, psd: np.ndarray) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
+
+
 def default_merger_offset() -> float:
     import simulate
 
@@ -65,6 +80,7 @@ class SearchOptions:
     batch_size: int = DEFAULT_BATCH
     threshold: float | None = None  # outputs below are dropped before clustering
     slides: TimeSlides = TimeSlides()
+    reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
 
     def validate(self, detectors: Sequence[str], sample_rate: float) -> None:
         window_s = self.window / sample_rate
@@ -101,70 +117,224 @@ def whiten(x: np.ndarray, psd: np.ndarray, sample_rate: float) -> np.ndarray:
     return spectral.whiten(x, spectral.tukey_window(x.shape[-1]), spectral.inverse_asd(psd, sample_rate))
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """How a segment is cut: windows every ``stride`` samples, grouped in blocks of ``block``
+    samples of window starts that share one PSD estimate of ``psd_span`` samples around them."""
+    window: int
+    stride: int
+    block: int
+    psd_span: int
+
+    @classmethod
+    def of(cls, options: SearchOptions, rate: float) -> "_Blocks":
+        stride = int(round(options.stride * rate))
+        psd_span = int(round(options.psd_duration * rate))
+        block = max(stride, psd_span - options.window)
+        return cls(options.window, stride, block - block % stride, psd_span)
+
+    def starts(self, b0: int, usable: int) -> np.ndarray:
+        """Window starts of the block beginning at ``b0`` in ``usable`` samples."""
+        return np.arange(b0, min(b0 + self.block, usable - self.window + 1), self.stride)
+
+    def psd_range(self, starts: np.ndarray, usable: int) -> tuple[int, int]:
+        """Samples ``[p0, p1)`` the PSD of these windows is estimated from: centred on them."""
+        lo, hi = int(starts[0]), int(starts[-1]) + self.window
+        p0 = int(min(max(0, (lo + hi) // 2 - self.psd_span // 2), max(0, usable - self.psd_span)))
+        return p0, min(usable, p0 + self.psd_span)
+
+    def read(self, strain: StrainFile, seg: Any, starts: np.ndarray, usable: int,
+             offsets: dict[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(data, psd, r0)``: the samples of detectors ``j`` (each read ``offsets[j]`` later)
+        covering the windows and their PSD stretch, from sample ``r0``; the PSD of that stretch."""
+        p0, p1 = self.psd_range(starts, usable)
+        r0, r1 = min(int(starts[0]), p0), max(int(starts[-1]) + self.window, p1)
+        data = np.stack([strain.read(seg, r0 + o, r1 + o, detector=j) for j, o in offsets.items()])
+        return data, welch_psd(data[:, p0 - r0:p1 - r0], PSD_PIECE, strain.sample_rate), r0
+
+
+def _triggers(scored: Any, starts: np.ndarray, seg_start: float, rate: float,
+              options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """``(time, stat)`` of a scored batch of windows starting at samples ``starts``."""
+    stat, offset = scored if isinstance(scored, tuple) else \
+        (scored, np.full(len(starts), options.merger_offset))
+    stat = np.asarray(stat, dtype=np.float64).reshape(len(starts), -1)
+    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(len(starts), -1), stat.shape)
+    return (seg_start + starts[:, None] / rate + offset).ravel(), stat.ravel()
+
+
+def _keep(t: list[np.ndarray], s: list[np.ndarray], options: SearchOptions
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Triggers of a block above the threshold, clustered."""
+    time, stat = np.concatenate(t), np.concatenate(s)
+    if options.threshold is not None:
+        time, stat = time[stat >= options.threshold], stat[stat >= options.threshold]
+    keep = cluster_triggers(time, stat, options.cluster)
+    return time[keep], stat[keep]
+
+
+def _search_lag(strain: StrainFile, seg: Any, k: int, scorer: Scorer, options: SearchOptions,
+                blocks: _Blocks, bar: tqdm) -> tuple[list, list, int]:
+    """Triggers of slide ``k`` of one segment, every detector's windows prepared for this slide."""
+    n_det, rate = len(strain.detectors), strain.sample_rate
+    usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+    offsets = options.slides.offsets(k, n_det, rate)
+    kept_t, kept_s, n_windows = [], [], 0
+    for b0 in range(0, usable - blocks.window + 1, blocks.block):
+        starts = blocks.starts(b0, usable)
+        data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
+        views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)
+        block_t, block_s = [], []
+        for i in range(0, len(starts), options.batch_size):
+            chosen = starts[i:i + options.batch_size]
+            batch = np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2))
+            t, s = _triggers(scorer(batch, psd), chosen, seg.start_time, rate, options)
+            block_t.append(t)
+            block_s.append(s)
+        n_windows += len(starts)
+        t, s = _keep(block_t, block_s, options)
+        kept_t.append(t)
+        kept_s.append(s)
+        bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
+    return kept_t, kept_s, n_windows
+
+
+class _PreparedWindows:
+    """One detector's prepared windows of a segment, made block by block when first asked for
+    and dropped once the search has passed them: the PSD of a window depends only on the
+    detector's own data around it, so every time slide reuses them."""
+
+    def __init__(self, strain: StrainFile, seg: Any, detector: int, scorer: DetectorSplitScorer,
+                 blocks: _Blocks, batch_size: int):
+        self.strain, self.seg, self.detector, self.scorer = strain, seg, detector, scorer
+        self.blocks, self.batch_size = blocks, batch_size
+        self.cache: dict[int, Any] = {}
+
+    def _block(self, index: int) -> Any:
+        if index not in self.cache:
+            starts = self.blocks.starts(index * self.blocks.block, self.seg.n_samples)
+            data, psd, r0 = self.blocks.read(self.strain, self.seg, starts, self.seg.n_samples,
+                                             {self.detector: 0})
+            views = np.lib.stride_tricks.sliding_window_view(data[0], self.blocks.window)
+            parts = [self.scorer.prepare(np.ascontiguousarray(views[starts[i:i + self.batch_size] - r0]),
+                                         psd[0], self.detector)
+                     for i in range(0, len(starts), self.batch_size)]
+            self.cache[index] = _concatenate(parts)
+        return self.cache[index]
+
+    def take(self, starts: np.ndarray) -> Any:
+        """Prepared windows starting at these samples (multiples of the stride, ascending)."""
+        index = starts // self.blocks.block
+        parts = []
+        for b in np.unique(index):
+            rows = (starts[index == b] - b * self.blocks.block) // self.blocks.stride
+            block = self._block(int(b))
+            parts.append(block[_index_like(block, rows)])
+        return _concatenate(parts)
+
+    def forget_before(self, sample: int) -> None:
+        for b in [b for b in self.cache if (b + 1) * self.blocks.block <= sample]:
+            del self.cache[b]
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)
+
+
+def _index_like(block: Any, rows: np.ndarray) -> Any:
+    if isinstance(block, np.ndarray):
+        return rows
+    import torch
+
+    return torch.as_tensor(rows, device=block.device)
+
+
+def _search_lags_reusing(strain: StrainFile, seg: Any, lags: list[int], scorer: DetectorSplitScorer,
+                         options: SearchOptions, blocks: _Blocks, bar: tqdm
+                         ) -> dict[int, tuple[list, list, int]]:
+    """Triggers of every slide of one segment, block by block of the first detector's time,
+    pairing each detector's windows prepared once (slide offsets are whole strides)."""
+    n_det, rate = len(strain.detectors), strain.sample_rate
+    prepared = [_PreparedWindows(strain, seg, j, scorer, blocks, options.batch_size) for j in range(n_det)]
+    results: dict[int, tuple[list, list, int]] = {k: ([], [], 0) for k in lags}
+    for b0 in range(0, seg.n_samples - blocks.window + 1, blocks.block):
+        for k in lags:
+            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+            if b0 > usable - blocks.window:
+                continue
+            offsets = options.slides.offsets(k, n_det, rate)
+            starts = blocks.starts(b0, usable)
+            block_t, block_s = [], []
+            for i in range(0, len(starts), options.batch_size):
+                chosen = starts[i:i + options.batch_size]
+                scored = scorer.combine([prepared[j].take(chosen + offsets[j]) for j in range(n_det)])
+                t, s = _triggers(scored, chosen, seg.start_time, rate, options)
+                block_t.append(t)
+                block_s.append(s)
+            kept_t, kept_s, n_windows = results[k]
+            t, s = _keep(block_t, block_s, options)
+            kept_t.append(t)
+            kept_s.append(s)
+            results[k] = (kept_t, kept_s, n_windows + len(starts))
+            bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
+        for p in prepared:
+            p.forget_before(b0 + blocks.block)
+    return results
+
+
+def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float) -> bool:
+    """Whether the search prepares each detector's windows once for all slides: the scorer
+    splits by detector and every slide shifts by whole strides."""
+    stride = int(round(options.stride * sample_rate))
+    step = int(round(options.slides.step * sample_rate))
+    return (options.reuse_detectors and isinstance(scorer, DetectorSplitScorer)
+            and (options.slides.n_slides == 0 or step % stride == 0))
+
+
 def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True
                   ) -> dict[str, Any]:
     """Triggers ``time, stat, var`` of every segment and slide of ``strain``, and the analysed
-    duration (seconds of slid data long enough for a window)."""
+    duration (seconds of slid data long enough for a window).
+
+    A :class:`DetectorSplitScorer` has each detector's windows prepared once and re-paired in
+    every slide when the slide step is a whole number of strides; otherwise every slide
+    prepares its windows again (same triggers at zero lag either way)."""
     rate = strain.sample_rate
     n_det = len(strain.detectors)
     options.validate(strain.detectors, rate)
-    stride = int(round(options.stride * rate))
-    block = max(stride, int(round(options.psd_duration * rate)) - options.window)
-    block -= block % stride
-    psd_span = int(round(options.psd_duration * rate))
-    times, stats, duration, n_windows = [], [], 0.0, 0
-    jobs = [(seg, k) for seg in strain.segments for k in options.slides.lags()
-            if options.slides.usable(seg.n_samples, k, n_det, rate) >= options.window]
-    total = sum(options.slides.usable(seg.n_samples, k, n_det, rate) for seg, k in jobs) / rate
-    with tqdm(total=total, unit="s", desc="search", disable=not progress) as bar:
-        for seg, k in jobs:
-            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
-            offsets = options.slides.offsets(k, n_det, rate)
-            duration += usable / rate
-            last_start = usable - options.window
-            kept_t, kept_s = [], []
-            for b0 in range(0, last_start + 1, block):
-                starts = np.arange(b0, min(b0 + block, last_start + 1), stride)
-                lo = starts[0]
-                hi = starts[-1] + options.window
-                p0 = int(min(max(0, (lo + hi) // 2 - psd_span // 2), max(0, usable - psd_span)))
-                p1 = min(usable, p0 + psd_span)
-                r0, r1 = min(lo, p0), max(hi, p1)
-                data = np.stack([strain.read(seg, r0 + o, r1 + o, detector=j)
-                                 for j, o in enumerate(offsets)])
-                psd = welch_psd(data[:, p0 - r0:p1 - r0], PSD_PIECE, rate)
-                views = np.lib.stride_tricks.sliding_window_view(data, options.window, axis=-1)
-                block_t, block_s = [], []
-                for i in range(0, len(starts), options.batch_size):
-                    chosen = starts[i:i + options.batch_size]
-                    batch = np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2))
-                    scored = scorer(batch, psd)
-                    stat, offset = scored if isinstance(scored, tuple) else \
-                        (scored, np.full(len(chosen), options.merger_offset))
-                    stat = np.asarray(stat, dtype=np.float64).reshape(len(chosen), -1)
-                    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(
-                        len(chosen), -1), stat.shape)
-                    block_t.append((seg.start_time + chosen[:, None] / rate + offset).ravel())
-                    block_s.append(stat.ravel())
-                n_windows += len(starts)
-                t, s = np.concatenate(block_t), np.concatenate(block_s)
-                if options.threshold is not None:
-                    t, s = t[s >= options.threshold], s[s >= options.threshold]
-                keep = cluster_triggers(t, s, options.cluster)
-                kept_t.append(t[keep])
-                kept_s.append(s[keep])
-                bar.update((starts[-1] + stride - lo) / rate)
-            t, s = np.concatenate(kept_t), np.concatenate(kept_s)
-            keep = cluster_triggers(t, s, options.cluster)  # across block edges
-            times.append(t[keep])
-            stats.append(s[keep])
+    blocks = _Blocks.of(options, rate)
+    reuse = reuses_detectors(scorer, options, rate)
+    jobs = [(seg, [k for k in options.slides.lags()
+                   if options.slides.usable(seg.n_samples, k, n_det, rate) >= options.window])
+            for seg in strain.segments]
+    jobs = [(seg, lags) for seg, lags in jobs if lags]
     if not jobs:
         raise G2NetError(f"{strain.path}: no segment is longer than the {options.window / rate:g} s "
                          "window (after the time slides' shifts); nothing to search")
+    total = sum(options.slides.usable(seg.n_samples, k, n_det, rate) for seg, lags in jobs for k in lags)
+    times, stats, duration, n_windows = [], [], 0.0, 0
+    with tqdm(total=total / rate, unit="s", desc="search", disable=not progress) as bar:
+        for seg, lags in jobs:
+            per_lag = _search_lags_reusing(strain, seg, lags, scorer, options, blocks, bar) if reuse \
+                else {k: _search_lag(strain, seg, k, scorer, options, blocks, bar) for k in lags}
+            for k in lags:
+                kept_t, kept_s, windows = per_lag[k]
+                t, s = np.concatenate(kept_t), np.concatenate(kept_s)
+                keep = cluster_triggers(t, s, options.cluster)  # across block edges
+                times.append(t[keep])
+                stats.append(s[keep])
+                duration += options.slides.usable(seg.n_samples, k, n_det, rate) / rate
+                n_windows += windows
     time = np.concatenate(times)
     stat = np.concatenate(stats)
     return {"time": time, "stat": stat, "var": np.full(len(time), options.var),
-            "duration": duration, "windows": n_windows}
+            "duration": duration, "windows": n_windows, "reused_detectors": reuse}
 
 
 def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, Any],
@@ -181,8 +351,10 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=float, default=DEFAULT_STRIDE, help="s between windows")
     parser.add_argument("--slides", type=int, default=0,
                         help="time slides besides the zero lag (background only: shifts detectors)")
-    parser.add_argument("--slide-step", type=float, default=DEFAULT_SLIDE_STEP,
-                        help="s between slides; must exceed the window plus the light travel time")
+    parser.add_argument("--slide-step", type=float, default=None,
+                        help="s between slides; must exceed the window plus the light travel time "
+                             f"(default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
+                             "filter the shortest whole number of its strides that does)")
     parser.add_argument("--psd-duration", type=float, default=DEFAULT_PSD_DURATION,
                         help="s of data around each block of windows that its PSD is estimated from")
     parser.add_argument("--cluster", type=float, default=DEFAULT_CLUSTER,
@@ -201,7 +373,8 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptions:
     values = dict(stride=args.stride, psd_duration=args.psd_duration, cluster=args.cluster,
                   var=args.var, threshold=args.threshold, batch_size=args.batch_size,
-                  slides=TimeSlides(args.slides, args.slide_step))
+                  slides=TimeSlides(args.slides, DEFAULT_SLIDE_STEP if args.slide_step is None
+                                    else args.slide_step))
     if getattr(args, "merger_offset", None) is not None:
         values["merger_offset"] = args.merger_offset
     values.update(overrides)
@@ -215,23 +388,74 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
+class ModelScorer:
+    """A trained experiment as a :class:`DetectorSplitScorer`: the config's test preprocessing
+    (per detector, with ``Whiten`` dividing by the data's PSD) prepares windows, the folds'
+    mean logit combines them."""
+
+    def __init__(self, steps: list, trainers: list, device: Any, on_device: bool):
+        import torch
+
+        import spectral
+        from transforms import Whiten, torch_equivalent
+
+        self.steps, self.trainers, self.device, self.on_device = steps, trainers, device, on_device
+        self.modules = [None if isinstance(step, Whiten) else
+                        torch_equivalent(step, N_SAMPLES).to(device) for step in steps] \
+            if on_device else []
+        self.window = torch.from_numpy(spectral.tukey_window(N_SAMPLES)).to(device)
+
+    def preprocess(self, batch: np.ndarray, psd: np.ndarray) -> "torch.Tensor":
+        """``(B, detectors, T)`` raw windows and ``(detectors, F)`` PSD -> the model's input."""
+        import torch
+
+        import spectral
+        from transforms import Whiten
+
+        if not self.on_device:
+            x = batch
+            for step in self.steps:
+                x = whiten(x, psd, step.sample_rate) if isinstance(step, Whiten) else step(x)
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = torch.from_numpy(batch).to(self.device, torch.float64)
+        for step, module in zip(self.steps, self.modules):
+            if module is None:
+                gain = torch.from_numpy(spectral.inverse_asd(psd, step.sample_rate)).to(self.device)
+                x = spectral.whiten_torch(x, self.window, gain.to(torch.complex128))
+            else:
+                x = module(x)
+        return x.float()
+
+    def predict(self, inputs: "torch.Tensor") -> np.ndarray:
+        return np.mean([t.predict([inputs])[:, 0] for t in self.trainers], axis=0)
+
+    def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> "torch.Tensor":
+        return self.preprocess(windows[:, None, :], psd[None])
+
+    def combine(self, prepared: Sequence["torch.Tensor"]) -> np.ndarray:
+        import torch
+
+        return self.predict(torch.cat(list(prepared), dim=1))
+
+    def __call__(self, batch: np.ndarray, psd: np.ndarray) -> np.ndarray:
+        return self.predict(self.preprocess(batch, psd))
+
+
 def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = None,
                   device_preprocess: bool | None = None) -> tuple[Scorer, int]:
     """``(scorer, window samples)`` of a trained experiment: the config's test preprocessing with
     ``Whiten`` using the data's PSD, every fold checkpoint (loaded as predict.py loads them),
-    fold-mean logits.
+    fold-mean logits. When every step acts on each detector alone (``Whiten``, ``BandPass``) the
+    scorer is a :class:`DetectorSplitScorer`, so time slides reuse each detector's windows.
 
     ``device_preprocess`` (default: on CUDA) runs the preprocessing as batched torch modules on the
     model's device (``spectral.whiten_torch``, ``transforms.torch_equivalent``), so that a GPU is
     not fed by numpy filters on the CPU; otherwise the numpy transforms run as in training.
     """
-    import torch
-
-    import spectral
     from predict import fold_checkpoints
     from runner import checkpoint_trainer, experiment_dir
     from runtime import setup_runtime
-    from transforms import Compose, SelectDetectors, Whiten, torch_equivalent
+    from transforms import BandPass, Compose, SelectDetectors, Whiten
 
     chain = cfg.transforms.get("test")
     steps = list(chain.transforms) if isinstance(chain, Compose) else ([] if chain is None else [chain])
@@ -245,31 +469,9 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
     trainers = [checkpoint_trainer(cfg, path, runtime, lambda message: None, False)
                 for path in fold_checkpoints(experiment_dir(cfg, debug))]
     on_device = runtime.device.type == "cuda" if device_preprocess is None else device_preprocess
-    modules = [None if isinstance(step, Whiten) else
-               torch_equivalent(step, N_SAMPLES).to(runtime.device) for step in steps] \
-        if on_device else []
-    window = torch.from_numpy(spectral.tukey_window(N_SAMPLES)).to(runtime.device)
-
-    def preprocess(batch: np.ndarray, psd: np.ndarray) -> torch.Tensor:
-        if not on_device:
-            x = batch
-            for step in steps:
-                x = whiten(x, psd, step.sample_rate) if isinstance(step, Whiten) else step(x)
-            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        x = torch.from_numpy(batch).to(runtime.device, torch.float64)
-        for step, module in zip(steps, modules):
-            if module is None:
-                gain = torch.from_numpy(spectral.inverse_asd(psd, step.sample_rate)).to(runtime.device)
-                x = spectral.whiten_torch(x, window, gain.to(torch.complex128))
-            else:
-                x = module(x)
-        return x.float()
-
-    def scorer(batch: np.ndarray, psd: np.ndarray) -> np.ndarray:
-        inputs = preprocess(batch, psd)
-        return np.mean([t.predict([inputs])[:, 0] for t in trainers], axis=0)
-
-    return scorer, N_SAMPLES
+    scorer = ModelScorer(steps, trainers, runtime.device, on_device)
+    per_detector = all(isinstance(step, (Whiten, BandPass)) for step in steps)
+    return (scorer if per_detector else scorer.__call__), N_SAMPLES
 
 
 def run(config: str, input_path: str | Path, output: str | Path, options: SearchOptions,

@@ -28,7 +28,7 @@ import matched_filter as mf
 from search import SearchOptions, add_search_options, check_output, options_from_args, search_strain
 from search import trigger_attrs, whiten
 from strain_io import StrainFile, write_triggers
-from timeslides import light_travel_time
+from timeslides import TimeSlides, light_travel_time
 from utils import SAMPLE_RATE, G2NetError, cli_errors
 
 WINDOW_SECONDS = 16  # filtered at a time
@@ -61,50 +61,67 @@ class StrainMatchedFilter:
         self.first, self.last = first, last  # merger samples [first, last) of each window
         self.template_chunk = template_chunk
         self.bin_seconds = bin_seconds
-        self._psd_key: bytes | None = None
+        self._cached: dict[int, tuple] = {}
 
     @property
     def stride(self) -> float:
         """Seconds between windows so that consecutive windows' merger ranges tile time."""
         return (self.last - self.first) / self.rate
 
-    def _templates(self, psd: np.ndarray) -> torch.Tensor:
-        key = psd.tobytes()
-        if key != self._psd_key:
+    def _detector_templates(self, psd: np.ndarray, detector: int) -> tuple[np.ndarray, torch.Tensor]:
+        """``(psd on the window's grid, conjugate whitened unit templates (T, bins))`` of one
+        detector's PSD (the last one is kept: consecutive windows share their block's PSD)."""
+        key = (detector, psd.tobytes())
+        if self._cached.get(detector, (None,))[0] != key:
             freqs = np.fft.rfftfreq(self.n, 1.0 / self.rate)
             piece = np.fft.rfftfreq(2 * (psd.shape[-1] - 1), 1.0 / self.rate)
-            self._psd = np.stack([np.interp(freqs, piece, row) for row in psd])
-            white = mf.whitened_unit_templates(self.waveforms[None], self._psd[:, None, :], self.f_lower,
-                                               self.n, self.rate)
-            self._white = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)
-                                           ).to(self.device)
-            self._psd_key = key
-        return self._white
+            fine = np.interp(freqs, piece, psd)
+            white = mf.whitened_unit_templates(self.waveforms, fine[None, :], self.f_lower, self.n, self.rate)
+            templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)).to(self.device)
+            self._cached[detector] = (key, fine, templates)
+        return self._cached[detector][1], self._cached[detector][2]
 
     @torch.no_grad()
-    def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> torch.Tensor:
+        """``(B, templates, merger samples)`` SNR^2 of one detector's raw windows ``(B, n)``: at
+        each merger sample for the first detector; for the others the largest within the light
+        travel time to the first (what the network statistic adds)."""
+        fine, templates = self._detector_templates(psd, detector)
+        spectrum = torch.from_numpy(np.fft.rfft(whiten(windows[:, None, :], fine[None], self.rate),
+                                                axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
+                                    ).to(self.device)
+        radius = self.radius[detector - 1] if detector else 0
+        out = torch.empty((windows.shape[0], templates.shape[0], self.last - self.first), device=self.device)
+        for start in range(0, templates.shape[0], self.template_chunk):
+            product = spectrum[:, None, :] * templates[None, start:start + self.template_chunk]
+            series = torch.fft.ifft(product, n=self.n, dim=-1)
+            snr2 = (series.real ** 2 + series.imag ** 2) * 4.0  # z = 2 ifft(...) (matched_filter.py)
+            part = snr2[..., self.first - radius:self.last + radius]
+            out[:, start:start + self.template_chunk] = mf._sliding_max(part, radius) if radius else part
+        return out
+
+    @torch.no_grad()
+    def combine(self, prepared: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """``(stat, offset)`` of shape (B, bins): the loudest network SNR and its merger time (s
         from the window start) in each ``bin_seconds`` of the window's merger range, so that a
         quiet signal is not hidden by a louder noise peak seconds away in the same window."""
-        templates = self._templates(psd)
-        spectrum = torch.from_numpy(np.fft.rfft(whiten(batch, self._psd, self.rate), axis=-1)
-                                    [..., :self.n_bins].astype(np.complex64)).to(self.device)
-        best = torch.zeros((batch.shape[0], self.last - self.first), device=self.device)
-        for start in range(0, templates.shape[1], self.template_chunk):
-            product = spectrum[:, :, None, :] * templates[None, :, start:start + self.template_chunk]
-            series = torch.fft.ifft(product, n=self.n, dim=-1)
-            snr2 = (series.real ** 2 + series.imag ** 2) * 4.0  # z = 2 ifft(...) (matched_filter.py)
-            network = snr2[:, 0, :, self.first:self.last]
-            for d, radius in enumerate(self.radius, start=1):
-                part = snr2[:, d, :, self.first - radius:self.last + radius]
-                network = network + mf._sliding_max(part, radius)
-            best = torch.maximum(best, network.amax(dim=1))
+        best = torch.stack(list(prepared)).sum(dim=0).amax(dim=1)
         width = int(round(self.bin_seconds * self.rate))
         n_bins = -(-best.shape[1] // width)
         padded = torch.nn.functional.pad(best, (0, n_bins * width - best.shape[1]), value=-1.0)
         value, index = padded.reshape(best.shape[0], n_bins, width).max(dim=2)
         offset = (self.first + np.arange(n_bins) * width + index.cpu().numpy()) / self.rate
         return value.clamp(min=0).sqrt().cpu().numpy().astype(np.float64), offset
+
+    def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(stat, offset)`` of raw windows ``(B, detectors, n)`` (see :meth:`combine`)."""
+        return self.combine([self.prepare(batch[:, j], psd[j], j) for j in range(batch.shape[1])])
+
+    def slide_step(self, detectors: Sequence[str]) -> float:
+        """The shortest slide step (s) that is a whole number of strides and exceeds the window
+        plus the light travel time, so that time slides reuse each detector's filtered windows."""
+        least = self.n / self.rate + light_travel_time(tuple(detectors))
+        return (math.floor(least / self.stride) + 1) * self.stride
 
 
 def template_seconds(bank: mf.TemplateBank) -> float:
@@ -116,13 +133,16 @@ def template_seconds(bank: mf.TemplateBank) -> float:
 
 
 def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = mf.DEFAULT_BANK_SIZE,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, slide_step: float | None = None) -> dict[str, Any]:
+    """Search ``strain_path``; ``slide_step`` None: :meth:`StrainMatchedFilter.slide_step`."""
     output_path = check_output(output)
     with StrainFile(strain_path, sample_rate=SAMPLE_RATE) as strain:
         bank = mf.load_or_build_bank(mf.default_bank_spec(bank_size), progress=progress)
         scorer = StrainMatchedFilter(bank, strain.detectors, template_seconds(bank))
+        step = scorer.slide_step(strain.detectors) if slide_step is None else slide_step
         options = SearchOptions(**{**options.__dict__, "window": scorer.n, "stride": scorer.stride,
-                                   "psd_duration": max(options.psd_duration, 4.0 * WINDOW_SECONDS)})
+                                   "psd_duration": max(options.psd_duration, 4.0 * WINDOW_SECONDS),
+                                   "slides": TimeSlides(options.slides.n_slides, step)})
         result = search_strain(strain, scorer, options, progress)
         write_triggers(output_path, result["time"], result["stat"], result["var"],
                        trigger_attrs(strain, options, result, search="matched_filter",
@@ -143,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    return run(args.strain, args.output, options_from_args(args), args.bank_size, not args.no_progress)
+    return run(args.strain, args.output, options_from_args(args), args.bank_size, not args.no_progress,
+               args.slide_step)
 
 
 if __name__ == "__main__":
