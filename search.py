@@ -342,7 +342,8 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
     return {"duration": result["duration"], "input": str(strain.path),
             "detectors": ",".join(strain.detectors), "slides": options.slides.n_slides,
             "slide_step": options.slides.step, "stride": options.stride,
-            "cluster": options.cluster, "psd_duration": options.psd_duration, **extra}
+            "cluster": options.cluster, "psd_duration": options.psd_duration,
+            "merger_offset": options.merger_offset, "var": options.var, **extra}
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:

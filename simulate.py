@@ -662,8 +662,9 @@ def _write_tables(out: Path, rows: list[dict[str, Any]], columns: Sequence[str] 
         atomic_write(out / name, lambda f: frame.to_csv(f, index=False), mode="w")
 
     csv(train[["id", "target"]], "training_labels.csv")
-    csv(test[["id", "target"]], "test_labels.csv")
-    csv(test[["id"]].assign(target=0.5), "sample_submission.csv")
+    if len(test):  # without test examples there is no test side (prep_data.py then skips it)
+        csv(test[["id", "target"]], "test_labels.csv")
+        csv(test[["id"]].assign(target=0.5), "sample_submission.csv")
     csv(table, "injections.csv")
 
 

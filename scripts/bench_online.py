@@ -72,14 +72,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = runner.wrap_model(runner.build_model(base), runtime, base)
     trainer = runner.make_trainer(base, model, Path("/dev/null"), runtime, lambda m: None, False)
     batches = iter(source)
-    started = time.perf_counter()
-    for _ in range(args.probe_steps):  # generation + forward/backward, as in training
+
+    def step() -> None:  # generation + forward/backward, as in training
         x, y = next(batches)
         with trainer._autocast():
             loss, _ = trainer.hook.forward_train(trainer, x, y)
         trainer.optimizer.zero_grad()
         loss.backward()
         trainer.optimizer.step()
+
+    for _ in range(args.warmup_steps):  # first steps build FFT plans and caches: not timed
+        step()
+    started = time.perf_counter()
+    for _ in range(args.probe_steps):
+        step()
     step_seconds = (time.perf_counter() - started) / args.probe_steps
     budget = args.seconds - args.validation_seconds * base.num_epochs
     steps = max(1, int(budget / base.num_epochs / step_seconds))
@@ -125,7 +131,8 @@ def main() -> None:
     train.add_argument("--seconds", type=float, required=True)
     train.add_argument("--validation-seconds", type=float, default=0.0,
                        help="wall-clock of one validation pass, subtracted per epoch")
-    train.add_argument("--probe-steps", type=int, default=5)
+    train.add_argument("--probe-steps", type=int, default=10)
+    train.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before the probe")
     train.add_argument("--limit_fold", type=int, default=None)
     real = sub.add_parser("real")
     real.add_argument("--experiments", nargs="+", required=True)

@@ -36,14 +36,25 @@ if [ ! -f "$G2NET_RESULTS_DIR/$CONFIG/fold0.pt" ]; then
     step prep 0 "$PY" prep_data.py --input "$G2NET_INPUT_DIR" --cache --no-progress
     step train 0 "$PY" train.py --config "$CONFIG"
 fi
-step simulate-strain 0 "$PY" simulate_strain.py --out "$OUT/strain" --duration "$DURATION" \
-    --detectors H1,L1 --seed "$((SEED + 1))" --no-progress --overwrite
+if [ ! -f "$OUT/strain/injections.hdf" ]; then
+    step simulate-strain 0 "$PY" simulate_strain.py --out "$OUT/strain" --duration "$DURATION" \
+        --detectors H1,L1 --seed "$((SEED + 1))" --no-progress --overwrite
+fi
+# where the network's triggers lie relative to the merger, calibrated on a separate hour of strain
+step simulate-calibration 0 "$PY" simulate_strain.py --out "$OUT/calibration" --duration 3600 \
+    --detectors H1,L1 --seed "$((SEED + 2))" --no-progress --overwrite
+step search-calibration 3600 "$PY" search.py --config "$CONFIG" --input "$OUT/calibration/foreground.hdf" \
+    --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --no-progress
+TIMING=$("$PY" scripts/calibrate_search_timing.py --injections "$OUT/calibration/injections.hdf" \
+    --events "$OUT/calibration_net.hdf" | tee /dev/stderr | tail -1 | sed 's/^search with //')
 BG=$((DURATION * (SLIDES + 1)))
 MF_BG=$((DURATION * (MF_SLIDES + 1)))
+# shellcheck disable=SC2086  # $TIMING is two options
 step search-fg "$DURATION" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/foreground.hdf" \
-    --output "$OUT/fg_net.hdf" --stride "$STRIDE" --no-progress
+    --output "$OUT/fg_net.hdf" --stride "$STRIDE" $TIMING --no-progress
+# shellcheck disable=SC2086
 step search-bg "$BG" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" --no-progress
+    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" $TIMING --no-progress
 step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
     --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress
 step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \

@@ -3,6 +3,7 @@ hand computations on a constructed case."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -126,3 +127,27 @@ def test_cli_compares_two_labelled_searches(case, capsys):
     assert (case / "cmp" / "a.hdf").is_file() and (case / "cmp" / "b.hdf").is_file()
     out = capsys.readouterr().out
     assert out.count("\na ") + out.startswith("a ") >= 1 and "b " in out
+
+
+def test_timing_calibration_centres_and_covers_the_errors(tmp_path):
+    """scripts/calibrate_search_timing.py: loudest trigger near each tc, its error's median gives
+    the merger offset, the 90% half-width around it the var; too few injections are refused."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import calibrate_search_timing as cal
+
+    rng = np.random.default_rng(0)
+    tc = np.arange(100.0, 2100.0, 20.0)  # 100 injections
+    error = 0.8 + rng.uniform(-0.5, 0.5, len(tc))  # the search reports 0.8 s late
+    time = np.concatenate([tc + error, tc - 1.0])  # and a quieter trigger 1 s early
+    stat = np.concatenate([np.full(len(tc), 5.0), np.full(len(tc), 3.0)])
+    errors = cal.timing_errors(tc, time, stat, window=2.0)
+    np.testing.assert_allclose(errors, error)
+    assert np.isnan(cal.timing_errors(np.array([5000.0]), time, stat, 2.0)[0])
+    result = cal.calibrate(errors, used_offset=1.7, coverage=0.9)
+    assert result["merger_offset"] == pytest.approx(1.7 - np.median(error))
+    assert result["var"] == pytest.approx(np.quantile(np.abs(error - np.median(error)), 0.9))
+    assert 0.40 < result["var"] < 0.5  # uniform +-0.5: 90% within 0.45
+    with pytest.raises(G2NetError, match="only 3 injections"):
+        cal.calibrate(errors[:3], 1.7, 0.9)

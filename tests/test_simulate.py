@@ -191,6 +191,12 @@ def test_other_approximant_and_snr_distribution(tmp_path):
     assert table["snr_network"].between(30, 40).all()
     row = table.iloc[0]
     assert simulate.optimal_snr(simulate.injection_signal(row))[1] == pytest.approx(row["snr_network"], rel=1e-6)
+    # no test examples: no test side at all, and prep_data.py prepares the training side alone
+    import prep_data
+
+    assert not (out / "sample_submission.csv").exists() and not (out / "test_labels.csv").exists()
+    prep_data.main(["--input", str(out), "--no-progress"])
+    assert len(pd.read_csv(out / "train.csv")) == 4 and not (out / "test.csv").exists()
 
 
 def test_snr_distributions_have_the_right_shape():
