@@ -127,16 +127,17 @@ def load_submission(path: Path, truth: Truth) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------
-def bootstrap_auc(target: np.ndarray, scores: np.ndarray, n_resamples: int = N_BOOTSTRAP,
-                  seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
-    """``(auc, low, high)``: AUC and the percentile 95% interval over example resamples.
+def resampled_aucs(target: np.ndarray, score_sets: Sequence[np.ndarray], n_resamples: int = N_BOOTSTRAP,
+                   seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """``(resamples, len(score_sets))`` AUCs of every score set on the same example resamples.
 
     A resample is a vector of multiplicities of the examples, given to ``metrics.roc_auc`` as
-    sample weights; resamples holding one class only are left out.
+    sample weights; resamples holding one class only are left out. Sharing the resamples is what
+    makes the difference of two experiments' AUCs a paired comparison.
     """
-    target, scores = np.asarray(target), np.asarray(scores, dtype=float)
-    point = roc_auc(target, scores)
-    n = len(scores)
+    target = np.asarray(target)
+    score_sets = [np.asarray(s, dtype=float) for s in score_sets]
+    n = len(target)
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_resamples, 100):  # the same draws, 100 resamples at a time
@@ -144,11 +145,18 @@ def bootstrap_auc(target: np.ndarray, scores: np.ndarray, n_resamples: int = N_B
         drawn = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
         counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)
         for weights in counts:
-            value = roc_auc(target, scores, sample_weight=weights, undefined="nan")
-            if not np.isnan(value):
-                values.append(value)
+            row = [roc_auc(target, s, sample_weight=weights, undefined="nan") for s in score_sets]
+            if not np.isnan(row[0]):
+                values.append(row)
+    return np.asarray(values, dtype=float).reshape(-1, len(score_sets))
+
+
+def bootstrap_auc(target: np.ndarray, scores: np.ndarray, n_resamples: int = N_BOOTSTRAP,
+                  seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """``(auc, low, high)``: AUC and the percentile 95% interval over example resamples."""
+    values = resampled_aucs(target, [scores], n_resamples, seed)[:, 0]
     low, high = np.percentile(values, [2.5, 97.5])
-    return point, float(low), float(high)
+    return roc_auc(target, scores), float(low), float(high)
 
 
 def threshold_at(negative_scores: np.ndarray, false_alarm_probability: float) -> float:
@@ -228,10 +236,19 @@ def auc_by_mchirp(truth: Truth, scores: dict[str, np.ndarray],
 
 def auc_table(truth: Truth, scores: dict[str, np.ndarray],
               n_resamples: int = N_BOOTSTRAP) -> pd.DataFrame:
+    """AUC with its 95% interval, and the paired-bootstrap 95% interval of its difference to
+    the first experiment (the same resamples for all: the test examples' own variation cancels)."""
+    names = list(scores)
+    values = resampled_aucs(truth.target, [scores[n] for n in names], n_resamples)
     rows = []
-    for name, values in scores.items():
-        auc, low, high = bootstrap_auc(truth.target, values, n_resamples)
-        rows.append({"experiment": name, "auc": auc, "ci95_low": low, "ci95_high": high})
+    for i, name in enumerate(names):
+        low, high = np.percentile(values[:, i], [2.5, 97.5])
+        diff = values[:, i] - values[:, 0]
+        d_low, d_high = np.percentile(diff, [2.5, 97.5])
+        auc = roc_auc(truth.target, scores[name])
+        rows.append({"experiment": name, "auc": auc, "ci95_low": float(low), "ci95_high": float(high),
+                     f"minus_{names[0]}": auc - roc_auc(truth.target, scores[names[0]]),
+                     "diff_ci95_low": float(d_low), "diff_ci95_high": float(d_high)})
     return pd.DataFrame(rows)
 
 
@@ -323,7 +340,7 @@ def write_report(out: Path, truth: Truth, aucs: pd.DataFrame, efficiency: pd.Dat
     lines = ["# Evaluation report", "",
              f"Input folder `{input_dir()}`: {len(truth)} test examples, {n_pos} signals, "
              f"{n_neg} noise.", "",
-             "## AUC (bootstrap 95% interval)", "", markdown_table(aucs), "",
+             "## AUC (bootstrap 95% interval; difference to the first experiment, paired)", "", markdown_table(aucs), "",
              "![ROC curves](roc.png)", "",
              "## Detection efficiency versus injected network SNR", "",
              "Threshold: the score exceeded by the given fraction of the test negatives; the "

@@ -77,6 +77,25 @@ def test_bootstrap_interval_brackets_the_auc():
     assert evaluate.bootstrap_auc(target, np.zeros(1000), n_resamples=20) == (0.5, 0.5, 0.5)
 
 
+def test_paired_difference_is_narrower_than_the_intervals():
+    """Two models scored on the same examples: the paired interval of their AUC difference
+    (shared resamples) is much narrower than either AUC's own interval, and brackets the
+    difference; the first experiment's difference to itself is exactly 0."""
+    rng = np.random.default_rng(2)
+    target = np.repeat([0, 1], 500)
+    base = target * 1.0 + rng.normal(0, 1, 1000)
+    better = base + target * 0.15 + rng.normal(0, 0.2, 1000)
+    values = evaluate.resampled_aucs(target, [base, better], n_resamples=300)
+    assert values.shape == (300, 2)
+    own = np.percentile(values[:, 1], [2.5, 97.5])
+    paired = np.percentile(values[:, 1] - values[:, 0], [2.5, 97.5])
+    point = evaluate.roc_auc(target, better) - evaluate.roc_auc(target, base)
+    assert paired[0] < point < paired[1] and 0 < paired[0]  # better, and resolved
+    assert (paired[1] - paired[0]) < 0.5 * (own[1] - own[0])
+    # bootstrap_auc draws the same resamples
+    assert evaluate.bootstrap_auc(target, better, n_resamples=300)[1:] == pytest.approx(tuple(own))
+
+
 def test_auc_by_mchirp_splits_positives(tmp_path, monkeypatch):
     _toy_folder(tmp_path, monkeypatch)
     truth = evaluate.load_truth()
@@ -106,6 +125,8 @@ def test_report_files_are_written(tmp_path, monkeypatch):
     assert list(aucs.index) == ["strong", "weak", "matched_filter", "blend"]
     assert aucs.loc["blend", "auc"] == pytest.approx(aucs.loc["matched_filter", "auc"])
     assert aucs.loc["strong", "auc"] > aucs.loc["weak", "auc"]
+    assert aucs.loc["strong", "minus_strong"] == 0 == aucs.loc["strong", "diff_ci95_high"]
+    assert aucs.loc["weak", "diff_ci95_low"] <= aucs.loc["weak", "minus_strong"] <= aucs.loc["weak", "diff_ci95_high"] < 0
     text = report.read_text()
     assert "![efficiency](efficiency.png)" in text and "![ROC curves](roc.png)" in text
     assert "| strong |" in text and "False-alarm probability 0.001" in text
