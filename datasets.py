@@ -79,10 +79,15 @@ def resolve_path(name: str | os.PathLike | None, base: Path) -> Path | None:
 
 def read_prepared(path: Path, what: str) -> pd.DataFrame:
     """``train.csv`` / ``test.csv`` from prep_data.py, with paths resolved against the csv's folder."""
-    table = read_table(path, ["id", "path"],
-                       f"put the competition files (or python simulate.py output) in {path.parent}/ "
-                       f"and run python prep_data.py --cache to make the {what} table "
-                       "(G2NET_INPUT_DIR chooses another input folder)")
+    if what == "test" and not path.exists() and (path.parent / "train.csv").exists() \
+            and not (path.parent / "sample_submission.csv").exists():
+        hint = (f"{path.parent} has no test examples (simulate.py --n-test 0); training writes test "
+                "predictions, so simulate some (e.g. --n-test 200) and rerun python prep_data.py --cache")
+    else:
+        hint = (f"put the competition files (or python simulate.py output) in {path.parent}/ "
+                f"and run python prep_data.py --cache to make the {what} table "
+                "(G2NET_INPUT_DIR chooses another input folder)")
+    table = read_table(path, ["id", "path"], hint)
     table["path"] = [str(resolve_path(p, path.parent)) for p in table["path"]]
     return table
 

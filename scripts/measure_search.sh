@@ -23,7 +23,11 @@ step() {  # step NAME STRAIN_SECONDS COMMAND...: run, print wall time and speed
     shift 2
     echo "+++ $name: $*"
     start=$(date +%s.%N)
-    "$@"
+    if [ -x /usr/bin/time ]; then  # CPU seconds and peak memory too
+        /usr/bin/time -f "+++ $name: %U s user, %S s system, %M KB peak memory" "$@"
+    else
+        "$@"
+    fi
     end=$(date +%s.%N)
     "$PY" -c "import sys; w = float(sys.argv[2]) - float(sys.argv[1]); s = float(sys.argv[3]); \
 print(f'+++ {sys.argv[4]}: {w:.1f} s wall' + (f', {s / w:.1f} s of strain per s' if s > 0 else ''))" \
@@ -31,7 +35,7 @@ print(f'+++ {sys.argv[4]}: {w:.1f} s wall' + (f', {s / w:.1f} s of strain per s'
 }
 
 if [ ! -f "$G2NET_RESULTS_DIR/$CONFIG/fold0.pt" ]; then
-    step simulate-train 0 "$PY" simulate.py --out "$G2NET_INPUT_DIR" --n-train "$N_TRAIN" --n-test 0 \
+    step simulate-train 0 "$PY" simulate.py --out "$G2NET_INPUT_DIR" --n-train "$N_TRAIN" --n-test 200 \
         --detectors H1,L1 --seed "$SEED" --workers 2 --no-progress
     step prep 0 "$PY" prep_data.py --input "$G2NET_INPUT_DIR" --cache --no-progress
     step train 0 "$PY" train.py --config "$CONFIG"

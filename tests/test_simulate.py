@@ -197,6 +197,11 @@ def test_other_approximant_and_snr_distribution(tmp_path):
     assert not (out / "sample_submission.csv").exists() and not (out / "test_labels.csv").exists()
     prep_data.main(["--input", str(out), "--no-progress"])
     assert len(pd.read_csv(out / "train.csv")) == 4 and not (out / "test.csv").exists()
+    import datasets  # training, which needs a test table, says what is missing
+    from utils import G2NetError
+
+    with pytest.raises(G2NetError, match=r"has no test examples \(simulate.py --n-test 0\)"):
+        datasets.read_prepared(out / "test.csv", "test")
 
 
 def test_snr_distributions_have_the_right_shape():
