@@ -465,9 +465,11 @@ class Seq03w2det(Seq03w):
 # training device (ml4gw), validated on the input folder's files.
 # =============================================================================================
 class DemoOnline(Demo):
-    """``Demo`` trained on batches generated every step: 200 steps of 32 per epoch."""
+    """``Demo`` trained on batches generated every step: 450 steps of 32 per epoch, so that its
+    6 epochs (86,400 fresh examples) take on 2 CPU cores what ``Demo`` takes on a fixed
+    20,000-example set, simulation included (docs/benchmarks.md)."""
     train_source = "online"
-    online = dict(Baseline.online, steps_per_epoch=200)
+    online = dict(Baseline.online, steps_per_epoch=450)
 
 
 class Seq03wOnline(Seq03w):
