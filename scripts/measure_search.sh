@@ -45,8 +45,9 @@ if [ ! -f "$OUT/strain/injections.hdf" ]; then
         --detectors H1,L1 --seed "$((SEED + 1))" --no-progress --overwrite
 fi
 # where the network's triggers lie relative to the merger, calibrated on a separate hour of strain
+# (its own seed) whose sources are close enough (chirp distance 20-75 Mpc) to be mostly loud
 step simulate-calibration 0 "$PY" simulate_strain.py --out "$OUT/calibration" --duration 3600 \
-    --detectors H1,L1 --seed "$((SEED + 2))" --no-progress --overwrite
+    --detectors H1,L1 --seed "$((SEED + 2))" --chirp-distance-range 20 75 --no-progress --overwrite
 step search-calibration 3600 "$PY" search.py --config "$CONFIG" --input "$OUT/calibration/foreground.hdf" \
     --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --no-progress
 TIMING=$("$PY" scripts/calibrate_search_timing.py --injections "$OUT/calibration/injections.hdf" \
