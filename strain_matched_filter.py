@@ -62,6 +62,7 @@ class StrainMatchedFilter:
         self.template_chunk = template_chunk
         self.bin_seconds = bin_seconds
         self._cached: dict[int, tuple] = {}
+        self._sum: torch.Tensor | None = None  # network SNR^2 buffer of combine
 
     @property
     def stride(self) -> float:
@@ -105,7 +106,13 @@ class StrainMatchedFilter:
         """``(stat, offset)`` of shape (B, bins): the loudest network SNR and its merger time (s
         from the window start) in each ``bin_seconds`` of the window's merger range, so that a
         quiet signal is not hidden by a louder noise peak seconds away in the same window."""
-        best = torch.stack(list(prepared)).sum(dim=0).amax(dim=1)
+        first, *others = prepared
+        if self._sum is None or self._sum.shape != first.shape:  # reused: no page faults per call
+            self._sum = torch.empty_like(first)
+        network = self._sum.copy_(first)
+        for part in others:
+            network.add_(part)
+        best = network.amax(dim=1)
         width = int(round(self.bin_seconds * self.rate))
         n_bins = -(-best.shape[1] // width)
         padded = torch.nn.functional.pad(best, (0, n_bins * width - best.shape[1]), value=-1.0)

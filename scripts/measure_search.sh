@@ -2,18 +2,20 @@
 # The continuous-strain measurement of issue 13 (docs/benchmarks.md, "Searching continuous strain"):
 # train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
 # matched filter (background by time slides), evaluate both. Every size is a variable:
-#   OUT=measure DURATION=86400 SLIDES=29 MF_SLIDES=29 N_TRAIN=4000 bash scripts/measure_search.sh
+#   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 BANK=64 N_TRAIN=20000 bash scripts/measure_search.sh
+# (the defaults: one day of foreground, 31 days of background, as measured in docs/benchmarks.md)
 # Speeds (seconds of strain per wall-clock second) are printed from the wall times of each step.
 set -euo pipefail
 PY=${PY:-python}
 OUT=${OUT:-measure}
 DURATION=${DURATION:-86400}      # s of foreground (and of background before slides)
-SLIDES=${SLIDES:-29}             # time slides of the background for the network
+SLIDES=${SLIDES:-30}             # time slides of the background for the network
 MF_SLIDES=${MF_SLIDES:-$SLIDES}  # time slides of the background for the matched filter
-STRIDE=${STRIDE:-0.25}           # s between the network's windows
-BANK=${BANK:-320}                # matched-filter templates
-N_TRAIN=${N_TRAIN:-4000}         # two-detector training examples
+STRIDE=${STRIDE:-0.5}            # s between the network's windows
+BANK=${BANK:-64}                 # matched-filter templates
+N_TRAIN=${N_TRAIN:-20000}        # two-detector training examples
 CONFIG=${CONFIG:-Demo2det}
+LIMIT_FOLD=${LIMIT_FOLD-0}       # train only this fold (empty: all folds, averaged by the search)
 SEED=${SEED:-13}
 mkdir -p "$OUT"
 export G2NET_INPUT_DIR="$OUT/train_input" G2NET_RESULTS_DIR="$OUT/results"
@@ -38,7 +40,7 @@ if [ ! -f "$G2NET_RESULTS_DIR/$CONFIG/fold0.pt" ]; then
     step simulate-train 0 "$PY" simulate.py --out "$G2NET_INPUT_DIR" --n-train "$N_TRAIN" --n-test 200 \
         --detectors H1,L1 --seed "$SEED" --workers 2 --no-progress
     step prep 0 "$PY" prep_data.py --input "$G2NET_INPUT_DIR" --cache --no-progress
-    step train 0 "$PY" train.py --config "$CONFIG"
+    step train 0 "$PY" train.py --config "$CONFIG" ${LIMIT_FOLD:+--limit_fold "$LIMIT_FOLD"}
 fi
 if [ ! -f "$OUT/strain/injections.hdf" ]; then
     step simulate-strain 0 "$PY" simulate_strain.py --out "$OUT/strain" --duration "$DURATION" \
