@@ -163,10 +163,17 @@ def _triggers(scored: Any, starts: np.ndarray, seg_start: float, rate: float,
     return (seg_start + starts[:, None] / rate + offset).ravel(), stat.ravel()
 
 
-def _keep(t: list[np.ndarray], s: list[np.ndarray], options: SearchOptions
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """Triggers of a block above the threshold, clustered."""
-    time, stat = np.concatenate(t), np.concatenate(s)
+def _score_block(starts: np.ndarray, score: Callable[[np.ndarray], Any], seg_start: float, rate: float,
+                 options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Triggers of one block of windows: ``score`` each batch of window starts, drop outputs
+    below the threshold, cluster."""
+    block_t, block_s = [], []
+    for i in range(0, len(starts), options.batch_size):
+        chosen = starts[i:i + options.batch_size]
+        t, s = _triggers(score(chosen), chosen, seg_start, rate, options)
+        block_t.append(t)
+        block_s.append(s)
+    time, stat = np.concatenate(block_t), np.concatenate(block_s)
     if options.threshold is not None:
         time, stat = time[stat >= options.threshold], stat[stat >= options.threshold]
     keep = cluster_triggers(time, stat, options.cluster)
@@ -184,15 +191,12 @@ def _search_lag(strain: StrainFile, seg: Any, k: int, scorer: Scorer, options: S
         starts = blocks.starts(b0, usable)
         data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
         views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)
-        block_t, block_s = [], []
-        for i in range(0, len(starts), options.batch_size):
-            chosen = starts[i:i + options.batch_size]
-            batch = np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2))
-            t, s = _triggers(scorer(batch, psd), chosen, seg.start_time, rate, options)
-            block_t.append(t)
-            block_s.append(s)
+
+        def score(chosen: np.ndarray) -> Any:
+            return scorer(np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2)), psd)
+
+        t, s = _score_block(starts, score, seg.start_time, rate, options)
         n_windows += len(starts)
-        t, s = _keep(block_t, block_s, options)
         kept_t.append(t)
         kept_s.append(s)
         bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
@@ -270,15 +274,9 @@ def _search_lags_reusing(strain: StrainFile, seg: Any, lags: list[int], scorer: 
                 continue
             offsets = options.slides.offsets(k, n_det, rate)
             starts = blocks.starts(b0, usable)
-            block_t, block_s = [], []
-            for i in range(0, len(starts), options.batch_size):
-                chosen = starts[i:i + options.batch_size]
-                scored = scorer.combine([prepared[j].take(chosen + offsets[j]) for j in range(n_det)])
-                t, s = _triggers(scored, chosen, seg.start_time, rate, options)
-                block_t.append(t)
-                block_s.append(s)
+            t, s = _score_block(starts, lambda chosen: scorer.combine(
+                [prepared[j].take(chosen + offsets[j]) for j in range(n_det)]), seg.start_time, rate, options)
             kept_t, kept_s, n_windows = results[k]
-            t, s = _keep(block_t, block_s, options)
             kept_t.append(t)
             kept_s.append(s)
             results[k] = (kept_t, kept_s, n_windows + len(starts))
