@@ -51,7 +51,7 @@ $(REQUIREMENTS_STAMP): requirements.txt | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -r requirements.txt
 	touch $@
 
-$(DEMO_SIMULATED): simulate.py noise_model.py $(wildcard data/g2net_asd.txt) | $(REQUIREMENTS_STAMP)
+$(DEMO_SIMULATED): simulate.py $(wildcard g2net/simulation/*.py) $(wildcard data/g2net_asd.txt) | $(REQUIREMENTS_STAMP)
 	rm -f $(DEMO_DIR)/.simulated-*
 	$(VENV_PYTHON) simulate.py --out $(DEMO_DIR) --n-train $(DEMO_N_TRAIN) --n-test $(DEMO_N_TEST) \
 	    --seed $(DEMO_SEED) --workers $(DEMO_WORKERS)
@@ -66,7 +66,7 @@ demo: $(DEMO_PREPARED) | $(REQUIREMENTS_STAMP)
 	$(DEMO_ENV) $(VENV_PYTHON) stacking.py
 	@echo
 	@echo "== make demo: out-of-fold AUC of every model and blend ($(DEMO_RESULTS)/stacking_report.csv) =="
-	@$(DEMO_ENV) $(VENV_PYTHON) -c 'import pandas as pd, stacking, utils; \
+	@$(DEMO_ENV) $(VENV_PYTHON) -c 'import pandas as pd, utils; from g2net import stacking; \
 	    report = pd.read_csv(utils.results_dir() / stacking.REPORT_FILE); \
 	    print(stacking.format_report(report), *stacking.summary_lines(report), sep="\n")'
 	@echo

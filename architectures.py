@@ -21,8 +21,8 @@ from jaxtyping import Float
 from timm.layers import SelectAdaptivePool2d
 from torch import Tensor
 
-from frontends import Frontend, create_frontend
-from mixing import MIX_MODES, check_choice, cutmix, mix_batch
+from g2net.frontends import Frontend, create_frontend
+from g2net.mixing import MIX_MODES, check_choice, cutmix, mix_batch
 
 PREPROCESSES = ("none", "positional-add", "positional-cat")
 CLASSIFIERS = ("none", "avg", "max", "concat", "gem", "positional", "mixup")

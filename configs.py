@@ -16,13 +16,13 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn, optim
 
 from architectures import MultiInstanceSCNN, SpectroCNN
-from callbacks import EarlyStopping, SaveSnapshot
+from g2net.training.callbacks import EarlyStopping, SaveSnapshot
 from datasets import G2NetDataset
-from frontends import CQT, CNNSpectrogram, ComplexMorletCWT, WaveNetSpectrogram
+from g2net.frontends import CQT, CNNSpectrogram, ComplexMorletCWT, WaveNetSpectrogram
 from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
-from trainer import TrainHook
+from g2net.training.trainer import TrainHook
 from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
                         GlobalTimeShift, Normalize, SelectDetectors, Whiten)
 from utils import DETECTORS, G2NetError

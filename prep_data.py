@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from g2net.spectral import estimate_psd
 from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, atomic_write, cache_stamp,
                    cache_stamp_path, cli_errors, commit_staged, cpu_count, example_path, format_ids,
                    input_dir, load_npy, read_cache_stamp, stage_file, table_stamp_of_csv)
@@ -282,8 +283,6 @@ class _PsdSum:
     ``psd.npy`` is bit-identical whatever the thread timing."""
 
     def __init__(self) -> None:
-        from spectral import estimate_psd  # imported on demand: only --psd needs it
-
         self.estimate = estimate_psd
         self.total: np.ndarray | None = None
         self.count = 0

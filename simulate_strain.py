@@ -21,225 +21,17 @@ not grow with the duration and there is no seam between chunks.
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Sequence
 
 import numpy as np
-from scipy.signal import fftconvolve
-from scipy.signal.windows import tukey
-from tqdm import tqdm
 
-import noise_model
-import simulate
-from strain_io import StrainWriter, parse_detectors
-from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, cli_errors
-
-INJECTION_STEP = 24.0  # s between injections (MLGWSC-1)
-INJECTION_JITTER = 6.0  # s, each injection uniform within +- this of its grid time (MLGWSC-1)
-DEFAULT_START = 1238166018  # GPS, start of O3 (as the simulator's gps_range)
-DEFAULT_CHIRP_DISTANCE = (20.0, 300.0)  # Mpc: network SNR ~50 down to ~3 in this noise (H1+L1)
-DEFAULT_PADDING = 30.0  # s at each segment end without injections (MLGWSC-1's evaluation padding)
-# the colouring filter spans the simulator's oversampled noise stretch, so its response on its
-# 1/8 Hz grid is exactly the generating PSD of noise_model.colored_noise
-FIR_SECONDS = noise_model.NOISE_OVERSAMPLING * N_SAMPLES // SAMPLE_RATE
-CHUNK_SECONDS = 64  # strain generated and written at a time
-POST_MERGER = 1.0  # s of signal kept after the merger (ringdown is over in << 1 s)
-MCHIRP_BNS = 1.4 * 2.0 ** -0.2  # chirp mass of a 1.4+1.4 binary, the chirp distance's reference
-FILE_NAMES = ("foreground.hdf", "background.hdf", "injections.hdf")
-PARAMETER_COLUMNS = ["mass1", "mass2", "spin1z", "spin2z", "distance", "chirp_distance", "ra", "dec",
-                     "polarization", "inclination", "coa_phase", "tc"]
-
-
-class StreamingNoise:
-    """Continuous calibrated Gaussian noise for the chosen detectors, any number of samples at a time.
-
-    The FIR kernel is ``irfft(sqrt(S * fs / 2))`` of the noise model's generating PSD ``S`` on a
-    ``FIR_SECONDS`` grid, centred and Tukey-tapered (so that the response between grid frequencies
-    stays close to ``S``); consecutive calls continue the same stream (the last kernel-length white
-    samples are kept).
-    """
-
-    def __init__(self, detectors: Sequence[str], rng: np.random.Generator,
-                 sample_rate: float = SAMPLE_RATE, fir_seconds: int = FIR_SECONDS):
-        length = int(fir_seconds * sample_rate)
-        rows = [DETECTORS.index(d) for d in detectors]
-        amplitude = np.sqrt(noise_model.generation_psd(length, sample_rate)[rows] * sample_rate / 2.0)
-        kernel = np.roll(np.fft.irfft(amplitude, n=length, axis=-1), length // 2, axis=-1)
-        self.kernel = kernel * tukey(length, 0.5)
-        self.rng = rng
-        self.memory = self._white(len(rows), length - 1)
-
-    def _white(self, n_detectors: int, n_samples: int) -> np.ndarray:
-        # drawn time-major, so that the stream does not depend on how it is cut into chunks
-        return self.rng.standard_normal((n_samples, n_detectors)).T
-
-    def __call__(self, n_samples: int) -> np.ndarray:
-        """The next ``n_samples`` of noise, (n_detectors, n_samples) float64."""
-        white = np.concatenate([self.memory, self._white(self.memory.shape[0], n_samples)], axis=-1)
-        self.memory = white[:, white.shape[-1] - self.memory.shape[-1]:]
-        return fftconvolve(white, self.kernel, mode="valid", axes=-1)
-
-
-@dataclass(frozen=True)
-class StrainPlan:
-    """What to simulate: detectors, segments (GPS start, samples), injection options."""
-    detectors: tuple[str, ...]
-    segments: tuple[tuple[float, int], ...]
-    seed: int
-    approximant: str
-    chirp_distance_range: tuple[float, float]
-    padding: float
-    priors: simulate.Priors
-    sample_rate: float = SAMPLE_RATE
-
-
-def plan_segments(duration: float, segment_duration: float | None, gap: float, start: float,
-                  sample_rate: float = SAMPLE_RATE) -> tuple[tuple[float, int], ...]:
-    """Whole-second segments of at most ``segment_duration`` s adding up to ``duration`` s, ``gap`` s apart."""
-    if not duration > 0 or duration != int(duration):
-        raise G2NetError(f"--duration {duration:g}: give a whole number of seconds > 0")
-    segment_duration = duration if segment_duration is None else segment_duration
-    if not segment_duration > 0 or segment_duration != int(segment_duration):
-        raise G2NetError(f"--segment-duration {segment_duration:g}: give a whole number of seconds > 0")
-    if gap < 0 or gap != int(gap):
-        raise G2NetError(f"--gap {gap:g}: give a whole number of seconds >= 0")
-    segments, left, t = [], int(duration), float(start)
-    while left > 0:
-        length = min(left, int(segment_duration))
-        segments.append((t, int(length * sample_rate)))
-        t += length + gap
-        left -= length
-    return tuple(segments)
-
-
-def injection_times(plan: StrainPlan) -> list[tuple[int, float]]:
-    """``(segment index, tc)`` of every injection: one per 24 s grid slot at least ``padding`` s
-    (plus the jitter) inside a segment, uniform within +- 6 s of the slot's centre."""
-    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(3,)))
-    times = []
-    for index, (start, n_samples) in enumerate(plan.segments):
-        end = start + n_samples / plan.sample_rate
-        slot = start + plan.padding + INJECTION_JITTER
-        while slot + INJECTION_JITTER <= end - plan.padding:
-            times.append((index, slot + rng.uniform(-INJECTION_JITTER, INJECTION_JITTER)))
-            slot += INJECTION_STEP
-    return times
-
-
-def draw_injection(plan: StrainPlan, number: int, tc: float) -> dict[str, Any]:
-    """Parameters of injection ``number`` (a pure function of the seed and the number)."""
-    from pycbc.conversions import mchirp_from_mass1_mass2
-
-    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(0, number)))
-    params = simulate.draw_parameters(rng, plan.priors, plan.approximant)
-    low, high = plan.chirp_distance_range
-    chirp_distance = (low ** 3 + rng.uniform() * (high ** 3 - low ** 3)) ** (1.0 / 3.0)
-    mchirp = float(mchirp_from_mass1_mass2(params["mass1"], params["mass2"]))
-    params.update(tc=float(tc), chirp_distance=float(chirp_distance),
-                  distance=float(chirp_distance * (mchirp / MCHIRP_BNS) ** (5.0 / 6.0)))
-    return params
-
-
-def signal_window(plan: StrainPlan) -> tuple[float, int]:
-    """``(seconds before the merger, samples)`` of the stretch every injection is computed on:
-    long enough for the lightest binary of the prior from 20 Hz (PyCBC's Newtonian chirp time)."""
-    from pycbc.conversions import tau0_from_mass1_mass2
-
-    lightest = plan.priors.mass_range[0]
-    before = math.ceil(1.25 * float(tau0_from_mass1_mass2(lightest, lightest, simulate.F_LOWER)) + 1.0)
-    return float(before), int((before + POST_MERGER) * plan.sample_rate)
-
-
-def injection_on_grid(plan: StrainPlan, params: dict[str, Any], segment_start: float
-                      ) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(first sample in the segment, signal (n_detectors, n), snrs of the chosen detectors)``."""
-    before, n_samples = signal_window(plan)
-    first = int(math.floor((params["tc"] - before - segment_start) * plan.sample_rate))
-    gps_start = segment_start + first / plan.sample_rate
-    row = {**params, "gps_start": gps_start, "tc": params["tc"] - gps_start}
-    signal = simulate.injection_signal(row, n_samples, plan.sample_rate)
-    snrs, _ = simulate.optimal_snr(signal, plan.sample_rate)
-    rows = [DETECTORS.index(d) for d in plan.detectors]
-    return first, signal[rows], snrs[rows]
-
-
-def _chunks(n_samples: int, chunk: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n_samples, chunk):
-        yield start, min(n_samples, start + chunk)
-
-
-def simulate_strain(out: str | Path, plan: StrainPlan, overwrite: bool = False, progress: bool = True,
-                    dtype: Any = np.float32) -> dict[str, Any]:
-    """Write foreground, background and injection files under ``out``; return a summary."""
-    import h5py
-
-    out = Path(out)
-    existing = [name for name in FILE_NAMES if (out / name).exists()]
-    if existing and not overwrite:
-        raise G2NetError(f"--out {out} already holds {', '.join(existing)}; choose another folder or "
-                         "pass --overwrite")
-    plan.priors.validate(plan.approximant)
-    low, high = plan.chirp_distance_range
-    if not 0 < low <= high or not math.isfinite(high):
-        raise G2NetError(f"--chirp-distance-range {low:g} {high:g}: need 0 < MIN <= MAX (Mpc)")
-    attrs = {"sample_rate": plan.sample_rate, "detectors": ",".join(plan.detectors), "seed": plan.seed,
-             "approximant": plan.approximant, "padding": plan.padding}
-    times = injection_times(plan)
-    fg_rng, bg_rng = (np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(k,)))
-                      for k in (1, 2))
-    foreground = StrainWriter(out / "foreground.hdf", plan.detectors, {**attrs, "kind": "foreground"}, dtype)
-    background = StrainWriter(out / "background.hdf", plan.detectors, {**attrs, "kind": "background"}, dtype)
-    rows: list[dict[str, Any]] = []
-    chunk = int(CHUNK_SECONDS * plan.sample_rate)
-    total = sum(n for _, n in plan.segments)
-    try:
-        with tqdm(total=total / plan.sample_rate, unit="s", desc="strain", disable=not progress) as bar:
-            for index, (start_time, n_samples) in enumerate(plan.segments):
-                fg_noise = StreamingNoise(plan.detectors, fg_rng, plan.sample_rate)
-                bg_noise = StreamingNoise(plan.detectors, bg_rng, plan.sample_rate)
-                fg_key = foreground.create_segment(start_time, n_samples, 1.0 / plan.sample_rate)
-                bg_key = background.create_segment(start_time, n_samples, 1.0 / plan.sample_rate)
-                pending = [(number, tc) for number, (seg, tc) in enumerate(times) if seg == index]
-                active: list[tuple[int, np.ndarray]] = []
-                for lo, hi in _chunks(n_samples, chunk):
-                    data = fg_noise(hi - lo)
-                    before, window = signal_window(plan)
-                    while pending and (pending[0][1] - before - start_time) * plan.sample_rate < hi:
-                        number, tc = pending.pop(0)
-                        params = draw_injection(plan, number, tc)
-                        first, signal, snrs = injection_on_grid(plan, params, start_time)
-                        params.update({f"snr_{d}": float(s) for d, s in zip(plan.detectors, snrs)})
-                        params["snr_network"] = float(np.sqrt(np.sum(snrs ** 2)))
-                        rows.append(params)
-                        active.append((first, signal))
-                    for first, signal in active:
-                        a, b = max(lo, first), min(hi, first + signal.shape[-1])
-                        if b > a:
-                            data[:, a - lo:b - lo] += signal[:, a - first:b - first]
-                    active = [(f, s) for f, s in active if f + s.shape[-1] > hi]
-                    foreground.write(fg_key, lo, data)
-                    background.write(bg_key, lo, bg_noise(hi - lo))
-                    bar.update((hi - lo) / plan.sample_rate)
-        foreground.close()
-        background.close()
-    except BaseException:
-        foreground.abort()
-        background.abort()
-        raise
-    columns = PARAMETER_COLUMNS + [f"snr_{d}" for d in plan.detectors] + ["snr_network"]
-    tmp = out / ".injections.hdf.tmp"
-    with h5py.File(tmp, "w") as f:
-        for name in columns:
-            f.create_dataset(name, data=np.array([row[name] for row in rows], dtype=np.float64))
-        f.create_dataset("approximant", data=np.array([row["approximant"] for row in rows], dtype="S"))
-        for key, value in {**attrs, "chirp_distance_min": low, "chirp_distance_max": high,
-                           "injection_step": INJECTION_STEP, "injection_jitter": INJECTION_JITTER}.items():
-            f.attrs[key] = value
-    tmp.replace(out / "injections.hdf")
-    return {"out": str(out), "seconds": total / plan.sample_rate, "segments": len(plan.segments),
-            "injections": len(rows), "detectors": plan.detectors}
+from g2net.search.strain_io import parse_detectors
+from g2net.simulation.physics import DEFAULT_APPROXIMANT
+from g2net.simulation.priors import Priors
+from g2net.simulation.strain import (DEFAULT_CHIRP_DISTANCE, DEFAULT_PADDING, DEFAULT_START, StrainPlan,
+                                     plan_segments, simulate_strain)
+from utils import G2NetError, cli_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, required=True, help="seconds of strain (whole)")
     parser.add_argument("--detectors", default="H1,L1", help="comma-separated (H1,L1 as in MLGWSC-1)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same strain and injections")
-    parser.add_argument("--approximant", default=simulate.DEFAULT_APPROXIMANT,
+    parser.add_argument("--approximant", default=DEFAULT_APPROXIMANT,
                         help="any LAL time-domain approximant PyCBC knows")
     parser.add_argument("--segment-duration", type=float, default=None,
                         help="split the strain into segments of at most this many seconds")
@@ -275,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise G2NetError(f"--seed {args.seed}: must be >= 0")
     if args.padding < 0:
         raise G2NetError(f"--padding {args.padding:g}: must be >= 0")
-    priors = simulate.Priors()
+    priors = Priors()
     if args.mass_range is not None:
         priors = replace(priors, mass_range=tuple(args.mass_range))
     plan = StrainPlan(parse_detectors(args.detectors),

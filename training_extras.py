@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mixing import PAIRINGS, check_choice, mix, mixed_loss, pair_indices, sample_lam
-from trainer import TrainHook, Trainer
+from g2net.mixing import PAIRINGS, check_choice, mix, mixed_loss, pair_indices, sample_lam
+from g2net.training.trainer import TrainHook, Trainer
 
 
 class MixupTrain(TrainHook):

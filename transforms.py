@@ -5,6 +5,11 @@ randomness from the global ``np.random`` state so that ``utils.seed_everything``
 per-worker seeding) makes an epoch reproducible. They never modify their input in place (it may be
 a read-only memory map) and return an array of the same shape and dtype.
 
+An augmentation that online training can use (``train_source = 'online'``: batches made on the
+device, g2net.training.online) also has :meth:`Transform.batched`: the same augmentation on a
+batch ``(B, 3, T)`` in torch, drawing from the batch's ``torch.Generator`` so that the stream stays a
+function of its seed. One class owns both versions; :func:`batched` chains a config's pipeline.
+
 The deterministic, costly preprocessing steps (``Normalize``, ``BandPass``, ``Whiten``) also exist as
 ``nn.Module`` versions (``TorchNormalize``, ``TorchBandPass``, ``TorchWhiten``) that act on a whole
 batch ``(B, 3, T)`` on the GPU and equal the numpy versions within 1e-5 relative error, so the data
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,8 +28,12 @@ from scipy import fft as sp_fft
 from scipy import signal
 from torch import Tensor, nn
 
-from spectral import TUKEY_ALPHA, PsdSpec, whiten, whiten_torch, whitening_kernel
+from g2net.spectral import TUKEY_ALPHA
+from g2net.types import Strain
+from g2net.whitening import PsdSpec, whiten, whiten_torch, whitening_kernel
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE
+
+BatchedStep = Callable[[Tensor, torch.Generator], Tensor]
 
 COMPETITION_FACTORS = (4.61e-20, 4.23e-20, 1.11e-20)  # typical strain amplitude of H1, L1, V1
 
@@ -49,6 +58,25 @@ class Transform(abc.ABC):
     @abc.abstractmethod
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Transform ``x`` (..., T) unconditionally; same shape and dtype, input untouched."""
+
+    def has_batched(self) -> bool:
+        """Whether :meth:`batched` exists for this transform (online training needs it)."""
+        return type(self).batched is not Transform.batched
+
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        """This transform on a batch, each example chosen with probability ``p`` (as ``__call__``),
+        randomness from ``g``."""
+        raise self._no_batched_version()
+
+    def _no_batched_version(self) -> ValueError:
+        return ValueError(f"{self!r} has no batched version for online training; drop it from the "
+                          "config's train transforms or train from files (train_source = 'files')")
+
+    def _chosen(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """(B, 1, 1) mask of the examples of a batch this transform applies to."""
+        if self.always_apply or self.p >= 1.0:
+            return torch.ones((x.shape[0], 1, 1), dtype=torch.bool, device=x.device)
+        return torch.rand((x.shape[0], 1, 1), generator=g, device=x.device, dtype=torch.float64) < self.p
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -82,6 +110,46 @@ class OneOf(Transform):
     def apply(self, x: np.ndarray) -> np.ndarray:
         index = np.random.choice(len(self.transforms), p=self._weights)
         return self.transforms[index].apply(x)
+
+
+class _BatchedPreprocessing:
+    """Batched version of exact preprocessing (Normalize, BandPass, Whiten): its torch module
+    (:func:`torch_equivalent`), built on the batch's device when first used. Only for steps that
+    always apply: a random preprocessing step has no batched version."""
+
+    def has_batched(self) -> bool:
+        return self.always_apply or self.p >= 1.0
+
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        if not self.has_batched():
+            raise self._no_batched_version()
+        module = self.__dict__.get("_batched_module")
+        if module is None or module[0] != (x.device, x.shape[-1]):
+            module = ((x.device, x.shape[-1]), torch_equivalent(self, x.shape[-1]).to(x.device))
+            self._batched_module = module
+        return module[1](x)
+
+
+def batched(transform: Transform | None) -> BatchedStep:
+    """A config's ``train`` pipeline as one function of a batch ``(B, 3, T)`` and a generator.
+
+    A ``Compose`` that always applies runs its steps' :meth:`Transform.batched` in order; a step
+    without one raises ``ValueError`` here, when the pipeline is built, not in the first batch.
+    """
+    if transform is None:
+        return lambda x, g: x
+    steps = list(transform.transforms) if type(transform) is Compose and transform.p >= 1.0 \
+        else [transform]
+    for step in steps:
+        if not step.has_batched():
+            raise step._no_batched_version()
+
+    def apply(x: Tensor, g: torch.Generator) -> Tensor:
+        for step in steps:
+            x = step.batched(x, g)
+        return x
+
+    return apply
 
 
 def _like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -124,7 +192,7 @@ class SelectDetectors(Transform):
         return x[..., self._rows, :]
 
 
-class Normalize(Transform):
+class Normalize(_BatchedPreprocessing, Transform):
     """Divide each detector's strain by its typical amplitude, bringing all rows to order one."""
 
     def __init__(self, factors: Sequence[float] = COMPETITION_FACTORS, p: float = 1.0,
@@ -154,7 +222,7 @@ def sosfiltfilt_padlen(sos: np.ndarray) -> int:
     return 3 * ntaps
 
 
-class BandPass(Transform):
+class BandPass(_BatchedPreprocessing, Transform):
     """Zero-phase Butterworth band-pass (``sosfiltfilt``, odd padding): keeps the chirp's band.
 
     Second-order sections rather than a ``(b, a)`` filtfilt (torchaudio's ``filtfilt``, as ml4gw
@@ -179,7 +247,7 @@ class BandPass(Transform):
         return _like(y, x)
 
 
-class Whiten(Transform):
+class Whiten(_BatchedPreprocessing, Transform):
     """Divide by the detector ASD in the frequency domain: ``spectral.whiten`` (docs/DESIGN.md).
 
     Noise drawn from ``psd`` comes out with unit variance per sample, so every frequency weighs
@@ -257,6 +325,18 @@ class GaussianNoiseSNR(_NoiseSNR):
     def _noise(self, shape: tuple[int, ...]) -> np.ndarray:
         return np.random.standard_normal(shape)
 
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        mask = self._chosen(x, g)
+        snr_db = self.min_snr + (self.max_snr - self.min_snr) * torch.rand(
+            (x.shape[0], 1, 1), generator=g, device=x.device, dtype=torch.float64)
+        noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+        def rms(v: Tensor) -> Tensor:
+            return torch.sqrt(torch.mean(v.double() ** 2, dim=-1, keepdim=True))
+
+        scaled = noise * (rms(x) / 10 ** (snr_db / 20) / rms(noise).clamp_min(1e-300)).to(x.dtype)
+        return torch.where(mask, x + scaled, x)
+
 
 class PinkNoiseSNR(_NoiseSNR):
     """1/f noise at a random SNR."""
@@ -279,6 +359,9 @@ class FlipWave(Transform):
     def apply(self, x: np.ndarray) -> np.ndarray:
         return -x
 
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        return torch.where(self._chosen(x, g), -x, x)
+
 
 class FlipWavePerChannel(Transform):
     """Multiply each detector row by an independent random sign."""
@@ -287,12 +370,20 @@ class FlipWavePerChannel(Transform):
         signs = np.random.choice(np.array([-1.0, 1.0]), size=x.shape[:-1] + (1,))
         return _like(x * signs, x)
 
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        mask = self._chosen(x, g)
+        signs = torch.where(torch.rand(x.shape[:-1] + (1,), generator=g, device=x.device) < 0.5, -1.0, 1.0)
+        return torch.where(mask, x * signs.to(x.dtype), x)
+
 
 class SwapChannel(Transform):
     """Swap the two LIGO detectors (rows H1 and L1); Virgo stays."""
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return x[..., [1, 0, 2], :]
+
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        return torch.where(self._chosen(x, g), x[:, [1, 0, 2]], x)
 
 
 def _roll_rows(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -316,6 +407,14 @@ class _TimeShift(Transform):
         limit = int(round(self.max_shift * self.sample_rate))
         return np.random.randint(-limit, limit + 1, size=size)
 
+    def _batched_roll(self, x: Tensor, g: torch.Generator, rows: tuple[int, ...]) -> Tensor:
+        """Rows rolled by shifts of shape ``rows`` (broadcast over the batch's rows)."""
+        mask = self._chosen(x, g)
+        limit = int(round(self.max_shift * self.sample_rate))
+        shifts = torch.randint(-limit, limit + 1, rows, generator=g, device=x.device)
+        index = (torch.arange(x.shape[-1], device=x.device) - shifts[..., None]) % x.shape[-1]
+        return torch.where(mask, torch.gather(x, -1, index.expand(x.shape)), x)
+
 
 class GlobalTimeShift(_TimeShift):
     """Roll all rows together by up to ``max_shift`` seconds either way (the merger time is free)."""
@@ -324,6 +423,9 @@ class GlobalTimeShift(_TimeShift):
     def apply(self, x: np.ndarray) -> np.ndarray:
         return np.roll(x, self._draw(), axis=-1)
 
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        return self._batched_roll(x, g, (x.shape[0], 1))
+
 
 class IndependentTimeShift(_TimeShift):
     """Roll each row by its own shift of up to ``max_shift`` seconds (arrival-time jitter)."""
@@ -331,6 +433,9 @@ class IndependentTimeShift(_TimeShift):
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return _roll_rows(x, self._draw(x.shape[:-1]))
+
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        return self._batched_roll(x, g, x.shape[:-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,6 +549,11 @@ class Scale(Transform):
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         return _like(x * np.random.uniform(self.min_scale, self.max_scale), x)
+
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        factor = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(
+            (x.shape[0], 1, 1), generator=g, device=x.device, dtype=x.dtype)
+        return torch.where(self._chosen(x, g), x * factor, x)
 
 
 # ---------------------------------------------------------------------------------------------

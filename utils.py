@@ -23,6 +23,7 @@ SAMPLE_RATE = 2048  # Hz, the competition's sampling rate
 N_SAMPLES = 4096  # 2 s per example
 DETECTORS = ("H1", "L1", "V1")  # row order of every example array
 EXAMPLE_SHAPE = (len(DETECTORS), N_SAMPLES)  # one example: (3, 4096)
+MATCHED_FILTER = "matched_filter"  # results/<MATCHED_FILTER>/: the matched-filter baseline, scored like an experiment
 
 
 class G2NetError(Exception):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from mixing import mix_batch
+from g2net.mixing import mix_batch
 
 
 def reinit_weights(module: nn.Module) -> None:

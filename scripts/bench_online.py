@@ -24,12 +24,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import online  # noqa: E402
-from simulate import Priors  # noqa: E402
+from g2net.simulation import banks as sim_banks
+from g2net.simulation import ml4gw_engine
+from g2net.training import online as online_source
+from g2net.simulation.priors import Priors  # noqa: E402
+from g2net.training import runner
+from g2net.training.runtime import setup_runtime, wrap_model
 
 
-def generation_rate(simulator: online.OnlineSimulator, batch: int, repeats: int) -> float:
-    g = online.make_generator(simulator.device, 0)
+def generation_rate(simulator: ml4gw_engine.OnlineSimulator, batch: int, repeats: int) -> float:
+    g = ml4gw_engine.make_generator(simulator.device, 0)
     simulator.sample(g, batch)  # warm-up: buffers, FFT plans, CUDA kernels
     if simulator.device.type == "cuda":
         torch.cuda.synchronize()
@@ -44,32 +48,31 @@ def generation_rate(simulator: online.OnlineSimulator, batch: int, repeats: int)
 def cmd_rate(args: argparse.Namespace) -> None:
     bank = None
     if args.bank:
-        bank = online.load_polarization_bank(args.bank)
+        bank = sim_banks.load_polarization_bank(args.bank)
     print(f"device {args.device}, batch {args.batch}, {args.repeats} batches after one warm-up")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for approximant in ("IMRPhenomD", "IMRPhenomPv2"):
             for fraction in (0.5, 1.0):
-                simulator = online.OnlineSimulator(Priors(positive_fraction=fraction), approximant,
+                simulator = ml4gw_engine.OnlineSimulator(Priors(positive_fraction=fraction), approximant,
                                                    device=args.device)
                 rate = generation_rate(simulator, args.batch, args.repeats)
                 print(f"threads {threads}  {approximant:13s} positive fraction {fraction:.1f}: "
                       f"{rate:9.1f} examples/s", flush=True)
         if bank is not None:
-            simulator = online.OnlineSimulator(Priors(positive_fraction=0.5), bank=bank, device=args.device)
+            simulator = ml4gw_engine.OnlineSimulator(Priors(positive_fraction=0.5), bank=bank, device=args.device)
             rate = generation_rate(simulator, args.batch, args.repeats)
             print(f"threads {threads}  bank {bank.metadata['approximant']} positive fraction 0.5: "
                   f"{rate:9.1f} examples/s", flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import runner
 
     base = runner.get_config(args.config)
-    settings = online.online_settings(base)
-    runtime = runner.setup_runtime(None, 0, base.deterministic)
-    source = online.make_source(base, runtime.device, base.seed)
-    model = runner.wrap_model(runner.build_model(base), runtime, base)
+    settings = online_source.online_settings(base)
+    runtime = setup_runtime(None, 0, base.deterministic)
+    source = online_source.make_source(base, runtime.device, base.seed)
+    model = wrap_model(runner.build_model(base), runtime, base)
     trainer = runner.make_trainer(base, model, Path("/dev/null"), runtime, lambda m: None, False)
     batches = iter(source)
 
@@ -105,8 +108,8 @@ def cmd_real(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from metrics import roc_auc
-    from predict import predict_paths
-    from runner import get_config
+    from g2net.training.inference import predict_paths
+    from g2net.training.runner import get_config
     from utils import example_path
 
     labels = pd.read_csv(args.real / "training_labels.csv", dtype={"id": str})

@@ -22,8 +22,8 @@ from scipy.ndimage import binary_dilation, median_filter, uniform_filter1d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import noise_model  # noqa: E402
-import spectral  # noqa: E402
+from g2net.simulation import noise as sim_noise
+from g2net import spectral
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write, cli_errors, example_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def write_table(path: Path, frequencies: np.ndarray, psd: np.ndarray, source: Pa
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", help="real sample folder (default ../shared/real-g2net-sample)")
-    parser.add_argument("--out", default=str(noise_model.ASD_FILE), help="ASD table to write")
+    parser.add_argument("--out", default=str(sim_noise.ASD_FILE), help="ASD table to write")
     parser.add_argument("--check-examples", type=int, default=2000, help="simulated examples for the check")
     args = parser.parse_args(argv)
     sample_dir = find_real_sample(args.sample)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = np.random.default_rng(0)
     table = (frequencies, np.sqrt(psd))
-    simulated = np.stack([noise_model.colored_noise(rng, asd_table=table) for _ in range(args.check_examples)])
+    simulated = np.stack([sim_noise.colored_noise(rng, asd_table=table) for _ in range(args.check_examples)])
     report = compare_with_real(real, simulated)
     for row, det in enumerate(DETECTORS):
         print(f"{det}: ASD ratio {ASD_BAND[0]:g}-{ASD_BAND[1]:g} Hz in "

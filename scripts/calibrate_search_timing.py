@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluate_search import read_injections  # noqa: E402
-from strain_io import read_triggers  # noqa: E402
+from g2net.search.evaluation import read_injections  # noqa: E402
+from g2net.search.triggers import read_triggers  # noqa: E402
 from utils import G2NetError, cli_errors  # noqa: E402
 
 

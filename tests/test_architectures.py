@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from architectures import (GeM, ManifoldMixup, MultiInstanceSCNN, PositionalEncoding, SpectroCNN,
                            TripletAttention, cutmix, sinusoid_table)
-from frontends import ComplexMorletCWT
+from g2net.frontends import ComplexMorletCWT
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d, densenet201_1d
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,8 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
             SpectroCNN('resnet18', pretrained=True, **spec)
         except RuntimeError as exc:
             print('MESSAGE', exc)
-        import configs, runner, utils
+        import configs, utils
+        from g2net.training import runner
         class OfflineCfg(configs.Baseline):
             model_params = dict(model_name='resnet18', pretrained=True, **spec)
         try:

@@ -9,6 +9,10 @@ import pytest
 import torch
 
 import bench
+from g2net.simulation import noise as sim_noise
+from g2net.training import runtime as rt
+from g2net.training import trainer
+from g2net.training import throughput
 import configs
 import transforms as T
 from utils import G2NetError
@@ -109,7 +113,7 @@ def test_gpu_part_loads_its_psd_on_first_use():
 
 
 def test_noise_data_set_is_in_the_competition_layout_and_reused(tmp_path):
-    root = bench.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=lambda m: None)
+    root = throughput.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=lambda m: None)
     table = __import__("pandas").read_csv(root / "train.csv", dtype={"id": str})
     assert len(table) == 12 and set(table["target"]) == {0, 1} and table["id"].is_unique
     cache = np.load(root / "train_cache.npy")
@@ -119,17 +123,16 @@ def test_noise_data_set_is_in_the_competition_layout_and_reused(tmp_path):
     assert 1e-23 < first.std() < 1e-18  # strain, not unit-variance noise
     assert np.abs(cache[0] - cache[1]).max() > first.std()  # independent examples
     messages = []
-    bench.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=messages.append)
+    throughput.make_noise_dataset(tmp_path / "noise", 12, seed=3, printer=messages.append)
     assert messages and "reusing" in messages[0]
 
 
 def test_noise_data_set_is_the_simulators_noise(tmp_path):
-    """Examples are noise_model.colored_noise draws (seeded per example), with no fallback."""
-    import noise_model
+    """Examples are sim_noise.colored_noise draws (seeded per example), with no fallback."""
 
-    examples = bench._noise_examples(3, [0, 5])
+    examples = throughput._noise_examples(3, [0, 5])
     for index, x in zip([0, 5], examples):
-        np.testing.assert_array_equal(x, noise_model.colored_noise(np.random.default_rng([3, index])))
+        np.testing.assert_array_equal(x, sim_noise.colored_noise(np.random.default_rng([3, index])))
     assert not np.array_equal(examples[0], examples[1])
 
 
@@ -142,9 +145,9 @@ def test_bench_runs_on_cpu_and_writes_json_and_a_markdown_table(tmp_path, capsys
                                     "--json", str(tmp_path / "original.json")])
     for result, path in ((optimized, "optimized.json"), (original, "original.json")):
         saved = json.loads((tmp_path / path).read_text())
-        assert set(bench.RESULT_KEYS) <= set(saved)
+        assert set(throughput.RESULT_KEYS) <= set(saved)
         assert saved["errors"] == {} and saved["device"].startswith("cpu")
-        for phase in bench.PHASES:
+        for phase in throughput.PHASES:
             assert saved[f"{phase}_examples_per_s"] > 0
         assert 0 < saved["train_vs_model"] and saved["peak_gpu_memory_mb"]["max"] is None
         assert saved["n_valid"] == 20 and saved["batch_size"] == 16 and saved["amp_dtype"] is None
@@ -179,7 +182,7 @@ def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
 
     assert names(DebugOnGpu.transforms["gpu"].steps) == ["Whiten", "BandPass"]
     args = bench.build_parser().parse_args(["--config", "DebugOnGpu", "--setting", "original"])
-    cfg, setting = bench.bench_config(DebugOnGpu, args)
+    cfg, setting = throughput.bench_config(DebugOnGpu, args)
     assert "gpu" not in cfg.transforms and setting["workers"] == 0 and cfg.amp_precision == "fp16"
     assert cpu_names(cfg.transforms["tta"]) == ["FlipWave", "Whiten", "BandPass"]
     x = np.stack([strain(s) for s in range(2)])
@@ -189,7 +192,7 @@ def test_original_setting_moves_a_configs_gpu_steps_back_to_the_cpu():
         assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
     args = bench.build_parser().parse_args(["--config", "DebugOnGpu", "--setting", "optimized",
                                             "--channels-last", "off", "--amp", "bf16"])
-    cfg, _ = bench.bench_config(DebugOnGpu, args)
+    cfg, _ = throughput.bench_config(DebugOnGpu, args)
     assert cfg.transforms["gpu"] is DebugOnGpu.transforms["gpu"] and not cfg.channels_last
     assert cfg.amp_precision == "bf16" and cfg.name == "DebugOnGpu" and cfg.weight_path is None
     with pytest.raises(TypeError, match="no numpy version"):
@@ -203,13 +206,13 @@ def test_results_are_saved_after_every_phase(tmp_path):
          "--n-valid", "16", "--batch-size", "16", "--setting", "original"])
     args.phases = ["data", "valid"]
     snapshots = []
-    result = bench.run_bench(args, printer=lambda m: None,
+    result = throughput.run_bench(args, printer=lambda m: None,
                              save=lambda partial: snapshots.append(json.loads(json.dumps(partial, default=str))))
     assert len(snapshots) == 2
     assert snapshots[0]["data_examples_per_s"] > 0 and "valid_examples_per_s" not in snapshots[0]
     assert snapshots[1]["valid_examples_per_s"] == result["valid_examples_per_s"] > 0
     assert "model_examples_per_s" not in result and result["train_vs_model"] is None
-    row = bench.markdown_table([snapshots[0]]).splitlines()[2]
+    row = throughput.markdown_table([snapshots[0]]).splitlines()[2]
     assert row.startswith("| Debug | original |") and " - |" in row
 
 
@@ -228,8 +231,6 @@ def test_device_script_parses_and_asks_for_its_output_folder():
 
 
 def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
-    import runtime as rt
-    import trainer
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert trainer.amp_dtype(cpu, True, "fp16") is None  # no autocast on the CPU
@@ -255,7 +256,7 @@ def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():
 def test_frontend_method_reaches_the_wavelet_front_end():
     args = bench.build_parser().parse_args(["--config", "Nspec16", "--setting", "optimized",
                                             "--frontend-method", "conv"])
-    cfg, _ = bench.bench_config(configs.Nspec16, args)
+    cfg, _ = throughput.bench_config(configs.Nspec16, args)
     assert cfg.model_params["spec_params"]["method"] == "conv"
     assert cfg.model_params["pretrained"] is False
     assert "method" not in configs.Nspec16.model_params["spec_params"]  # the config is untouched
@@ -263,4 +264,4 @@ def test_frontend_method_reaches_the_wavelet_front_end():
     assert model.spectrogram.method == "conv" and not model.spectrogram.uses_fft(1537)
     args = bench.build_parser().parse_args(["--config", "Seq03aug3", "--frontend-method", "fft"])
     with pytest.raises(G2NetError, match="no spectrogram front-end"):
-        bench.bench_config(configs.Seq03aug3, args)
+        throughput.bench_config(configs.Seq03aug3, args)

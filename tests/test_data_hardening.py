@@ -16,11 +16,13 @@ import pandas as pd
 import pytest
 
 import predict
+from g2net.simulation import banks as sim_banks
+from g2net.simulation import layout
+from g2net.simulation import pycbc_engine
+import g2net.stacking
+from g2net.training import pseudo
 import prep_data
-import pseudo
-import signal_bank
 import simulate
-import stacking
 from conftest import REPO
 from datasets import load_cache
 from test_prep_data import make_folder
@@ -120,12 +122,12 @@ def test_a_finished_simulation_is_replaced_only_with_overwrite_which_removes_pre
     simulate.main(["--out", str(out), "--seed", "8", "--overwrite", *SMALL])
     for name in prep_data.prepared_files():
         assert not (out / name).exists(), name
-    assert json.loads((out / simulate.RUN_FILE).read_text())["seed"] == 8
+    assert json.loads((out / layout.RUN_FILE).read_text())["seed"] == 8
 
 
 def test_an_interrupted_simulation_is_named_and_the_same_arguments_finish_it(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sim"
-    save = simulate._save_example
+    save = layout.save_example
     calls = []
 
     def dying_save(path, data):
@@ -134,11 +136,11 @@ def test_an_interrupted_simulation_is_named_and_the_same_arguments_finish_it(tmp
             raise KeyboardInterrupt  # the run is killed after two examples
         save(path, data)
 
-    monkeypatch.setattr(simulate, "_save_example", dying_save)
+    monkeypatch.setattr(layout, "save_example", dying_save)
     with pytest.raises(KeyboardInterrupt):
         simulate.main(["--out", str(out), "--seed", "7", *SMALL])
-    monkeypatch.setattr(simulate, "_save_example", save)
-    assert not json.loads((out / simulate.RUN_FILE).read_text())["complete"]
+    monkeypatch.setattr(layout, "save_example", save)
+    assert not json.loads((out / layout.RUN_FILE).read_text())["complete"]
     with pytest.raises(SystemExit):
         simulate.main(["--out", str(out), "--seed", "8", *SMALL])
     error = capsys.readouterr().err
@@ -147,7 +149,7 @@ def test_an_interrupted_simulation_is_named_and_the_same_arguments_finish_it(tmp
     simulate.main(["--out", str(out), "--seed", "7", *SMALL])
     simulate.main(["--out", str(tmp_path / "clean"), "--seed", "7", *SMALL])
     assert files_of(out) == files_of(tmp_path / "clean")
-    assert json.loads((out / simulate.RUN_FILE).read_text())["complete"]
+    assert json.loads((out / layout.RUN_FILE).read_text())["complete"]
 
 
 # --- 3. strict .npy reading ------------------------------------------------------------------
@@ -262,7 +264,7 @@ def test_stacking_and_pseudo_name_a_broken_predictions_file_and_the_fix(tmp_path
     BROKEN[kind](folder / "predictions.npy")
     np.save(folder / "outoffolds.npy", np.zeros(8, dtype=np.float32))
     with pytest.raises(G2NetError, match=r"predictions\.npy.*`python train\.py --config Parent --inference`") as info:
-        stacking.load_experiment("Parent", 8, 5)
+        g2net.stacking.load_experiment("Parent", 8, 5)
     one_line_error(info)
     with pytest.raises(G2NetError, match=r"predictions\.npy.*`python train\.py --config Parent --inference`") as info:
         pseudo.load_parent_predictions("Parent", 5)
@@ -283,30 +285,30 @@ def test_load_predictions_returns_float64_of_a_good_file(tmp_path):
 def test_signal_bank_round_trip_and_row_decoding_without_pycbc(tmp_path):
     rng = np.random.default_rng(3)
     signals = rng.standard_normal((3, 3, 4096)) * 1e-21
-    encoded = [signal_bank.quantise_signal(s) for s in signals]
+    encoded = [sim_banks.quantise_signal(s) for s in signals]
     codes = np.stack([c for c, _ in encoded])
     scales = np.array([s for _, s in encoded], dtype=np.float32)
-    table = pd.DataFrame({c: [1.0, 2.0, 3.0] for c in signal_bank.BANK_COLUMNS})
+    table = pd.DataFrame({c: [1.0, 2.0, 3.0] for c in sim_banks.BANK_COLUMNS})
     table["approximant"], table["gps_start"] = "IMRPhenomD", [1, 2, 3]
-    metadata = {"format": signal_bank.BANK_FORMAT, "format_version": signal_bank.BANK_FORMAT_VERSION,
+    metadata = {"format": sim_banks.BANK_FORMAT, "format_version": sim_banks.BANK_FORMAT_VERSION,
                 "sample_rate": 2048, "n_samples": 4096, "detectors": ["H1", "L1", "V1"], "n_signals": 3}
     path = tmp_path / "bank.npz"
-    signal_bank.write_signal_bank(path, codes, scales, table, metadata)
+    sim_banks.write_signal_bank(path, codes, scales, table, metadata)
     first = path.read_bytes()
-    signal_bank.write_signal_bank(path, codes, scales, table, metadata)
+    sim_banks.write_signal_bank(path, codes, scales, table, metadata)
     assert path.read_bytes() == first  # fixed zip timestamps: same bank, same bytes
     with zipfile.ZipFile(path) as archive:
         assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
-    bank = signal_bank.load_signal_bank(path)
+    bank = sim_banks.load_signal_bank(path)
     assert len(bank) == 3 and bank.codes.dtype == np.float16
     decoded = bank.decode()
-    np.testing.assert_array_equal(decoded, signal_bank.decode_signals(codes, scales))
+    np.testing.assert_array_equal(decoded, sim_banks.decode_signals(codes, scales))
     for row in range(3):
         np.testing.assert_array_equal(bank.signal(row), decoded[row])  # bit for bit
         assert np.max(np.abs(bank.signal(row) - signals[row])) <= 2.5e-4 * np.max(np.abs(signals[row]))
     np.testing.assert_array_equal(bank.decode([2, 0]), decoded[[2, 0]])
-    assert simulate.load_signal_bank is signal_bank.load_signal_bank
-    assert simulate.INJECTION_COLUMNS[3:] == signal_bank.BANK_COLUMNS
+    assert sim_banks.load_signal_bank is sim_banks.load_signal_bank
+    assert layout.INJECTION_COLUMNS[3:] == sim_banks.BANK_COLUMNS
 
 
 def test_simulate_keeps_no_bank_format_code():
@@ -335,9 +337,9 @@ def old_sigmoid(logits):
 
 def test_minmax_and_sigmoid_equal_the_old_code():
     values = np.random.default_rng(5).normal(size=200) * 3 + 1
-    np.testing.assert_allclose(stacking.minmax(values), old_minmax(values), rtol=0, atol=1e-15)
-    assert stacking.minmax(values).min() == 0.0 and stacking.minmax(values).max() == 1.0
-    np.testing.assert_array_equal(stacking.minmax(np.full(4, 2.0)), np.full(4, 0.5))
+    np.testing.assert_allclose(g2net.stacking.minmax(values), old_minmax(values), rtol=0, atol=1e-15)
+    assert g2net.stacking.minmax(values).min() == 0.0 and g2net.stacking.minmax(values).max() == 1.0
+    np.testing.assert_array_equal(g2net.stacking.minmax(np.full(4, 2.0)), np.full(4, 0.5))
     logits = np.concatenate([values * 10, [-800.0, -50.0, 0.0, 50.0, 800.0]])
     np.testing.assert_allclose(pseudo.sigmoid(logits), old_sigmoid(logits), rtol=1e-15, atol=0)
     assert pseudo.sigmoid(np.array([-800.0]))[0] == 0.0 and pseudo.sigmoid(np.array([800.0]))[0] == 1.0
@@ -346,7 +348,7 @@ def test_minmax_and_sigmoid_equal_the_old_code():
 @pytest.mark.parametrize("workers", [1, 3])
 def test_map_in_order_keeps_task_order_for_any_workers(workers):
     tasks = list(range(50, 0, -1))
-    assert simulate._map_in_order(str, tasks, workers, "t", "x", progress=False) == [str(t) for t in tasks]
+    assert pycbc_engine._map_in_order(str, tasks, workers, "t", "x", progress=False) == [str(t) for t in tasks]
 
 
 def test_one_temporary_file_writer():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from datasets import CacheView, G2NetDataset
-from mixing import pair_indices
-from runtime import shard_sampler
+from g2net.mixing import pair_indices
+from g2net.training.runtime import shard_sampler
 from training_extras import MixupTrain
 from utils import G2NetError
 

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import evaluate
+import g2net.evaluation
+from metrics import roc_auc
 from utils import G2NetError
 
 
@@ -38,9 +39,9 @@ def _toy_folder(tmp_path, monkeypatch, n: int = 1200, seed: int = 0):
 
 def test_efficiency_rises_with_snr(tmp_path, monkeypatch):
     _toy_folder(tmp_path, monkeypatch)
-    truth = evaluate.load_truth()
-    scores = {n: evaluate.load_scores(n, len(truth)) for n in ("strong", "weak")}
-    table = evaluate.efficiency_table(truth, scores, edges=np.arange(4, 22, 2))
+    truth = g2net.evaluation.load_truth()
+    scores = {n: g2net.evaluation.load_scores(n, len(truth)) for n in ("strong", "weak")}
+    table = g2net.evaluation.efficiency_table(truth, scores, edges=np.arange(4, 22, 2))
     for (name, fap), rows in table.groupby(["experiment", "false_alarm_probability"]):
         eff = rows["efficiency"].to_numpy()
         assert eff[-1] > eff[0] + 0.5, (name, fap, eff)
@@ -52,29 +53,29 @@ def test_efficiency_rises_with_snr(tmp_path, monkeypatch):
 
 
 def test_snr_bins_hold_what_their_labels_say():
-    np.testing.assert_array_equal(evaluate.snr_bin_edges(np.array([5.2, 19.7, np.nan])),
+    np.testing.assert_array_equal(g2net.evaluation.snr_bin_edges(np.array([5.2, 19.7, np.nan])),
                                   [5, 6, 8, 10, 12, 14, 16, 18, 20])
-    np.testing.assert_array_equal(evaluate.snr_bin_edges(np.array([4.0, 9.0])), [4, 6, 8, 10])
+    np.testing.assert_array_equal(g2net.evaluation.snr_bin_edges(np.array([4.0, 9.0])), [4, 6, 8, 10])
 
 
 def test_threshold_sets_false_alarm_probability():
     negatives = np.arange(1000, dtype=float)
-    threshold = evaluate.threshold_at(negatives, 0.01)
+    threshold = g2net.evaluation.threshold_at(negatives, 0.01)
     assert np.mean(negatives > threshold) == pytest.approx(0.01)
-    assert evaluate.threshold_at(negatives, 0.001) == 998.0
-    assert evaluate.threshold_at(negatives[:100], 0.001) == 99.0  # unresolved: the loudest one
+    assert g2net.evaluation.threshold_at(negatives, 0.001) == 998.0
+    assert g2net.evaluation.threshold_at(negatives[:100], 0.001) == 99.0  # unresolved: the loudest one
 
 
 def test_bootstrap_interval_brackets_the_auc():
     rng = np.random.default_rng(1)
     target = np.repeat([0, 1], 500)
     scores = target * 1.0 + rng.normal(0, 1, 1000)
-    auc, low, high = evaluate.bootstrap_auc(target, scores, n_resamples=200)
+    auc, low, high = g2net.evaluation.bootstrap_auc(target, scores, n_resamples=200)
     assert low < auc < high
     assert 0.71 < auc < 0.81  # Phi(1 / sqrt 2) = 0.76
     assert 0.02 < high - low < 0.1
     # Ties count one half, in the resamples too: all-equal scores give exactly 0.5.
-    assert evaluate.bootstrap_auc(target, np.zeros(1000), n_resamples=20) == (0.5, 0.5, 0.5)
+    assert g2net.evaluation.bootstrap_auc(target, np.zeros(1000), n_resamples=20) == (0.5, 0.5, 0.5)
 
 
 def test_paired_difference_is_narrower_than_the_intervals():
@@ -85,23 +86,23 @@ def test_paired_difference_is_narrower_than_the_intervals():
     target = np.repeat([0, 1], 500)
     base = target * 1.0 + rng.normal(0, 1, 1000)
     better = base + target * 0.15 + rng.normal(0, 0.2, 1000)
-    values = evaluate.resampled_aucs(target, [base, better], n_resamples=300)
+    values = g2net.evaluation.resampled_aucs(target, [base, better], n_resamples=300)
     assert values.shape == (300, 2)
     own = np.percentile(values[:, 1], [2.5, 97.5])
     paired = np.percentile(values[:, 1] - values[:, 0], [2.5, 97.5])
-    point = evaluate.roc_auc(target, better) - evaluate.roc_auc(target, base)
+    point = roc_auc(target, better) - roc_auc(target, base)
     assert paired[0] < point < paired[1] and 0 < paired[0]  # better, and resolved
     assert (paired[1] - paired[0]) < 0.5 * (own[1] - own[0])
     # bootstrap_auc draws the same resamples
-    assert evaluate.bootstrap_auc(target, better, n_resamples=300)[1:] == pytest.approx(tuple(own))
+    assert g2net.evaluation.bootstrap_auc(target, better, n_resamples=300)[1:] == pytest.approx(tuple(own))
 
 
 def test_auc_by_mchirp_splits_positives(tmp_path, monkeypatch):
     _toy_folder(tmp_path, monkeypatch)
-    truth = evaluate.load_truth()
-    scores = {"strong": evaluate.load_scores("strong", len(truth))}
-    table = evaluate.auc_by_mchirp(truth, scores)
-    assert len(table) == evaluate.N_MCHIRP_BINS
+    truth = g2net.evaluation.load_truth()
+    scores = {"strong": g2net.evaluation.load_scores("strong", len(truth))}
+    table = g2net.evaluation.auc_by_mchirp(truth, scores)
+    assert len(table) == g2net.evaluation.N_MCHIRP_BINS
     assert table["n_positive"].sum() == int(truth.target.sum())
     assert table["auc"].between(0.8, 1.0).all()
 
@@ -114,7 +115,7 @@ def test_report_files_are_written(tmp_path, monkeypatch):
     # A matched-filter folder joins without being named.
     (results / "matched_filter").mkdir()
     np.save(results / "matched_filter" / "predictions.npy", strong[None, :, None].astype(np.float32))
-    report = evaluate.evaluate(["strong", "weak"], submission=submission, n_resamples=50)
+    report = g2net.evaluation.evaluate(["strong", "weak"], submission=submission, n_resamples=50)
     out = results / "evaluation"
     assert report == out / "report.md"
     for name in ("auc.csv", "efficiency.csv", "auc_by_mchirp.csv", "efficiency.png", "roc.png"):
@@ -136,16 +137,16 @@ def test_not_a_simulated_folder_is_a_clear_error(tmp_path, monkeypatch):
     root, *_ = _toy_folder(tmp_path, monkeypatch)
     (root / "injections.csv").unlink()
     with pytest.raises(G2NetError, match="injections.csv not found.*simulate.py"):
-        evaluate.evaluate(["strong"])
+        g2net.evaluation.evaluate(["strong"])
 
 
 def test_wrong_prediction_shape_is_a_clear_error(tmp_path, monkeypatch):
     _, results, *_ = _toy_folder(tmp_path, monkeypatch)
     np.save(results / "weak" / "predictions.npy", np.zeros((1, 7, 1), np.float32))
     with pytest.raises(G2NetError, match=r"expected \(cv, 1200, 1\)"):
-        evaluate.evaluate(["weak"])
+        g2net.evaluation.evaluate(["weak"])
     with pytest.raises(G2NetError, match="no test predictions"):
-        evaluate.evaluate(["absent"])
+        g2net.evaluation.evaluate(["absent"])
 
 
 def test_untrained_folds_are_skipped_and_stray_nan_refused(tmp_path, monkeypatch):
@@ -156,8 +157,8 @@ def test_untrained_folds_are_skipped_and_stray_nan_refused(tmp_path, monkeypatch
     partial = scores.copy()
     partial[1:] = np.nan
     np.save(path, partial)
-    np.testing.assert_allclose(evaluate.load_scores("weak", len(target)), scores[0, :, 0], rtol=1e-6)
+    np.testing.assert_allclose(g2net.evaluation.load_scores("weak", len(target)), scores[0, :, 0], rtol=1e-6)
     partial[0, 5] = np.nan
     np.save(path, partial)
     with pytest.raises(G2NetError, match="NaN or infinite"):
-        evaluate.load_scores("weak", len(target))
+        g2net.evaluation.load_scores("weak", len(target))

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import evaluate_search as ev
-from strain_io import StrainWriter, write_triggers
+import g2net.search.evaluation
+from g2net.search.strain_io import StrainWriter
+from g2net.search.triggers import write_triggers
 from utils import G2NetError
 
-MONTH = ev.SECONDS_PER_MONTH
+MONTH = g2net.search.evaluation.SECONDS_PER_MONTH
 MLGWSC1_KEYS = {"fg-events", "found-indices", "missed-indices", "true-positive-event-indices",
                 "false-positive-event-indices", "sorting-indices", "true-positive-diffs",
                 "false-positive-diffs", "true-positives", "false-positives", "fg-far", "far",
@@ -42,7 +44,7 @@ def case(tmp_path):
 
 
 def test_sensitive_distance_equals_hand_computation(case, capsys):
-    summary = ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
+    summary = g2net.search.evaluation.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
                      [[str(case / "bg_events.hdf")]], ["cnn"], case / "out", padding=0.0)
     with h5py.File(case / "out" / "cnn.hdf") as f:
         assert MLGWSC1_KEYS <= set(f.keys())
@@ -60,7 +62,7 @@ def test_sensitive_distance_equals_hand_computation(case, capsys):
         np.testing.assert_allclose(f["fg-events-far"][()], np.array([2, 3, 0, 1, 3]) / (4 * MONTH))
     table = summary["searches"]["cnn"]["at_far_per_month"]
     assert table["1"]["distance"] == pytest.approx(400 * 0.75 ** (1 / 3))
-    result = ev.evaluate("x", ev.read_injections(case / "inj.hdf"), np.ones(4, bool), 500.0,
+    result = g2net.search.evaluation.evaluate("x", g2net.search.evaluation.read_injections(case / "inj.hdf"), np.ones(4, bool), 500.0,
                          ([100.1, 199.5, 300.2, 400.0, 250.0], [5.0, 3.0, 7.0, 2.0, 9.0], [0.3] * 5),
                          (np.zeros(4), [1.0, 4.0, 6.0, 8.0], np.zeros(4)), 4 * MONTH)
     assert result.at_far(0.5)["distance"] == pytest.approx(400 * 0.5 ** (1 / 3))
@@ -77,8 +79,8 @@ def test_sensitive_distance_equals_hand_computation(case, capsys):
 def test_chirp_distance_weighting_equals_hand_computation(case):
     with h5py.File(case / "inj.hdf", "a") as f:
         f["chirp_distance"] = [1.0, 2.0, 3.0, 4.0]  # its presence switches on the mchirp weights
-    injections = ev.read_injections(case / "inj.hdf")
-    result = ev.evaluate("x", injections, np.ones(4, bool), 500.0,
+    injections = g2net.search.evaluation.read_injections(case / "inj.hdf")
+    result = g2net.search.evaluation.evaluate("x", injections, np.ones(4, bool), 500.0,
                          ([100.1, 199.5, 300.2, 400.0, 250.0], [5.0, 3.0, 7.0, 2.0, 9.0], [0.3] * 5),
                          (np.zeros(4), [1.0, 4.0, 6.0, 8.0], np.zeros(4)), 4 * MONTH)
     v_total = 4 / 3 * math.pi * 400.0 ** 3
@@ -89,9 +91,9 @@ def test_chirp_distance_weighting_equals_hand_computation(case):
 
 
 def test_padding_and_segments_choose_the_injections(case):
-    inside = ev.injections_inside([(0.0, 500.0)], np.array([100.0, 200.0, 300.0, 480.0]), padding=30.0)
+    inside = g2net.search.evaluation.injections_inside([(0.0, 500.0)], np.array([100.0, 200.0, 300.0, 480.0]), padding=30.0)
     assert inside.tolist() == [True, True, True, False]
-    assert ev.injections_inside([(0.0, 50.0)], np.array([25.0]), padding=30.0).tolist() == [False]
+    assert g2net.search.evaluation.injections_inside([(0.0, 50.0)], np.array([25.0]), padding=30.0).tolist() == [False]
 
 
 def test_wrong_inputs_are_refused_with_one_line(case, tmp_path):
@@ -99,18 +101,18 @@ def test_wrong_inputs_are_refused_with_one_line(case, tmp_path):
         f["time"] = [1.0]
         f["stat"] = [1.0]
     with pytest.raises(G2NetError, match="lacks dataset.*var") as err:
-        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(tmp_path / "bad_events.hdf")]],
+        g2net.search.evaluation.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(tmp_path / "bad_events.hdf")]],
                [[str(case / "bg_events.hdf")]], None, tmp_path / "o", padding=0.0)
     assert "\n" not in str(err.value)
     with pytest.raises(G2NetError, match="one of each per search"):
-        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]], [],
+        g2net.search.evaluation.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]], [],
                None, tmp_path / "o", padding=0.0)
     with h5py.File(tmp_path / "inj_bad.hdf", "w") as f:
         f["tc"] = [1.0]
     with pytest.raises(G2NetError, match="lacks dataset"):
-        ev.read_injections(tmp_path / "inj_bad.hdf")
+        g2net.search.evaluation.read_injections(tmp_path / "inj_bad.hdf")
     with pytest.raises(G2NetError, match="no injections"):
-        ev.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
+        g2net.search.evaluation.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
                [[str(case / "bg_events.hdf")]], None, tmp_path / "o", padding=240.0)
 
 

@@ -11,9 +11,8 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-import frontends
-from frontends import (CQT, CNNSpectrogram, ComplexMorletCWT, MultiSpectrogram, RickerCWT,
-                       ResNetSpectrogram, WaveNetSpectrogram, create_frontend)
+from g2net import frontends
+from g2net.frontends import CQT, CNNSpectrogram, ComplexMorletCWT, MultiSpectrogram, RickerCWT, ResNetSpectrogram, WaveNetSpectrogram, create_frontend
 
 FS = 2048
 T = np.arange(4096) / FS
@@ -291,7 +290,7 @@ def test_create_frontend_registry_and_errors():
 
 
 def test_fft_size_is_the_smallest_5_smooth_length():
-    from frontends import fft_size
+    from g2net.frontends import fft_size
 
     def smooth(n):
         for p in (2, 3, 5):
@@ -307,7 +306,7 @@ def test_fft_size_is_the_smallest_5_smooth_length():
 
 @pytest.mark.parametrize("stride,padding,taps", [(1, 3, 7), (3, 2, 7), (4, 768, 1537), (2, 0, 5)])
 def test_fft_conv1d_equals_conv1d(stride, padding, taps):
-    from frontends import fft_conv1d
+    from g2net.frontends import fft_conv1d
 
     torch.manual_seed(0)
     x, weight = torch.randn(4, 1000), torch.randn(5, 1, taps)

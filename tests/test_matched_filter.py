@@ -7,34 +7,39 @@ import numpy as np
 import pytest
 
 import matched_filter as mf
-import noise_model
-import simulate
+import g2net.evaluation
+from g2net.filtering import bank as template_bank
+from g2net.filtering import baseline
+from g2net.filtering import templates
+from g2net.simulation import noise as sim_noise
+from g2net.simulation import priors as sim_priors
+from g2net.simulation import pycbc_engine
 from utils import G2NetError
 
 # A narrow corner of the simulator's prior keeps banks small and tests fast.
-NARROW = simulate.Priors(mass_range=(30.0, 40.0), spin_range=(-0.1, 0.1))
-SPEC = mf.BankSpec(size=12, mass_range=NARROW.mass_range, spin_range=NARROW.spin_range,
+NARROW = sim_priors.Priors(mass_range=(30.0, 40.0), spin_range=(-0.1, 0.1))
+SPEC = template_bank.BankSpec(size=12, mass_range=NARROW.mass_range, spin_range=NARROW.spin_range,
                    duration=1.7, n_candidates=200)
 
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory):
-    return mf.build_bank(SPEC, noise_model.psd_array(), progress=False)
+    return template_bank.build_bank(SPEC, sim_noise.psd_array(), progress=False)
 
 
 @pytest.fixture(scope="module")
 def matched(bank):
-    return mf.MatchedFilter(bank, window=mf.default_window(), device="cpu")
+    return baseline.MatchedFilter(bank, window=baseline.default_window(), device="cpu")
 
 
 def _injection(bank, index: int, seed: int, snr: float = 10.0) -> np.ndarray:
     """Clean signal (3, 4096) of bank template ``index`` at network SNR ``snr`` (simulator's SNR)."""
     m1, m2 = bank.masses
-    params = simulate.draw_parameters(np.random.default_rng(seed), NARROW, "IMRPhenomD")
+    params = sim_priors.draw_parameters(np.random.default_rng(seed), NARROW, "IMRPhenomD")
     params.update(mass1=float(m1[index]), mass2=float(m2[index]),
                   spin1z=float(bank.chi_eff[index]), spin2z=float(bank.chi_eff[index]))
-    signal = simulate.injection_signal(params)
-    _, network = simulate.optimal_snr(signal)
+    signal = pycbc_engine.injection_signal(params)
+    _, network = pycbc_engine.optimal_snr(signal)
     return signal * snr / network
 
 
@@ -43,7 +48,7 @@ def test_recovers_injected_snr10(bank, matched):
     clean = matched.statistic(signals)
     # No noise: only the sample grid and the template cut lose anything.
     assert np.all(np.abs(clean - 10.0) < 0.3), clean
-    noise = np.stack([noise_model.colored_noise(np.random.default_rng(100 + i)) for i in range(8)])
+    noise = np.stack([sim_noise.colored_noise(np.random.default_rng(100 + i)) for i in range(8)])
     noisy = matched.statistic(np.concatenate([signals, signals]) + noise)
     assert abs(noisy.mean() - 10.0) < 1.0, noisy  # within 10% of the optimal SNR
     assert np.all(np.abs(noisy - 10.0) < 2.5), noisy
@@ -52,7 +57,7 @@ def test_recovers_injected_snr10(bank, matched):
 
 def test_noise_snr_is_normalised(bank, matched):
     """Unit-norm templates on whitened noise: E|z|^2 = 2 in every detector (unit real/imag parts)."""
-    noise = np.stack([noise_model.colored_noise(np.random.default_rng(i)) for i in range(6)])
+    noise = np.stack([sim_noise.colored_noise(np.random.default_rng(i)) for i in range(6)])
     snr2 = matched.snr_series(noise).numpy()
     middle = snr2[..., 512:-512]  # away from the Tukey taper
     per_detector = middle.mean(axis=(0, 2, 3))
@@ -62,7 +67,7 @@ def test_noise_snr_is_normalised(bank, matched):
 def test_only_physical_delays_combine(bank, matched):
     """Hanford and Livingston peaks 5 ms apart add up; 30 ms apart they cannot."""
     signal = _injection(bank, 0, seed=3)
-    snrs, _ = simulate.optimal_snr(signal)
+    snrs, _ = pycbc_engine.optimal_snr(signal)
     both = float(np.hypot(snrs[0], snrs[1]))
     hl = signal.copy()
     hl[2] = 0.0
@@ -77,7 +82,7 @@ def test_only_physical_delays_combine(bank, matched):
 
 def test_bank_covers_its_prior(bank):
     """The bank-match property on a narrow prior (the full default prior is measured in docs)."""
-    matches = mf.injection_matches(bank, 12, seed=5, priors=NARROW, progress=False)
+    matches = template_bank.injection_matches(bank, 12, seed=5, priors=NARROW, progress=False)
     assert np.mean(matches >= 0.95) >= 0.95, np.sort(matches)
     assert bank.pool_coverage > 0.9
     assert len(bank) == SPEC.size
@@ -87,30 +92,30 @@ def test_sliding_max_matches_brute_force():
     x = np.random.default_rng(0).normal(size=(2, 50))
     import torch
 
-    got = mf._sliding_max(torch.from_numpy(x), 4).numpy()
+    got = templates.sliding_max(torch.from_numpy(x), 4).numpy()
     want = np.stack([[row[i:i + 9].max() for i in range(len(row) - 8)] for row in x])
     np.testing.assert_array_equal(got, want)
 
 
 def test_bank_is_cached(tmp_path, monkeypatch, bank):
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path))
-    psd = noise_model.psd_array()
-    spec = mf.BankSpec(size=3, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0),
+    psd = sim_noise.psd_array()
+    spec = template_bank.BankSpec(size=3, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0),
                        duration=1.5, n_candidates=16)
-    first = mf.load_or_build_bank(spec, psd, progress=False)
-    assert mf.bank_cache_path(spec, psd).is_file()
-    monkeypatch.setattr(mf, "build_bank", lambda *a, **k: pytest.fail("bank rebuilt"))
-    again = mf.load_or_build_bank(spec, psd)
+    first = template_bank.load_or_build_bank(spec, psd, progress=False)
+    assert template_bank.bank_cache_path(spec, psd).is_file()
+    monkeypatch.setattr(template_bank, "build_bank", lambda *a, **k: pytest.fail("bank rebuilt"))
+    again = template_bank.load_or_build_bank(spec, psd)
     np.testing.assert_array_equal(first.mchirp, again.mchirp)
     np.testing.assert_allclose(first.waveforms, again.waveforms)
-    other = mf.BankSpec(size=4, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0))
-    assert mf.bank_cache_path(other, psd) != mf.bank_cache_path(spec, psd)
-    assert mf.bank_cache_path(spec, psd * 2) != mf.bank_cache_path(spec, psd)
+    other = template_bank.BankSpec(size=4, mass_range=(30.0, 32.0), spin_range=(0.0, 0.0))
+    assert template_bank.bank_cache_path(other, psd) != template_bank.bank_cache_path(spec, psd)
+    assert template_bank.bank_cache_path(spec, psd * 2) != template_bank.bank_cache_path(spec, psd)
 
 
 def test_cli_writes_experiment_layout(tmp_path, monkeypatch, capsys):
     data = tmp_path / "sim"
-    simulate.simulate(data, n_train=2, n_test=6, seed=1, workers=1, progress=False)
+    pycbc_engine.simulate(data, n_train=2, n_test=6, seed=1, workers=1, progress=False)
     import prep_data
 
     prep_data.main(["--input", str(data), "--no-progress"])
@@ -120,7 +125,7 @@ def test_cli_writes_experiment_layout(tmp_path, monkeypatch, capsys):
     out = tmp_path / "results" / "matched_filter"
     predictions = np.load(out / "predictions.npy")
     assert predictions.shape == (1, 6, 1) and predictions.dtype == np.float32
-    assert np.all(np.isfinite(predictions)) and np.all(predictions > -mf.SNR_OFFSET)
+    assert np.all(np.isfinite(predictions)) and np.all(predictions > -baseline.SNR_OFFSET)
     summary = json.loads((out / "summary_test.json").read_text())
     assert summary["n_examples"] == 6 and summary["n_templates"] == 4
     assert "examples/s" in capsys.readouterr().out
@@ -135,15 +140,15 @@ def test_bad_inputs_are_clear_errors(matched):
     with pytest.raises(G2NetError, match=r"takes \(B, 3, 4096\) strain"):
         matched.statistic(np.zeros((2, 2, 4096)))
     with pytest.raises(G2NetError, match="exceeds the 5 candidates"):
-        mf.build_bank(mf.BankSpec(size=6, n_candidates=5), noise_model.psd_array(), progress=False)
+        template_bank.build_bank(template_bank.BankSpec(size=6, n_candidates=5), sim_noise.psd_array(), progress=False)
     one = [np.array([30.0]), np.array([1.2]), np.array([0.0])]
-    tiny = mf.TemplateBank(SPEC, *one, mf.template_waveforms(SPEC, *one), pool_coverage=1.0)
+    tiny = template_bank.TemplateBank(SPEC, *one, template_bank.template_waveforms(SPEC, *one), pool_coverage=1.0)
     with pytest.raises(G2NetError, match="window"):  # no room for Virgo's 27 ms at the end
-        mf.MatchedFilter(tiny, window=(1.99, 2.0), device="cpu")
+        baseline.MatchedFilter(tiny, window=(1.99, 2.0), device="cpu")
 
 
 def test_neighbour_matches_measure_spacing(bank):
-    spacing = bank.neighbour_matches(noise_model.psd_array())
+    spacing = bank.neighbour_matches(sim_noise.psd_array())
     assert spacing.shape == (len(bank),)
     assert np.all((spacing > 0.5) & (spacing < 1.0 - 1e-6))  # close, but no duplicates
 
@@ -171,19 +176,19 @@ def test_sliding_max_is_max_pool_and_equals_the_old_code(shape, radius):
 
     x = torch.from_numpy(np.random.default_rng(radius).normal(size=shape)).float()
     x = x[..., 1:]  # a non-contiguous slice, as the filter passes
-    got = mf._sliding_max(x, radius)
+    got = templates.sliding_max(x, radius)
     assert got.shape == x.shape[:-1] + (x.shape[-1] - 2 * radius,)
     np.testing.assert_array_equal(got.numpy(), _old_sliding_max(x, radius).numpy())
 
 
 def test_pycbc_conversions_equal_the_old_formulas():
-    pool = mf.candidate_pool(mf.BankSpec(n_candidates=300, seed=4))
+    pool = template_bank.candidate_pool(template_bank.BankSpec(n_candidates=300, seed=4))
     m1, m2, s1, s2 = pool["mass1"], pool["mass2"], pool["spin1z"], pool["spin2z"]
     np.testing.assert_allclose(pool["mchirp"], (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2, rtol=1e-13)
     np.testing.assert_allclose(pool["chi_eff"], (m1 * s1 + m2 * s2) / (m1 + m2), rtol=1e-13,
                                atol=1e-15)
     np.testing.assert_allclose(pool["q"], m1 / m2, rtol=1e-15)
-    bank = mf.TemplateBank(spec=SPEC, mchirp=pool["mchirp"], q=pool["q"], chi_eff=pool["chi_eff"],
+    bank = template_bank.TemplateBank(spec=SPEC, mchirp=pool["mchirp"], q=pool["q"], chi_eff=pool["chi_eff"],
                            waveforms=np.zeros((300, 1)), pool_coverage=1.0)
     back1, back2 = bank.masses
     np.testing.assert_allclose(back1, m1, rtol=1e-12)
@@ -193,7 +198,6 @@ def test_pycbc_conversions_equal_the_old_formulas():
 def test_evaluate_chirp_mass_equals_the_old_formula(tmp_path):
     import pandas as pd
 
-    import evaluate
 
     rng = np.random.default_rng(1)
     ids = [f"{i:010x}" for i in range(40)]
@@ -205,7 +209,7 @@ def test_evaluate_chirp_mass_equals_the_old_formula(tmp_path):
     pd.DataFrame({"id": ids, "target": target, "mass1": mass1, "mass2": mass2,
                   "snr_network": np.where(target == 1, 10.0, np.nan)}).to_csv(
         tmp_path / "injections.csv", index=False)
-    truth = evaluate.load_truth(tmp_path)
+    truth = g2net.evaluation.load_truth(tmp_path)
     old = (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2  # evaluate.chirp_mass before pycbc
     np.testing.assert_allclose(truth.mchirp[target == 1], old[target == 1], rtol=1e-13)
     assert np.isnan(truth.mchirp[target == 0]).all()
@@ -217,7 +221,7 @@ def test_matched_filter_whitens_like_the_whiten_transform(matched):
 
     import transforms as T
 
-    x = noise_model.colored_noise(np.random.default_rng(8))[None]
-    white = T.TorchWhiten(noise_model.psd_array())(torch.from_numpy(x))
+    x = sim_noise.colored_noise(np.random.default_rng(8))[None]
+    white = T.TorchWhiten(sim_noise.psd_array())(torch.from_numpy(x))
     want = torch.fft.rfft(white, dim=-1)[..., :matched.n_bins].to(torch.complex64)
     np.testing.assert_array_equal(matched._spectrum(x).numpy(), want.numpy())

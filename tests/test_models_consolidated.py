@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-import evaluate
-import stacking
+import g2net.evaluation
+from g2net import mixing
+import g2net.stacking
 from metrics import roc_auc
 
 
@@ -58,7 +59,7 @@ def test_roc_auc_equals_the_old_rank_statistic_with_ties(tied_scores):
     target, scores = tied_scores
     assert len(np.unique(scores)) < 100  # ties really are there
     assert roc_auc(target, scores) == pytest.approx(old_rank_auc(target, scores), abs=1e-12)
-    assert stacking.auc(target, scores) == pytest.approx(old_rank_auc(target, scores), abs=1e-12)
+    assert g2net.stacking.auc(target, scores) == pytest.approx(old_rank_auc(target, scores), abs=1e-12)
     assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
 
 
@@ -71,8 +72,8 @@ def test_roc_auc_keeps_the_one_class_and_nan_handling(tied_scores):
     with pytest.raises(G2NetError, match="NaN or infinite"):
         roc_auc(target, np.where(target == 1, np.nan, scores))
     # stacking's reports want NaN where undefined, as before
-    assert np.isnan(stacking.auc(np.ones(5), np.arange(5.0)))
-    assert np.isnan(stacking.auc(target, np.full_like(scores, np.nan)))
+    assert np.isnan(g2net.stacking.auc(np.ones(5), np.arange(5.0)))
+    assert np.isnan(g2net.stacking.auc(target, np.full_like(scores, np.nan)))
 
 
 def test_weighted_auc_is_the_auc_of_the_repeated_examples(tied_scores):
@@ -85,7 +86,7 @@ def test_weighted_auc_is_the_auc_of_the_repeated_examples(tied_scores):
 
 def test_bootstrap_interval_equals_the_old_vectorised_one(tied_scores):
     target, scores = tied_scores
-    point, low, high = evaluate.bootstrap_auc(target, scores, n_resamples=150, seed=3)
+    point, low, high = g2net.evaluation.bootstrap_auc(target, scores, n_resamples=150, seed=3)
     assert point == pytest.approx(old_rank_auc(target, scores), abs=1e-12)
     assert (low, high) == pytest.approx(old_bootstrap(target, scores, 150, seed=3), abs=1e-12)
 
@@ -95,7 +96,6 @@ def test_bootstrap_interval_equals_the_old_vectorised_one(tied_scores):
 # ----------------------------------------------------------------------------------------------
 import torch  # noqa: E402
 
-import mixing  # noqa: E402
 from datasets import G2NetDataset  # noqa: E402
 from training_extras import MixupTrain, MixupTrain2  # noqa: E402
 
@@ -304,7 +304,7 @@ def old_fft_size(n):
 def test_fft_size_is_scipys_next_fast_len_and_the_old_value():
     from scipy.fft import next_fast_len
 
-    from frontends import fft_size
+    from g2net.frontends import fft_size
 
     for n in list(range(1, 3000)) + [4097, 8193, 12289, 65537]:
         assert fft_size(n) == old_fft_size(n) == next_fast_len(n, real=True)

@@ -129,7 +129,7 @@ def test_without_sample_submission_only_the_training_side_is_written(tmp_path):
 
 
 def test_psd_is_the_average_of_the_negatives_with_or_without_cache(tmp_path):
-    from spectral import estimate_psd
+    from g2net.spectral import estimate_psd
 
     truth = make_folder(tmp_path / "input", n_train=9, seed=2)
     ids, targets, arrays = truth["train"]

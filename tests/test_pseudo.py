@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pseudo import (load_parent_predictions, pseudo_targets, sigmoid,
-                    validate_pseudo_labels)
+from g2net.training.pseudo import load_parent_predictions, pseudo_targets, sigmoid, validate_pseudo_labels
 from utils import G2NetError
+import g2net.stacking
+from g2net.training import pseudo
+from g2net.training import runner
 
 N_TEST = 200
 CV = 4
@@ -166,9 +168,6 @@ def test_debug_parent_and_pseudo_child_train_end_to_end_and_stack(experiment_env
     import pandas as pd
 
     import configs
-    import pseudo
-    import runner
-    import stacking
     from conftest import SIM_TEST, SIM_TRAIN
 
     results = Path(experiment_env["G2NET_RESULTS_DIR"])
@@ -184,7 +183,7 @@ def test_debug_parent_and_pseudo_child_train_end_to_end_and_stack(experiment_env
         return out
 
     real_pseudo_targets = pseudo.pseudo_targets
-    monkeypatch.setattr(pseudo, "pseudo_targets", spy)
+    monkeypatch.setattr(runner, "pseudo_targets", spy)
     summary = runner.main(["--config", "DebugPseudo", "--num_workers", "0", "--silent"], pseudo=True)
 
     assert sorted(call[0] for call in calls) == list(range(configs.DebugPseudo.cv))
@@ -199,7 +198,7 @@ def test_debug_parent_and_pseudo_child_train_end_to_end_and_stack(experiment_env
     assert log.count(f"+ {SIM_TEST} pseudo-labelled test") == configs.DebugPseudo.cv
     assert summary["oof_auc"] is not None
 
-    outcome = stacking.run_stacking(printer=lambda line: None)
+    outcome = g2net.stacking.run_stacking(printer=lambda line: None)
     report = outcome.report.set_index("name")
     assert {"Debug", "DebugPseudo", "ridge_stack", "mean", "rank_mean"} <= set(report.index)
     assert report["oof_auc"].between(0, 1).all() and report["test_auc"].between(0, 1).all()

@@ -17,14 +17,15 @@ from torch.utils.data import Sampler
 from conftest import REPO, run_script
 
 import configs
-import runner
-import runtime
-from trainer import file_digest, load_checkpoint
+from g2net.training import runner
+from g2net.training import runtime as rt
+from g2net.training.trainer import file_digest, load_checkpoint
 from utils import G2NetError, atomic_torch_save
+from g2net.training import trainer
 
 
 class OldShardSampler(Sampler[int]):
-    """The hand-written sampler runtime.shard_sampler replaced, verbatim: the reference."""
+    """The hand-written sampler rt.shard_sampler replaced, verbatim: the reference."""
 
     def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
         self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
@@ -52,7 +53,7 @@ class OldShardSampler(Sampler[int]):
 def test_distributed_sampler_yields_the_old_shards(size, world, shuffle):
     for rank in range(world):
         old = OldShardSampler(size, shuffle, seed=2021 + 3, rank=rank, world=world)
-        new = runtime.shard_sampler(range(size), shuffle, seed=2021 + 3, rank=rank, world=world)
+        new = rt.shard_sampler(range(size), shuffle, seed=2021 + 3, rank=rank, world=world)
         assert isinstance(new, torch.utils.data.DistributedSampler)
         for epoch in (0, 1, 5):
             old.set_epoch(epoch)
@@ -105,7 +106,7 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_deletes_nothing(results, e
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "Held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import runner, pathlib; "
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import pathlib; from g2net.training import runner; "
          "ctx = runner.claim_run_folder(pathlib.Path(sys.argv[2])); ctx.__enter__(); print('held', flush=True); "
          "time.sleep(600)", str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -225,16 +226,15 @@ def test_resume_points_hold_only_tensors_and_plain_values(results):
     """The training state (optimizer, scheduler, scaler, RNG) loads with weights_only=True."""
     import random
 
-    import trainer as trainer_module
 
     np.random.seed(5)
     random.seed(5)
     generator = torch.Generator().manual_seed(3)
-    state = trainer_module.rng_state(generator)
+    state = trainer.rng_state(generator)
     expected = (np.random.rand(3), random.random(), torch.rand(2, generator=generator))
     path = results / "rng.pt"
     torch.save(state, path)
-    trainer_module.set_rng_state(torch.load(path, weights_only=True), generator)
+    trainer.set_rng_state(torch.load(path, weights_only=True), generator)
     again = (np.random.rand(3), random.random(), torch.rand(2, generator=generator))
     np.testing.assert_array_equal(expected[0], again[0])
     assert expected[1] == again[1] and torch.equal(expected[2], again[2])

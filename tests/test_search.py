@@ -5,9 +5,21 @@ import h5py
 import numpy as np
 import pytest
 
-from strain_io import StrainFile, StrainWriter, cluster_triggers, read_triggers, write_triggers
-from timeslides import TimeSlides, light_travel_time
+from g2net.search.strain_io import StrainFile, StrainWriter
+from g2net.search.triggers import cluster_triggers, read_triggers, write_triggers
+from g2net.search.timeslides import TimeSlides, light_travel_time
 from utils import G2NetError
+import simulate_strain
+from g2net.filtering import bank as template_bank
+from g2net.search import engine
+import g2net.search.evaluation
+import g2net.search.matched_filter
+from g2net.search import network
+from g2net.search import options as search_options
+from g2net.simulation import noise as sim_noise
+from g2net import spectral
+from g2net import whitening
+import search
 
 
 def _strain(path, detectors=("H1", "L1"), segments=((100.0, 64),), delta_t=1 / 16):
@@ -123,7 +135,6 @@ def test_clustering_keeps_the_loudest_within_the_window():
 @pytest.fixture(scope="module")
 def loud_strain(tmp_path_factory):
     """200 s of H1+L1 strain with seven loud injections (network SNR ~50-160), and its background."""
-    import simulate_strain
 
     out = tmp_path_factory.mktemp("loud")
     simulate_strain.main(["--out", str(out), "--duration", "200", "--padding", "20",
@@ -132,31 +143,26 @@ def loud_strain(tmp_path_factory):
 
 
 def test_matched_filter_finds_every_loud_injection_and_no_background(loud_strain, tmp_path, monkeypatch):
-    import evaluate_search
-    import matched_filter as mf
-    import noise_model
-    import search
-    import strain_matched_filter as smf
 
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
-    bank = mf.build_bank(mf.BankSpec(size=24, n_candidates=300), noise_model.psd_array(), progress=False)
+    bank = template_bank.build_bank(template_bank.BankSpec(size=24, n_candidates=300), sim_noise.psd_array(), progress=False)
     results = {}
     for kind, slides in (("foreground", 0), ("background", 2)):
         with StrainFile(loud_strain / f"{kind}.hdf") as strain:
-            scorer = smf.StrainMatchedFilter(bank, strain.detectors, smf.template_seconds(bank))
+            scorer = g2net.search.matched_filter.StrainMatchedFilter(bank, strain.detectors, g2net.search.matched_filter.template_seconds(bank))
             step = scorer.slide_step(strain.detectors)  # whole strides: filtered windows reused
             assert 16.0 < step < 16.0 + scorer.stride + 0.02 and (step / scorer.stride) % 1 < 1e-9
-            options = search.SearchOptions(window=scorer.n, stride=scorer.stride, psd_duration=64.0,
+            options = search_options.SearchOptions(window=scorer.n, stride=scorer.stride, psd_duration=64.0,
                                            slides=TimeSlides(slides, step))
-            result = search.search_strain(strain, scorer, options, progress=False)
+            result = engine.search_strain(strain, scorer, options, progress=False)
             assert result["reused_detectors"]
             if kind == "foreground":  # filtering detector by detector changes nothing at zero lag
-                again = search.search_strain(strain, scorer, search.SearchOptions(
+                again = engine.search_strain(strain, scorer, search_options.SearchOptions(
                     **{**options.__dict__, "reuse_detectors": False}), progress=False)
                 np.testing.assert_array_equal(again["time"], result["time"])
                 np.testing.assert_allclose(again["stat"], result["stat"], rtol=1e-6)
             write_triggers(tmp_path / f"{kind}_events.hdf", result["time"], result["stat"],
-                           result["var"], search.trigger_attrs(strain, options, result))
+                           result["var"], search_options.trigger_attrs(strain, options, result))
             segment = strain.segments[0]
             # triggers inside the data, sorted once written
             time, _, _, attrs = read_triggers(tmp_path / f"{kind}_events.hdf")
@@ -168,7 +174,7 @@ def test_matched_filter_finds_every_loud_injection_and_no_background(loud_strain
     with h5py.File(loud_strain / "injections.hdf") as f:
         tc, snr = f["tc"][()], f["snr_network"][()]
     fg, _ = results["foreground"]
-    _, true_positive, found_stat = evaluate_search.match_triggers(tc, fg["time"], fg["stat"], fg["var"])
+    _, true_positive, found_stat = g2net.search.evaluation.match_triggers(tc, fg["time"], fg["stat"], fg["var"])
     assert len(tc) == 7 and np.all(np.isfinite(found_stat))  # every injection within var
     bg, _ = results["background"]
     assert bg["stat"].max() < 8.0 < found_stat.min()  # none in the background
@@ -181,8 +187,6 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
     import torch
 
     import configs
-    import search
-    import simulate_strain
 
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
     folder = tmp_path / "results" / "Debug_debug"
@@ -207,12 +211,12 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
         assert all(f[k].dtype == np.float64 and f[k].ndim == 1 for k in f.keys())
         assert np.all(np.diff(f["time"][()]) >= 0) and f.attrs["duration"] == 74.0
     # the statistic is the mean of the folds' logits on whitened (data PSD), band-passed windows
-    scorer, window = search.config_scorer(configs.Debug, debug=True)
+    scorer, window = network.config_scorer(configs.Debug, debug=True)
     with StrainFile(tmp_path / "three" / "background.hdf") as strain:
         data = strain.read(strain.segments[0], 0, 32 * 2048)
-    psd = search.welch_psd(data, 4096, 2048)
+    psd = spectral.welch_psd(data, 4096, 2048)
     batch = np.stack([data[:, :4096], data[:, 2048:6144]])
-    x = configs.Debug.transforms["test"].transforms[1](search.whiten(batch, psd, 2048))
+    x = configs.Debug.transforms["test"].transforms[1](whitening.whiten_with_psd(batch, psd, 2048))
     expected = []
     for fold in range(2):
         model = configs.Debug.model(**configs.Debug.model_params)
@@ -222,7 +226,7 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
     np.testing.assert_allclose(scorer(batch, psd), np.mean(expected, axis=0), rtol=1e-4, atol=1e-5)
     assert window == 4096
     # prepared detector by detector (as time slides reuse them), the statistic is the same
-    assert isinstance(scorer, search.DetectorSplitScorer) and result["reused_detectors"]
+    assert isinstance(scorer, engine.DetectorSplitScorer) and result["reused_detectors"]
     split = scorer.combine([scorer.prepare(batch[:, j], psd[j], j) for j in range(3)])
     np.testing.assert_allclose(split, scorer(batch, psd), rtol=1e-6, atol=1e-6)
 
@@ -248,14 +252,13 @@ class _PeakScorer:
 def test_time_slides_prepare_each_detector_window_once(loud_strain):
     """With a detector-split scorer every slide re-pairs windows prepared once: the same triggers
     as preparing every slide again, for a fraction of the work."""
-    import search
 
     options = dict(stride=0.5, slides=TimeSlides(4, 5.0), cluster=0.2)
     results, scorers = {}, {}
     with StrainFile(loud_strain / "background.hdf") as strain:
         for reuse in (True, False):
             scorers[reuse] = _PeakScorer()
-            results[reuse] = search.search_strain(strain, scorers[reuse], search.SearchOptions(
+            results[reuse] = engine.search_strain(strain, scorers[reuse], search_options.SearchOptions(
                 **options, reuse_detectors=reuse), progress=False)
     assert results[True]["reused_detectors"] and not results[False]["reused_detectors"]
     for key in ("time", "stat", "var"):
@@ -268,7 +271,7 @@ def test_time_slides_prepare_each_detector_window_once(loud_strain):
     assert scorers[False].prepared == [sum(slid), sum(slid)]
     # a step that is not a whole number of strides prepares every slide again
     with StrainFile(loud_strain / "background.hdf") as strain:
-        odd = search.search_strain(strain, _PeakScorer(), search.SearchOptions(
+        odd = engine.search_strain(strain, _PeakScorer(), search_options.SearchOptions(
             stride=0.5, slides=TimeSlides(2, 5.25)), progress=False)
     assert not odd["reused_detectors"]
 
@@ -331,7 +334,6 @@ def test_device_preprocessing_equals_the_numpy_transforms(tmp_path, monkeypatch)
     import torch
 
     import configs
-    import search
 
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path))
     (tmp_path / "Demo2det_debug").mkdir()
@@ -340,13 +342,12 @@ def test_device_preprocessing_equals_the_numpy_transforms(tmp_path, monkeypatch)
     torch.save({"model": model.state_dict(), "state": {"finished": True}},
                tmp_path / "Demo2det_debug" / "fold0.pt")
     rng = np.random.default_rng(2)
-    import simulate_strain
 
-    data = simulate_strain.StreamingNoise(("H1", "L1"), rng)(16 * 2048)
-    psd = search.welch_psd(data, 4096, 2048)
+    data = sim_noise.StreamingNoise(("H1", "L1"), rng)(16 * 2048)
+    psd = spectral.welch_psd(data, 4096, 2048)
     batch = np.stack([data[:, i * 1024:i * 1024 + 4096] for i in range(5)])
-    numpy_scorer, _ = search.config_scorer(configs.Demo2det, debug=True, device_preprocess=False)
-    torch_scorer, _ = search.config_scorer(configs.Demo2det, debug=True, device_preprocess=True)
+    numpy_scorer, _ = network.config_scorer(configs.Demo2det, debug=True, device_preprocess=False)
+    torch_scorer, _ = network.config_scorer(configs.Demo2det, debug=True, device_preprocess=True)
     expected = numpy_scorer(batch, psd)
     np.testing.assert_allclose(torch_scorer(batch, psd), expected, rtol=1e-4, atol=1e-4)
     assert np.ptp(expected) > 1e-3  # the windows differ, so the comparison means something

@@ -14,10 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import noise_model  # noqa: E402
-import signal_bank  # noqa: E402
-import simulate  # noqa: E402
-from utils import DETECTORS, N_SAMPLES, example_path  # noqa: E402
+from g2net.simulation import banks as sim_banks
+from g2net.simulation import layout
+from g2net.simulation import noise as sim_noise
+from g2net.simulation import priors as sim_priors
+from g2net.simulation import pycbc_engine
+import simulate
+from utils import DETECTORS, N_SAMPLES, G2NetError, example_path  # noqa: E402
 
 K, BANK_SEED = 6, 21
 N_TRAIN, N_TEST, SEED = 14, 6, 5  # 7 + 3 positives: each bank row used once or twice
@@ -37,8 +40,8 @@ def bank_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bank(bank_path) -> signal_bank.SignalBank:
-    return signal_bank.load_signal_bank(bank_path)
+def bank(bank_path) -> sim_banks.SignalBank:
+    return sim_banks.load_signal_bank(bank_path)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +58,15 @@ def test_bank_is_compact_and_byte_identical_whatever_the_workers(bank_path, bank
     assert other.read_bytes() == bank_path.read_bytes()
     assert not list(bank_path.parent.glob(".*.tmp"))
     # float16 codes (24,576 bytes) + a float32 scale + 16 parameters: ~24.7 KB a signal
-    per_signal = 2 * len(DETECTORS) * N_SAMPLES + 4 + 8 * (len(signal_bank.BANK_COLUMNS) - 1)
+    per_signal = 2 * len(DETECTORS) * N_SAMPLES + 4 + 8 * (len(sim_banks.BANK_COLUMNS) - 1)
     assert K * per_signal < bank_path.stat().st_size < K * per_signal + 12_000
     assert bank.decode().shape == (K, 3, N_SAMPLES) and bank.decode().dtype == np.float64
-    assert list(bank.table.columns) == signal_bank.BANK_COLUMNS and len(bank.table) == K
+    assert list(bank.table.columns) == sim_banks.BANK_COLUMNS and len(bank.table) == K
     meta = bank.metadata
     assert (meta["format"], meta["format_version"], meta["seed"], meta["n_signals"]) == \
-        (signal_bank.BANK_FORMAT, signal_bank.BANK_FORMAT_VERSION, BANK_SEED, K)
+        (sim_banks.BANK_FORMAT, sim_banks.BANK_FORMAT_VERSION, BANK_SEED, K)
     assert (meta["approximant"], meta["sample_rate"], meta["n_samples"]) == ("IMRPhenomD", 2048, 4096)
-    priors = simulate.Priors()
+    priors = sim_priors.Priors()
     assert bank.table["snr_network"].between(*priors.snr_range).all()
     assert bank.table["mass1"].between(*priors.mass_range).all()
 
@@ -72,19 +75,19 @@ def test_bank_signals_are_the_pycbc_signals_within_quantisation(bank):
     for row in range(K):
         stored = bank.signal(row)
         # drawn exactly as simulate draws a positive (same function, the bank's own stream) ...
-        signal, params = simulate.draw_positive(signal_bank.bank_generator(BANK_SEED, row),
-                                                simulate.Priors(), "IMRPhenomD", "test")
+        signal, params = pycbc_engine.draw_positive(sim_banks.bank_generator(BANK_SEED, row),
+                                                sim_priors.Priors(), "IMRPhenomD", "test")
         assert params == pytest.approx(bank.table.iloc[row].to_dict())
         peak = np.abs(signal).max()
         assert np.abs(stored - signal).max() <= 2.5e-4 * peak  # float16: 2^-12 of the peak
         # ... and PyCBC rebuilds it from the stored parameters alone
-        rebuilt = simulate.injection_signal(bank.table.iloc[row])
+        rebuilt = pycbc_engine.injection_signal(bank.table.iloc[row])
         assert np.abs(stored - rebuilt).max() <= 1e-3 * np.abs(rebuilt).max()
 
 
 def test_stored_signals_have_the_table_snr(bank):
     for row in range(K):
-        per_detector, network = simulate.optimal_snr(bank.signal(row))
+        per_detector, network = pycbc_engine.optimal_snr(bank.signal(row))
         table = bank.table.iloc[row]
         assert network == pytest.approx(table["snr_network"], rel=0.01)
         np.testing.assert_allclose(per_detector, table[[f"snr_{d}" for d in DETECTORS]].astype(float),
@@ -92,20 +95,20 @@ def test_stored_signals_have_the_table_snr(bank):
 
 
 def test_bank_data_is_regenerated_noise_plus_the_bank_signal(bank_data, bank):
-    injections = simulate.load_injections(bank_data / "injections.csv")
-    assert list(injections.columns) == [*simulate.INJECTION_COLUMNS, signal_bank.BANK_ROW_COLUMN]
+    injections = layout.load_injections(bank_data / "injections.csv")
+    assert list(injections.columns) == [*layout.INJECTION_COLUMNS, sim_banks.BANK_ROW_COLUMN]
     # ids and targets are those of a normal run with this seed
-    assert injections["id"].tolist() == simulate.make_ids(SEED, N_TRAIN + N_TEST)
-    assert injections["target"].tolist() == simulate.make_targets(SEED, N_TRAIN, N_TEST, 0.5).tolist()
+    assert injections["id"].tolist() == layout.make_ids(SEED, N_TRAIN + N_TEST)
+    assert injections["target"].tolist() == layout.make_targets(SEED, N_TRAIN, N_TEST, 0.5).tolist()
     train = pd.read_csv(bank_data / "training_labels.csv", dtype={"id": str})
     assert train["id"].tolist() == injections["id"][:N_TRAIN].tolist()
     for index, row in injections.iterrows():
         data = np.load(example_path(bank_data, row["split"], row["id"]))
         assert data.shape == (3, N_SAMPLES) and data.dtype == np.float64
-        noise = noise_model.colored_noise(simulate.example_generators(SEED, index)[1])
+        noise = sim_noise.colored_noise(pycbc_engine.example_generators(SEED, index)[1])
         if row["target"] == 0:
             assert np.array_equal(data, noise)
-            assert row[signal_bank.BANK_COLUMNS + [signal_bank.BANK_ROW_COLUMN]].isna().all()
+            assert row[sim_banks.BANK_COLUMNS + [sim_banks.BANK_ROW_COLUMN]].isna().all()
         else:
             assert np.array_equal(data, noise + bank.signal(int(row["bank_row"])))
     positives = injections[injections["target"] == 1]
@@ -114,17 +117,17 @@ def test_bank_data_is_regenerated_noise_plus_the_bank_signal(bank_data, bank):
     assert set(uses) <= {n // K, -(-n // K)} and uses.sum() == n
     # the table of each positive is its bank row: the truth of the injected signal
     expected = bank.table.iloc[positives["bank_row"].astype(int)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(positives[signal_bank.BANK_COLUMNS].reset_index(drop=True), expected,
+    pd.testing.assert_frame_equal(positives[sim_banks.BANK_COLUMNS].reset_index(drop=True), expected,
                                   check_dtype=False, rtol=1e-15)
 
 
 def test_bank_rows_use_every_row_before_repeating_one():
-    rows = signal_bank.bank_rows(3, 23, 5)
+    rows = sim_banks.bank_rows(3, 23, 5)
     for cycle in range(4):
         assert sorted(rows[5 * cycle:5 * cycle + 5]) == list(range(5))
     assert sorted(np.bincount(rows)) == [4, 4, 5, 5, 5]  # floor(23 / 5) or ceil(23 / 5) each
-    assert np.array_equal(rows, signal_bank.bank_rows(3, 23, 5))
-    assert not np.array_equal(rows, signal_bank.bank_rows(4, 23, 5))
+    assert np.array_equal(rows, sim_banks.bank_rows(3, 23, 5))
+    assert not np.array_equal(rows, sim_banks.bank_rows(4, 23, 5))
 
 
 def test_bank_data_is_byte_identical_whatever_the_workers(bank_data, bank_path, tmp_path):
@@ -157,11 +160,11 @@ def test_bank_data_needs_neither_pycbc_nor_lal(bank_data, bank_path, tmp_path):
 
 def forged_bank(bank_path: Path, path: Path, rows: slice = slice(None), **metadata) -> Path:
     """A copy of the test bank with some rows and some metadata changed."""
-    bank = signal_bank.load_signal_bank(bank_path)
+    bank = sim_banks.load_signal_bank(bank_path)
     with np.load(bank_path) as archive:
         codes, scales = archive["signals"][rows], archive["scales"][rows]
     meta = {**bank.metadata, "n_signals": len(codes), **metadata}
-    signal_bank.write_signal_bank(path, codes, scales, bank.table.iloc[rows], meta)
+    sim_banks.write_signal_bank(path, codes, scales, bank.table.iloc[rows], meta)
     return path
 
 
@@ -196,7 +199,7 @@ def test_an_empty_bank_still_makes_negatives(bank_path, tmp_path):
     empty = forged_bank(bank_path, tmp_path / "empty.npz", rows=slice(0, 0))
     simulate.main(["--out", str(tmp_path / "out"), "--signal-bank", str(empty), "--workers", "1",
                    "--positive-fraction", "0", *DATA_ARGS])
-    assert (simulate.load_injections(tmp_path / "out" / "injections.csv")["target"] == 0).all()
+    assert (layout.load_injections(tmp_path / "out" / "injections.csv")["target"] == 0).all()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -229,10 +232,10 @@ def test_bad_bank_options_are_one_clear_error(bank_path, tmp_path, capsys, argv,
 
 
 def test_the_python_api_refuses_priors_with_a_bank(bank, tmp_path):
-    with pytest.raises(simulate.G2NetError, match="fixes the priors"):
-        simulate.simulate(tmp_path / "o", 2, 0, 1, simulate.Priors(snr_range=(4.0, 8.0)),
+    with pytest.raises(G2NetError, match="fixes the priors"):
+        pycbc_engine.simulate(tmp_path / "o", 2, 0, 1, sim_priors.Priors(snr_range=(4.0, 8.0)),
                           signal_bank=bank, progress=False)
-    summary = simulate.simulate(tmp_path / "o", 2, 0, 1, simulate.Priors(positive_fraction=1.0),
+    summary = pycbc_engine.simulate(tmp_path / "o", 2, 0, 1, sim_priors.Priors(positive_fraction=1.0),
                                 signal_bank=bank, progress=False)
     assert summary["positives"] == 2 and summary["bank_signals"] == K
     assert json.loads(json.dumps(bank.metadata))["priors"]["snr_range"] == [5.0, 20.0]

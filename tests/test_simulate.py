@@ -13,8 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import noise_model  # noqa: E402
-import simulate  # noqa: E402
+from g2net.simulation import layout
+from g2net.simulation import noise as sim_noise
+from g2net.simulation import physics as sim_physics
+from g2net.simulation import priors as sim_priors
+from g2net.simulation import pycbc_engine
+import simulate
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, example_path  # noqa: E402
 
 N_TRAIN, N_TEST, SEED = 24, 8, 11
@@ -30,7 +34,7 @@ def sim_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def injections(sim_dir) -> pd.DataFrame:
-    return simulate.load_injections(sim_dir / "injections.csv")
+    return layout.load_injections(sim_dir / "injections.csv")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def test_layout_ids_dtypes_and_tables(sim_dir, injections):
     assert list(test.columns) == ["id", "target"] and len(test) == N_TEST
     assert list(submission.columns) == ["id", "target"] and (submission["target"] == 0.5).all()
     assert submission["id"].tolist() == test["id"].tolist()
-    assert list(injections.columns) == simulate.INJECTION_COLUMNS
+    assert list(injections.columns) == layout.INJECTION_COLUMNS
     assert injections["id"].tolist() == train["id"].tolist() + test["id"].tolist()
     ids = injections["id"]
     assert ids.is_unique and all(re.fullmatch(r"[0-9a-f]{10}", i) for i in ids)
@@ -64,15 +68,15 @@ def test_layout_ids_dtypes_and_tables(sim_dir, injections):
             assert data.shape == (3, N_SAMPLES) and data.dtype == np.float64
             assert np.all(np.isfinite(data)) and 1e-22 < data.std() < 1e-19  # raw strain
     assert not list(sim_dir.rglob(".*.tmp"))
-    physics = simulate.INJECTION_COLUMNS[3:]
+    physics = layout.INJECTION_COLUMNS[3:]
     negatives = injections[injections["target"] == 0]
     assert negatives[physics].isna().all().all()
     assert injections.loc[injections["target"] == 1, physics].notna().all().all()
 
 
 def test_parameters_respect_the_priors(positives):
-    priors = simulate.Priors()
-    assert (positives["approximant"] == simulate.DEFAULT_APPROXIMANT).all()
+    priors = sim_priors.Priors()
+    assert (positives["approximant"] == sim_physics.DEFAULT_APPROXIMANT).all()
     assert (positives["mass1"] >= positives["mass2"]).all()
     assert positives[["mass1", "mass2"]].stack().between(*priors.mass_range).all()
     assert positives[["spin1z", "spin2z"]].stack().between(*priors.spin_range).all()
@@ -127,7 +131,7 @@ def test_snr_recomputed_with_pycbc_matches_the_table(positives, recomputed):
     from pycbc.filter import sigma
     from pycbc.types import TimeSeries
 
-    psds = [noise_model.detector_psd(name, SAMPLE_RATE / N_SAMPLES, N_SAMPLES // 2 + 1,
+    psds = [sim_noise.detector_psd(name, SAMPLE_RATE / N_SAMPLES, N_SAMPLES // 2 + 1,
                                      low_frequency_cutoff=20.0) for name in DETECTORS]
     for _, row in positives.iterrows():
         per_detector = [sigma(TimeSeries(strain, delta_t=1.0 / SAMPLE_RATE), psd=psd,
@@ -143,19 +147,19 @@ def test_stored_data_is_noise_plus_the_row_signal(sim_dir, injections, recompute
     """From the injections.csv columns alone the injected signal comes back (to rounding)."""
     for index, row in injections.iterrows():
         data = np.load(example_path(sim_dir, row["split"], row["id"]))
-        _, noise_rng = simulate.example_generators(SEED, index)
-        residual = data - noise_model.colored_noise(noise_rng)
+        _, noise_rng = pycbc_engine.example_generators(SEED, index)
+        residual = data - sim_noise.colored_noise(noise_rng)
         if row["target"] == 0:
             assert np.all(residual == 0)
             continue
-        signal = simulate.injection_signal(row)
+        signal = pycbc_engine.injection_signal(row)
         np.testing.assert_allclose(residual, signal, rtol=0, atol=1e-9 * np.abs(signal).max())
         # PyCBC on the uncropped waveform agrees to ~1e-3: LAL's projection evaluates the moving
         # light-travel delay on a grid anchored at the series start (simulate.py crops first),
         # a microsecond-level difference
         full = recomputed[row["id"]]
         assert np.linalg.norm(signal - full) < 1e-2 * np.linalg.norm(full)
-        assert simulate.optimal_snr(signal)[1] == pytest.approx(row["snr_network"], rel=1e-6)
+        assert pycbc_engine.optimal_snr(signal)[1] == pytest.approx(row["snr_network"], rel=1e-6)
 
 
 def arrival_time(strain: np.ndarray, upsample: int = 16) -> float:
@@ -186,11 +190,11 @@ def test_other_approximant_and_snr_distribution(tmp_path):
     simulate.main(["--out", str(out), "--n-train", "4", "--n-test", "0", "--seed", "3", "--workers", "1",
                    "--approximant", "IMRPhenomT", "--snr-range", "30", "40", "--snr-distribution",
                    "powerlaw", "--positive-fraction", "1", "--no-progress"])
-    table = simulate.load_injections(out / "injections.csv")
+    table = layout.load_injections(out / "injections.csv")
     assert (table["target"] == 1).all() and (table["approximant"] == "IMRPhenomT").all()
     assert table["snr_network"].between(30, 40).all()
     row = table.iloc[0]
-    assert simulate.optimal_snr(simulate.injection_signal(row))[1] == pytest.approx(row["snr_network"], rel=1e-6)
+    assert pycbc_engine.optimal_snr(pycbc_engine.injection_signal(row))[1] == pytest.approx(row["snr_network"], rel=1e-6)
     # no test examples: no test side at all, and prep_data.py prepares the training side alone
     import prep_data
 
@@ -206,9 +210,9 @@ def test_other_approximant_and_snr_distribution(tmp_path):
 
 def test_snr_distributions_have_the_right_shape():
     rng = np.random.default_rng(0)
-    draws = {name: np.array([simulate.draw_snr(rng, simulate.Priors(snr_range=(5.0, 20.0),
+    draws = {name: np.array([sim_priors.draw_snr(rng, sim_priors.Priors(snr_range=(5.0, 20.0),
                                                                     snr_distribution=name))
-                             for _ in range(4000)]) for name in simulate.SNR_DISTRIBUTIONS}
+                             for _ in range(4000)]) for name in sim_priors.SNR_DISTRIBUTIONS}
     assert np.median(draws["uniform"]) == pytest.approx(12.5, abs=0.4)
     assert np.median(draws["loguniform"]) == pytest.approx(10.0, abs=0.4)
     # p ~ snr^-4: median where the cumulative (5^-3 - s^-3) / (5^-3 - 20^-3) is one half
@@ -255,7 +259,7 @@ def test_replaces_a_simulation_but_not_other_data(tmp_path, capsys):
     ids = pd.read_csv(out / "training_labels.csv", dtype={"id": str})["id"]
     assert sorted(p.stem for p in (out / "train").rglob("*.npy")) == sorted(ids)
     (out / "injections.csv").unlink()  # now it looks like someone else's competition folder
-    (out / simulate.RUN_FILE).unlink()
+    (out / layout.RUN_FILE).unlink()
     with pytest.raises(SystemExit):
         simulate.main([*small, "--n-train", "2", "--seed", "3"])
     assert "--overwrite" in capsys.readouterr().err

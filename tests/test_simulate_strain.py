@@ -6,27 +6,29 @@ import h5py
 import numpy as np
 import pytest
 
-import noise_model
-import spectral
+from g2net.simulation import noise as sim_noise
+from g2net.simulation import strain
+from g2net import spectral
 import simulate_strain as ss
-from strain_io import StrainFile
+from g2net.search.strain_io import StrainFile, parse_detectors
+from g2net.simulation.priors import Priors
 from utils import G2NetError
 
 
 def test_streamed_noise_has_no_seams():
     """Chunks of any size continue one stream: the same samples as one long call."""
-    whole = ss.StreamingNoise(("H1", "L1"), np.random.default_rng(3))(20000)
-    stream = ss.StreamingNoise(("H1", "L1"), np.random.default_rng(3))
+    whole = sim_noise.StreamingNoise(("H1", "L1"), np.random.default_rng(3))(20000)
+    stream = sim_noise.StreamingNoise(("H1", "L1"), np.random.default_rng(3))
     parts = np.concatenate([stream(n) for n in (1, 4095, 7000, 8904)], axis=-1)
     np.testing.assert_allclose(parts, whole, rtol=1e-9, atol=1e-12 * np.abs(whole).max())
 
 
 def test_streamed_noise_asd_matches_the_noise_model():
     """512 s of streamed noise, cut into 2 s windows, estimates the calibrated table's PSD."""
-    noise = ss.StreamingNoise(("H1", "L1", "V1"), np.random.default_rng(11))
+    noise = sim_noise.StreamingNoise(("H1", "L1", "V1"), np.random.default_rng(11))
     x = np.concatenate([noise(2048 * 64) for _ in range(8)], axis=-1)
     windows = x.reshape(3, -1, 4096).transpose(1, 0, 2)
-    ratio = spectral.estimate_psd(windows) / noise_model.psd_array()
+    ratio = spectral.estimate_psd(windows) / sim_noise.psd_array()
     freqs = np.fft.rfftfreq(4096, 1 / 2048)
     for low, high in [(20, 60), (60, 150), (150, 400), (400, 1000)]:
         band = (freqs >= low) & (freqs < high)
@@ -47,8 +49,8 @@ def test_layout_injections_and_signals(tmp_path):
     with StrainFile(tmp_path / "near" / "foreground.hdf", ("H1", "L1"), 2048) as fg, \
             StrainFile(tmp_path / "near" / "background.hdf", ("H1", "L1"), 2048) as bg, \
             StrainFile(tmp_path / "far" / "foreground.hdf") as far:
-        assert [(s.start_time, s.duration) for s in fg.segments] == [(ss.DEFAULT_START, 45.0),
-                                                                      (ss.DEFAULT_START + 55, 45.0)]
+        assert [(s.start_time, s.duration) for s in fg.segments] == [(strain.DEFAULT_START, 45.0),
+                                                                      (strain.DEFAULT_START + 55, 45.0)]
         assert fg.segments == bg.segments
         with h5py.File(tmp_path / "near" / "injections.hdf") as f:
             table = {k: f[k][()] for k in f.keys()}
@@ -60,7 +62,7 @@ def test_layout_injections_and_signals(tmp_path):
         np.testing.assert_allclose(table["snr_network"], np.hypot(table["snr_H1"], table["snr_L1"]))
         mchirp = (table["mass1"] * table["mass2"]) ** 0.6 / (table["mass1"] + table["mass2"]) ** 0.2
         np.testing.assert_allclose(table["distance"],
-                                   table["chirp_distance"] * (mchirp / ss.MCHIRP_BNS) ** (5 / 6))
+                                   table["chirp_distance"] * (mchirp / strain.MCHIRP_BNS) ** (5 / 6))
         assert np.all((table["chirp_distance"] >= 5) & (table["chirp_distance"] <= 8))
         for s in fg.segments:
             inside = (table["tc"] >= s.start_time) & (table["tc"] <= s.end_time)
@@ -68,16 +70,16 @@ def test_layout_injections_and_signals(tmp_path):
             assert np.all(table["tc"][inside] <= s.end_time - 3)
         assert sum(((table["tc"] >= s.start_time) & (table["tc"] <= s.end_time)).sum()
                    for s in fg.segments) == n
-        plan = ss.StrainPlan(("H1", "L1"), ss.plan_segments(90, 45, 10, ss.DEFAULT_START), 4,
-                             "IMRPhenomD", (5.0, 8.0), 3.0, ss.simulate.Priors())
+        plan = strain.StrainPlan(("H1", "L1"), strain.plan_segments(90, 45, 10, strain.DEFAULT_START), 4,
+                             "IMRPhenomD", (5.0, 8.0), 3.0, Priors())
         for seg in fg.segments:
             diff = fg.read(seg) - far.read(seg)
             expected = np.zeros_like(diff)
-            for number, (index, tc) in enumerate(ss.injection_times(plan)):
+            for number, (index, tc) in enumerate(strain.injection_times(plan)):
                 if fg.segments[index] != seg:
                     continue
-                params = ss.draw_injection(plan, number, tc)
-                first, signal, snrs = ss.injection_on_grid(plan, params, seg.start_time)
+                params = strain.draw_injection(plan, number, tc)
+                first, signal, snrs = strain.injection_on_grid(plan, params, seg.start_time)
                 np.testing.assert_allclose(snrs, [table["snr_H1"][number], table["snr_L1"][number]])
                 lo, hi = max(0, first), min(seg.n_samples, first + signal.shape[-1])
                 expected[:, lo:hi] += signal[:, lo - first:hi - first]
@@ -92,7 +94,7 @@ def test_layout_injections_and_signals(tmp_path):
 def test_same_seed_same_bytes_and_refusals(tmp_path):
     _run(tmp_path / "a", seed=9)
     _run(tmp_path / "b", seed=9)
-    for name in ss.FILE_NAMES:
+    for name in strain.FILE_NAMES:
         with h5py.File(tmp_path / "a" / name) as fa, h5py.File(tmp_path / "b" / name) as fb:
             keys = []
             fa.visit(keys.append)
@@ -102,6 +104,6 @@ def test_same_seed_same_bytes_and_refusals(tmp_path):
     with pytest.raises(SystemExit):
         _run(tmp_path / "a", seed=9)  # exists: refused, not overwritten
     with pytest.raises(G2NetError, match="--detectors"):
-        ss.parse_detectors("H1,X1")
+        parse_detectors("H1,X1")
     with pytest.raises(G2NetError, match="whole number"):
-        ss.plan_segments(10.5, None, 0, 0)
+        strain.plan_segments(10.5, None, 0, 0)

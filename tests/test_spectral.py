@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import noise_model
-import spectral
+from g2net.simulation import noise as sim_noise
+from g2net import spectral
+from g2net import whitening
 import transforms as T
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
 
@@ -33,14 +34,14 @@ def steep_psd(n_samples: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def simulator_noise() -> np.ndarray:
     rng = np.random.default_rng(11)
-    return np.stack([noise_model.colored_noise(rng) for _ in range(64)])
+    return np.stack([sim_noise.colored_noise(rng) for _ in range(64)])
 
 
 def test_whitened_simulator_noise_has_unit_variance_per_sample(simulator_noise):
     """The estimate, the 'simulator' PSD and whitening share one convention: the simulator's noise
     comes out white with unit variance per sample where the window is one, in every detector."""
-    window, gain = spectral.whitening_kernel("simulator", N)
-    white = spectral.whiten(simulator_noise, window, gain)
+    window, gain = whitening.whitening_kernel("simulator", N)
+    white = whitening.whiten(simulator_noise, window, gain)
     assert white.shape == simulator_noise.shape and white.dtype == np.float64
     middle = white[..., N // 8: 7 * N // 8]
     np.testing.assert_allclose(middle.var(axis=(0, 2)), 1.0, atol=0.05)
@@ -49,9 +50,9 @@ def test_whitened_simulator_noise_has_unit_variance_per_sample(simulator_noise):
 
 
 def test_numpy_and_torch_whitening_agree(simulator_noise):
-    window, gain = spectral.whitening_kernel("simulator", N)
-    want = spectral.whiten(simulator_noise[:8], window, gain)
-    got = spectral.whiten_torch(torch.from_numpy(simulator_noise[:8]), torch.from_numpy(window),
+    window, gain = whitening.whitening_kernel("simulator", N)
+    want = whitening.whiten(simulator_noise[:8], window, gain)
+    got = whitening.whiten_torch(torch.from_numpy(simulator_noise[:8]), torch.from_numpy(window),
                                 torch.from_numpy(gain).to(torch.complex128)).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
     # the transforms are thin wrappers: the same numbers, bit for bit in numpy
@@ -72,12 +73,12 @@ def test_expected_estimate_psd_is_exact():
     flat = np.full((3, 2 * N + 1), 3e-47)
     np.testing.assert_allclose(spectral.expected_estimate_psd(flat, N, FS), 3e-47, rtol=1e-9)
     rng = np.random.default_rng(2)
-    noise = np.stack([noise_model.colored_noise(rng, N, FS) for _ in range(256)])
-    ratio = spectral.estimate_psd(noise) / spectral.load_psd("simulator")
+    noise = np.stack([sim_noise.colored_noise(rng, N, FS) for _ in range(256)])
+    ratio = spectral.estimate_psd(noise) / whitening.load_psd("simulator")
     # every bin: a mean of 256 chi-squared(2)/2 variables, relative spread 1/16
     assert abs(ratio.mean() - 1) < 0.01 and abs(ratio.std() - 1 / 16) < 0.01
     bands = band_levels(spectral.estimate_psd(noise), 0, 1020) / band_levels(
-        spectral.load_psd("simulator"), 0, 1020)
+        whitening.load_psd("simulator"), 0, 1020)
     assert np.all(np.abs(bands - 1) < 0.1), "walls, bumps and lines included"
     with pytest.raises(ValueError, match="twice as fine"):
         spectral.expected_estimate_psd(np.ones((3, N // 2 + 1)), N, FS)
@@ -122,24 +123,24 @@ def test_load_psd_errors_by_layer(tmp_path, monkeypatch):
     monkeypatch.setenv("G2NET_INPUT_DIR", str(tmp_path))
     psd = steep_psd(N)
     np.save(tmp_path / "psd.npy", psd)
-    np.testing.assert_array_equal(spectral.load_psd("psd.npy"), psd)
-    np.testing.assert_array_equal(spectral.load_psd(torch.from_numpy(psd)), psd)
+    np.testing.assert_array_equal(whitening.load_psd("psd.npy"), psd)
+    np.testing.assert_array_equal(whitening.load_psd(torch.from_numpy(psd)), psd)
     with pytest.raises(G2NetError, match="prep_data.py --psd"):
-        spectral.load_psd("missing.npy")
+        whitening.load_psd("missing.npy")
     (tmp_path / "broken.npy").write_bytes(b"not a numpy file")
     with pytest.raises(G2NetError, match="cannot read PSD file"):
-        spectral.load_psd("broken.npy")
+        whitening.load_psd("broken.npy")
     np.save(tmp_path / "short.npy", psd[:, :100])
     with pytest.raises(G2NetError, match=r"\(3, 2049\)"):
-        spectral.load_psd("short.npy")
+        whitening.load_psd("short.npy")
     with pytest.raises(ValueError, match=r"\(3, 2049\)"):
-        spectral.load_psd(psd[:, :100])
-    assert spectral.load_psd("simulator", 1024).shape == (3, 513)
+        whitening.load_psd(psd[:, :100])
+    assert whitening.load_psd("simulator", 1024).shape == (3, 513)
 
 
 def test_noise_model_draws_noise_whose_expected_estimate_is_the_table():
     """noise_model's generating PSD goes through spectral's leakage map back to its table."""
-    expected = spectral.load_psd("simulator")
+    expected = whitening.load_psd("simulator")
     band = (FREQS >= 20) & (FREQS <= 1000)
-    ratio = expected[:, band] / noise_model.psd_array()[:, band]
+    ratio = expected[:, band] / sim_noise.psd_array()[:, band]
     assert np.median(np.abs(ratio - 1)) < 0.01

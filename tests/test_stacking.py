@@ -11,6 +11,7 @@ from nbclient import NotebookClient
 from sklearn.metrics import roc_auc_score
 
 import stacking
+import g2net.stacking
 from utils import G2NetError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def check_submission(path: Path, world: FakeWorld) -> pd.DataFrame:
 
 def test_stack_matches_best_single_model_when_models_disagree(world):
     world.add_disagreeing_pair()
-    outcome = stacking.run_stacking(printer=lambda line: None)
+    outcome = g2net.stacking.run_stacking(printer=lambda line: None)
     report = outcome.report.set_index("name")
     best_single = report.loc[["model_a", "model_b"], "oof_auc"].max()
     assert 0.75 < best_single < 0.9
@@ -110,14 +111,14 @@ def test_stacked_oof_auc_is_cross_fitted_not_in_sample(world):
     nowhere = np.zeros(len(world.y), bool)
     for i in range(10):
         world.add_model(f"noise_{i}", nowhere, np.zeros(len(world.y_test), bool))
-    inputs = stacking.load_inputs()
-    experiments, _ = stacking.load_experiments(None, inputs, printer=lambda line: None)
-    stack = stacking.ridge_stack(experiments, inputs, world.folds)
+    inputs = g2net.stacking.load_inputs()
+    experiments, _ = g2net.stacking.load_experiments(None, inputs, printer=lambda line: None)
+    stack = g2net.stacking.ridge_stack(experiments, inputs, world.folds)
     oof_matrix = np.stack([exp.oof for exp in experiments], axis=1)
     in_sample = np.empty(len(world.y))
     for k in range(CV):
         rows = world.folds == k
-        in_sample[rows] = stacking.minmax(oof_matrix[rows] @ stack.coefficients.loc[k].to_numpy())
+        in_sample[rows] = g2net.stacking.minmax(oof_matrix[rows] @ stack.coefficients.loc[k].to_numpy())
     honest = roc_auc_score(world.y, stack.oof)
     assert abs(honest - 0.5) < 0.07
     assert roc_auc_score(world.y, in_sample) > honest + 0.05
@@ -125,9 +126,9 @@ def test_stacked_oof_auc_is_cross_fitted_not_in_sample(world):
 
 def test_single_model_stack_is_mean_of_minmax_scaled_fold_predictions(world):
     world.add_model("solo", np.ones(len(world.y), bool), np.ones(len(world.y_test), bool))
-    inputs = stacking.load_inputs()
-    experiments, _ = stacking.load_experiments(["solo"], inputs, printer=lambda line: None)
-    stack = stacking.ridge_stack(experiments, inputs, world.folds)
+    inputs = g2net.stacking.load_inputs()
+    experiments, _ = g2net.stacking.load_experiments(["solo"], inputs, printer=lambda line: None)
+    stack = g2net.stacking.ridge_stack(experiments, inputs, world.folds)
     probabilities = logistic(np.load(world.results / "solo" / "predictions.npy")[..., 0])
     scaled = [(p - p.min()) / (p.max() - p.min()) for p in probabilities]
     np.testing.assert_allclose(stack.test, np.mean(scaled, axis=0), atol=1e-6)
@@ -174,8 +175,8 @@ def test_default_models_prefer_tta_and_skip_incomplete_folders(world):
                     suffix="_tta")
     world.add("only_test", None, np.zeros((1, len(world.y_test))), folds=False)
     (world.results / "empty").mkdir()
-    assert stacking.discover_experiments() == ["model_a", "model_b"]
-    outcome = stacking.run_stacking(printer=lambda line: None)
+    assert g2net.stacking.discover_experiments() == ["model_a", "model_b"]
+    outcome = g2net.stacking.run_stacking(printer=lambda line: None)
     report = outcome.report.set_index("name")
     assert report.loc["model_a", "source"] == "outoffolds_tta.npy / predictions_tta.npy"
     assert report.loc["model_b", "source"] == "outoffolds.npy / predictions.npy"
@@ -195,7 +196,7 @@ def test_default_skips_debug_runs_and_blends_only_complete_experiments(world, ca
     test[3] = np.nan
     np.save(partial / "predictions.npy", test)
 
-    outcome = stacking.run_stacking()
+    outcome = g2net.stacking.run_stacking()
     out = capsys.readouterr().out
     assert "skipping model_a_debug: experiment 'model_a_debug': predictions.npy has shape (2, 128, 1)" in out
     assert "skipping partial in the blends: test predictions of folds [3] are NaN" in out
@@ -215,7 +216,7 @@ def test_matched_filter_layout_joins_the_stack_with_the_others_folds(world):
     scores = world.logits(everywhere, world.y, 1.0)
     world.add("matched_filter", scores, world.logits(np.ones(len(world.y_test), bool),
                                                      world.y_test, 1.0)[None], folds=False)
-    outcome = stacking.run_stacking(printer=lambda line: None)
+    outcome = g2net.stacking.run_stacking(printer=lambda line: None)
     stack = outcome.blends[0]
     assert list(stack.coefficients.columns) == ["matched_filter", "model_a", "model_b"]
     assert (stack.coefficients["matched_filter"] > 0).all()
@@ -224,12 +225,12 @@ def test_matched_filter_layout_joins_the_stack_with_the_others_folds(world):
     assert report.loc["ridge_stack", "oof_auc"] >= report.loc["model_a", "oof_auc"] - 0.005
     # alone it has no folds to fit the ridge per fold on
     with pytest.raises(G2NetError, match="no stacked experiment has folds.npy.*matched_filter"):
-        stacking.run_stacking(["matched_filter"], printer=lambda line: None)
+        g2net.stacking.run_stacking(["matched_filter"], printer=lambda line: None)
 
 
 def test_submit_another_blend(world):
     world.add_disagreeing_pair()
-    outcome = stacking.run_stacking(submit="rank_mean", printer=lambda line: None)
+    outcome = g2net.stacking.run_stacking(submit="rank_mean", printer=lambda line: None)
     rank_mean = outcome.blends[2]
     submission = check_submission(outcome.paths["submission"], world)
     expected = pd.Series(rank_mean.test, index=world.test_ids).reindex(world.sample_ids)
@@ -245,21 +246,21 @@ def test_errors_are_clear(world, capsys):
     world.add_model("no_folds", np.ones(len(world.y), bool), np.ones(len(world.y_test), bool),
                     folds=False)
     with pytest.raises(G2NetError, match="no stacked experiment has folds.npy.*no_folds"):
-        stacking.run_stacking(printer=lambda line: None)
+        g2net.stacking.run_stacking(printer=lambda line: None)
 
     world.add("short", np.zeros(len(world.y)), np.zeros((CV, 10)))
     with pytest.raises(G2NetError, match=r"'short'.*expected \(cv, 400, 1\)"):
-        stacking.run_stacking(["short"], printer=lambda line: None)
+        g2net.stacking.run_stacking(["short"], printer=lambda line: None)
 
     with pytest.raises(G2NetError, match="none of the experiments has usable predictions.*not found: ghost"):
-        stacking.run_stacking(["ghost"], printer=lambda line: None)
+        g2net.stacking.run_stacking(["ghost"], printer=lambda line: None)
 
 
 def test_other_folds_are_refused(world):
     world.add_disagreeing_pair()
     np.save(world.results / "model_b" / "folds.npy", np.roll(world.folds, 1))
     with pytest.raises(G2NetError, match="model_b used other folds than model_a"):
-        stacking.run_stacking(printer=lambda line: None)
+        g2net.stacking.run_stacking(printer=lambda line: None)
 
 
 def test_notebook_runs_headless_and_writes_a_valid_submission(world):

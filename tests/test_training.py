@@ -17,8 +17,8 @@ from torch import nn
 from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
 
 import configs
-import runner
-import runtime
+from g2net.training import runner
+from g2net.training import runtime as rt
 from utils import G2NetError
 
 
@@ -190,9 +190,9 @@ def test_limit_fold_out_of_range_is_refused(experiment_env):
 
 
 def test_gpu_runs_move_exact_preprocessing_to_the_device_and_cpu_runs_do_not():
-    cpu = runtime.Runtime(torch.device("cpu"), 0)
-    assert runtime.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
-    moved = runtime.for_device(configs.Seq03aug3, runtime.Runtime(torch.device("cuda", 0), 0))
+    cpu = rt.Runtime(torch.device("cpu"), 0)
+    assert rt.for_device(configs.Seq03aug3, cpu) is configs.Seq03aug3
+    moved = rt.for_device(configs.Seq03aug3, rt.Runtime(torch.device("cuda", 0), 0))
     assert issubclass(moved, configs.Seq03aug3) and moved.name == "Seq03aug3"
     steps = [type(s).__name__ for s in moved.transforms["gpu"].steps]
     assert steps == ["Normalize", "BandPass"]
@@ -215,7 +215,7 @@ def test_demo_learns_well_above_chance(tmp_path):
 
 
 def test_snapshot_callbacks_write_what_they_say(experiment_env):
-    from callbacks import SaveAllSnapshots, SaveEveryEpoch
+    from g2net.training.callbacks import SaveAllSnapshots, SaveEveryEpoch
 
     class EveryEpoch(configs.Debug):
         name = "EveryEpoch"

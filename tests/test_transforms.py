@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import spectral
+from g2net import spectral
 import transforms as T
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
+from g2net.simulation import noise as sim_noise
 
 FS = SAMPLE_RATE
 N = N_SAMPLES
@@ -356,10 +357,9 @@ def test_whiten_gives_unit_variance_flat_noise():
 
 
 def test_whiten_flattens_the_simulator_noise():
-    import noise_model
 
     rng = np.random.default_rng(1)
-    noise = np.stack([noise_model.colored_noise(rng, N, FS) for _ in range(64)])
+    noise = np.stack([sim_noise.colored_noise(rng, N, FS) for _ in range(64)])
     whiten = T.Whiten(psd="simulator")
     white = np.stack([whiten(e) for e in noise])
     levels = band_levels(spectral.estimate_psd(white)) * FS / 2

@@ -27,13 +27,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+import configs
 from architectures import PretrainedWeightsUnavailable
+from configs import Baseline, check_params
 from datasets import CacheView, load_cache, read_prepared, resolve_path
-from runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
-from trainer import Trainer, file_digest, load_checkpoint
+from g2net.training.online import make_source
+from g2net.training.pseudo import load_parent_predictions, pseudo_targets, validate_pseudo_labels
+from g2net.training.runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
+from g2net.training.trainer import Trainer, file_digest, load_checkpoint
+from metrics import roc_auc
 from training_extras import make_tta_dataloader
 from utils import (EXAMPLE_SHAPE, G2NetError, input_dir, print_config, results_dir, seed_everything,
-                   atomic_save_npy, notify_me)
+                   atomic_save_npy, atomic_write, notify_me)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128
@@ -43,16 +48,12 @@ DEBUG_MAX_EPOCHS = 2
 # ----------------------------------------------------------------------------- configs
 def _configs_of(module: Any) -> dict[str, type]:
     """The experiment classes defined in ``module`` (not those it imports), by name."""
-    from configs import Baseline
-
     return {name: obj for name, obj in vars(module).items()
             if isinstance(obj, type) and issubclass(obj, Baseline) and obj.__module__ == module.__name__}
 
 
 def all_configs() -> dict[str, type]:
     """Every experiment class defined in configs.py, by name."""
-    import configs
-
     return _configs_of(configs)
 
 
@@ -89,8 +90,6 @@ def get_config(name: str) -> type:
 
     Unknown names list the closest ones; a class from elsewhere must subclass ``configs.Baseline``.
     """
-    from configs import Baseline
-
     if ":" in name:
         source, _, class_name = name.rpartition(":")
         module = _load_module(source)
@@ -271,8 +270,6 @@ def close_logger(logger: logging.Logger) -> None:
 def make_model(cfg: type, offline: bool = False) -> torch.nn.Module:
     """``cfg.model(**cfg.model_params)`` after checking the config's keyword dicts (one clear line
     for a typo); ``offline`` builds without pretrained weights (they come from a checkpoint)."""
-    from configs import check_params
-
     check_params(cfg)
     try:
         return cfg.model(**(offline_model_params(cfg) if offline else cfg.model_params))
@@ -344,8 +341,6 @@ def _test_dataset(cfg: type, data: ExperimentData, transforms: Any) -> Any:
 
 def _parent_predictions(cfg: type, data: ExperimentData) -> np.ndarray:
     """The pseudo-label parent's test logits for this run's test rows (debug runs use its debug run)."""
-    from pseudo import load_parent_predictions
-
     parent = str(cfg.pseudo_labels["path"])
     parent_cfg = all_configs().get(parent)
     is_pseudo = bool(parent_cfg is not None and parent_cfg.pseudo_labels)
@@ -356,9 +351,6 @@ def _parent_predictions(cfg: type, data: ExperimentData) -> np.ndarray:
 
 def _pseudo_extra(cfg: type, data: ExperimentData, fold: int) -> dict[str, Any]:
     """Dataset arguments that append the parent's soft-labelled test examples for this fold."""
-    from pseudo import pseudo_targets
-
-    from pseudo import validate_pseudo_labels
 
     options = {k: v for k, v in validate_pseudo_labels(cfg.pseudo_labels).items() if k != "path"}
     rows, targets = pseudo_targets(_parent_predictions(cfg, data), fold, **options)
@@ -397,8 +389,6 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     train_loader = make_loader(train_set, cfg.batch_size, runtime, True, cfg.seed + fold, generator,
                                drop_last=len(train_set) > cfg.batch_size)
     if getattr(cfg, "train_source", "files") != "files":  # fresh batches made on the device
-        from online import make_source
-
         train_loader = make_source(cfg, runtime.device, cfg.seed + fold, runtime.rank,
                                    max_steps=max(1, DEBUG_TRAIN_SIZE // cfg.batch_size) if data.debug else None)
         log(f"fold {fold}: training on {len(train_loader)} generated batches per epoch "
@@ -479,8 +469,6 @@ def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, 
             flipped = tta_predict(cfg, trainer, loader, desc=f"fold {fold} {key} tta")
             result[f"{key}_tta"] = (result[key] + flipped) / 2
     if runtime.is_main:
-        from utils import atomic_write
-
         atomic_write(out_dir / f"fold{fold}_predictions.npz", lambda f: np.savez(f, **result))
 
 
@@ -530,8 +518,6 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
 
 def oof_auc(oof: np.ndarray, targets: np.ndarray) -> float | None:
     """AUC of the predicted out-of-fold rows; None while fewer than both classes are predicted."""
-    from metrics import roc_auc
-
     mask = np.isfinite(oof[:, 0])
     if mask.sum() == 0 or len(np.unique(targets[mask])) < 2:
         return None
@@ -544,8 +530,6 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
     The run holds its results folder for its whole length (one run per folder); a run that fails
     before writing anything but its log removes the folder it created.
     """
-    from configs import check_params
-
     check_params(cfg)
     debug = bool(args.debug or cfg.debug)
     runtime = setup_runtime(args.gpu, args.num_workers, cfg.deterministic)
@@ -570,8 +554,6 @@ def _run_folds(cfg: type, args: argparse.Namespace, runtime: Runtime, out_dir: P
     print_config(cfg, log)
     data = load_data(cfg, debug)
     if cfg.pseudo_labels:
-        from pseudo import validate_pseudo_labels
-
         validate_pseudo_labels(cfg.pseudo_labels)
         _parent_predictions(cfg, data)  # fail before any training when the parent is missing
     targets = data.train["target"].values.astype(np.float32)

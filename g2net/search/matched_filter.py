@@ -1,44 +1,50 @@
 """The matched filter as a search of continuous strain: the reference the ML searches are judged by.
 
-``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-size N]`` (also
-``python strain_matched_filter.py ...``). The template parameters are the matched-filter baseline's
-bank (matched_filter.py: aligned-spin IMRPhenomD covering the simulator's prior), but each template
-keeps its whole inspiral from 20 Hz (up to the lightest template's chirp time) and the data is
-filtered in 16 s windows, so the filter is the full matched filter a long stretch allows, not the
-2 s cut of the example-level baseline. Per window: whiten data and templates by the PSD estimated
-from the data around it (search.py's Welch estimate, interpolated to the window's grid), complex
-SNR of every template in every detector, network statistic
+``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-size N]``. The template
+parameters are the matched-filter baseline's bank (:mod:`g2net.filtering.bank`: aligned-spin
+IMRPhenomD covering the simulator's prior), but each template keeps its whole inspiral from 20 Hz
+(up to the lightest template's chirp time) and the data is filtered in 16 s windows, so the filter
+is the full matched filter a long stretch allows, not the 2 s cut of the example-level baseline.
+Per window: whiten data and templates by the PSD estimated from the data around it (the engine's
+Welch estimate, interpolated to the window's grid), complex SNR of every template in every
+detector, network statistic
 
     rho_net(t)^2 = rho_1(t)^2 + sum_d max_{|dt| <= light travel 1-d} rho_d(t + dt)^2
 
 maximised over templates, at merger times ``t`` in the window's middle (consecutive windows cover
-each time once), then clustered like search.py: ``stat`` is ``rho_net``, ``time`` its merger time
-in the first detector.
+each time once), then clustered like the network search: ``stat`` is ``rho_net``, ``time`` its
+merger time in the first detector.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-import matched_filter as mf
-from search import SearchOptions, add_search_options, check_output, options_from_args, search_strain
-from search import trigger_attrs, whiten
-from strain_io import StrainFile, write_triggers
-from timeslides import TimeSlides, light_travel_time
-from utils import SAMPLE_RATE, G2NetError, cli_errors
+from g2net.filtering.bank import DEFAULT_BANK_SIZE, TemplateBank, default_bank_spec, load_or_build_bank
+from g2net.filtering.templates import (TEMPLATE_POST_MERGER, sliding_max, template_waveform,
+                                       whitened_unit_templates)
+from g2net.search.engine import search_strain
+from g2net.search.options import SearchOptions, check_output, trigger_attrs
+from g2net.search.strain_io import StrainFile
+from g2net.search.timeslides import TimeSlides, light_travel_time
+from g2net.search.triggers import write_triggers
+from g2net.whitening import whiten_with_psd
+from utils import SAMPLE_RATE, G2NetError
+
 
 WINDOW_SECONDS = 16  # filtered at a time
+
+
 TAPER_GUARD = 0.1 * WINDOW_SECONDS / 2 + 0.1  # s at each end under the Tukey(0.1) whitening taper
 
 
 class StrainMatchedFilter:
     """Scorer for :func:`search.search_strain`: ``(stat, merger offset in s)`` of raw windows."""
 
-    def __init__(self, bank: mf.TemplateBank, detectors: Sequence[str], template_seconds: float,
+    def __init__(self, bank: TemplateBank, detectors: Sequence[str], template_seconds: float,
                  sample_rate: float = SAMPLE_RATE, window_seconds: int = WINDOW_SECONDS,
                  device: str | None = None, template_chunk: int = 16, bin_seconds: float = 1.0):
         self.rate = float(sample_rate)
@@ -48,14 +54,14 @@ class StrainMatchedFilter:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         mass1, mass2 = bank.masses
         self.waveforms = np.stack([
-            mf.template_waveform(m1, m2, chi, chi, f_lower=self.f_lower, duration=template_seconds,
+            template_waveform(m1, m2, chi, chi, f_lower=self.f_lower, duration=template_seconds,
                                  n_samples=self.n, sample_rate=self.rate, approximant=bank.spec.approximant)
             for m1, m2, chi in zip(mass1, mass2, bank.chi_eff)])
         self.radius = [int(math.floor(light_travel_time((detectors[0], d)) * self.rate + 1e-9))
                        for d in detectors[1:]]
         margin = max(self.radius, default=0)
         first = int(math.ceil((template_seconds + TAPER_GUARD) * self.rate)) + margin
-        last = self.n - int(math.ceil((mf.TEMPLATE_POST_MERGER + TAPER_GUARD) * self.rate)) - margin
+        last = self.n - int(math.ceil((TEMPLATE_POST_MERGER + TAPER_GUARD) * self.rate)) - margin
         if last <= first:
             raise G2NetError(f"templates of {template_seconds:g} s do not fit {window_seconds} s windows")
         self.first, self.last = first, last  # merger samples [first, last) of each window
@@ -77,7 +83,7 @@ class StrainMatchedFilter:
             freqs = np.fft.rfftfreq(self.n, 1.0 / self.rate)
             piece = np.fft.rfftfreq(2 * (psd.shape[-1] - 1), 1.0 / self.rate)
             fine = np.interp(freqs, piece, psd)
-            white = mf.whitened_unit_templates(self.waveforms, fine[None, :], self.f_lower, self.n, self.rate)
+            white = whitened_unit_templates(self.waveforms, fine[None, :], self.f_lower, self.n, self.rate)
             templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)).to(self.device)
             self._cached[detector] = (key, fine, templates)
         return self._cached[detector][1], self._cached[detector][2]
@@ -88,7 +94,7 @@ class StrainMatchedFilter:
         each merger sample for the first detector; for the others the largest within the light
         travel time to the first (what the network statistic adds)."""
         fine, templates = self._detector_templates(psd, detector)
-        spectrum = torch.from_numpy(np.fft.rfft(whiten(windows[:, None, :], fine[None], self.rate),
+        spectrum = torch.from_numpy(np.fft.rfft(whiten_with_psd(windows[:, None, :], fine[None], self.rate),
                                                 axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
                                     ).to(self.device)
         radius = self.radius[detector - 1] if detector else 0
@@ -98,7 +104,7 @@ class StrainMatchedFilter:
             series = torch.fft.ifft(product, n=self.n, dim=-1)
             snr2 = (series.real ** 2 + series.imag ** 2) * 4.0  # z = 2 ifft(...) (matched_filter.py)
             part = snr2[..., self.first - radius:self.last + radius]
-            out[:, start:start + self.template_chunk] = mf._sliding_max(part, radius) if radius else part
+            out[:, start:start + self.template_chunk] = sliding_max(part, radius) if radius else part
         return out
 
     @torch.no_grad()
@@ -131,7 +137,7 @@ class StrainMatchedFilter:
         return (math.floor(least / self.stride) + 1) * self.stride
 
 
-def template_seconds(bank: mf.TemplateBank) -> float:
+def template_seconds(bank: TemplateBank) -> float:
     """Whole inspiral from f_lower of the bank's lightest (longest) template, plus 0.2 s."""
     from pycbc.conversions import tau0_from_mass1_mass2
 
@@ -139,12 +145,12 @@ def template_seconds(bank: mf.TemplateBank) -> float:
     return float(np.max(tau0_from_mass1_mass2(mass1, mass2, bank.spec.f_lower))) + 0.2
 
 
-def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = mf.DEFAULT_BANK_SIZE,
+def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = DEFAULT_BANK_SIZE,
         progress: bool = True, slide_step: float | None = None) -> dict[str, Any]:
     """Search ``strain_path``; ``slide_step`` None: :meth:`StrainMatchedFilter.slide_step`."""
     output_path = check_output(output)
     with StrainFile(strain_path, sample_rate=SAMPLE_RATE) as strain:
-        bank = mf.load_or_build_bank(mf.default_bank_spec(bank_size), progress=progress)
+        bank = load_or_build_bank(default_bank_spec(bank_size), progress=progress)
         scorer = StrainMatchedFilter(bank, strain.detectors, template_seconds(bank))
         step = scorer.slide_step(strain.detectors) if slide_step is None else slide_step
         options = SearchOptions(**{**options.__dict__, "window": scorer.n, "stride": scorer.stride,
@@ -157,22 +163,3 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = 
     print(f"{len(result['time'])} triggers over {result['duration']:g} s of "
           f"{'slid ' if options.slides.n_slides else ''}strain ({len(bank)} templates) -> {output_path}")
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--strain", required=True, help="strain file in the MLGWSC-1 layout")
-    add_search_options(parser)
-    parser.add_argument("--bank-size", type=int, default=mf.DEFAULT_BANK_SIZE, help="templates")
-    return parser
-
-
-@cli_errors
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    return run(args.strain, args.output, options_from_args(args), args.bank_size, not args.no_progress,
-               args.slide_step)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trainer import Trainer
+    from g2net.training.trainer import Trainer
 
 
 class Callback:

@@ -1,14 +1,21 @@
-"""The signal-bank format: PyCBC signals stored compactly, to be injected where PyCBC is missing.
+"""Bank formats: waveforms made once with PyCBC, stored compactly, used where PyCBC is missing.
 
-A bank is one uncompressed ``.npz``: ``signals`` float16 ``(K, 3, 4096)`` codes, ``scales`` float32
-``(K,)`` (signal = code * scale), one ``param_<column>`` array per :data:`BANK_COLUMNS` and a JSON
-``metadata`` string. ``simulate.py --write-signal-bank`` draws and writes one; ``simulate.py
---signal-bank`` (and online simulation) read it with :func:`load_signal_bank`, numpy and pandas only.
+* A *signal bank* holds projected signals ``(K, 3, 4096)`` with their ``injections.csv`` columns:
+  ``signals`` float16 codes, ``scales`` float32 (signal = code * scale), one ``param_<column>``
+  array per :data:`BANK_COLUMNS` and a JSON ``metadata`` string. ``simulate.py --signal-bank``
+  injects them into fresh noise (numpy and pandas only).
+* A *polarisation bank* holds h+/hx segments ``(K, 2, L)`` of any LALSimulation approximant at
+  ``REFERENCE_DISTANCE`` with the merger at ``merger_index`` (:func:`segment_geometry`): the online
+  ``bank`` source projects them with sky, time, SNR and noise drawn fresh every step.
+
+Both are uncompressed ``.npz`` files with fixed zip timestamps (:func:`write_npz`), opened by
+:func:`open_bank`. They are *written* by the PyCBC engine (:mod:`g2net.simulation.pycbc_engine`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +24,25 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from g2net.simulation.priors import Priors
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write
+
+POLARIZATION_BANK_FORMAT = "g2net-polarization-bank"
+POLARIZATION_BANK_FORMAT_VERSION = 1
+
 
 # the physics columns of injections.csv, kept per signal (simulate.INJECTION_COLUMNS ends with them)
 BANK_COLUMNS = ["approximant", "mass1", "mass2", "spin1z", "spin2z", "distance", "ra", "dec",
                 "polarization", "inclination", "coa_phase", "gps_start", "tc", "snr_H1", "snr_L1",
                 "snr_V1", "snr_network"]
+
+
 BANK_ROW_COLUMN = "bank_row"  # extra injections.csv column of a --signal-bank run
+
+
 BANK_FORMAT = "g2net-signal-bank"
+
+
 BANK_FORMAT_VERSION = 1
 
 
@@ -173,3 +191,55 @@ def load_signal_bank(path: str | Path) -> SignalBank:
         raise G2NetError(f"{path} is a damaged signal bank ({problem}); rebuild it with "
                          "simulate.py --write-signal-bank")
     return SignalBank(path, codes, scales, table, metadata)
+
+
+CROP_MARGIN = 0.1  # s kept either side of the window before projection (light travel <= 27 ms)
+MAX_DELAY = 0.03  # s, more than the light travel time from the geocentre to any detector (21 ms)
+
+
+EDGE_TAPER = 0.05  # s of cosine taper at the start of a stored/cropped waveform segment
+
+
+POST_MERGER = 0.5  # s kept after the merger (ringdowns of these masses last < 50 ms)
+
+
+def segment_geometry(priors: Priors, sample_rate: float = SAMPLE_RATE) -> tuple[int, int]:
+    """``(segment length, merger index)`` in samples of the h+/hx segments the projector takes:
+    enough before the merger for the latest merger time plus delays and taper, ``POST_MERGER`` after."""
+    before = priors.tc_range[1] + MAX_DELAY + CROP_MARGIN + EDGE_TAPER
+    merger = int(math.ceil(before * sample_rate))
+    return merger + int(round(POST_MERGER * sample_rate)), merger
+
+
+# ----------------------------------------------------------------------------- polarisation banks
+@dataclass(frozen=True, eq=False)
+class PolarizationBank:
+    """h+/hx segments (K, 2, L) at ``simulate.REFERENCE_DISTANCE`` with the merger at ``merger_index``."""
+    path: Path
+    polarizations: np.ndarray  # float64 (K, 2, L)
+    table: Any  # pandas DataFrame of the intrinsic parameters, row k describes polarizations[k]
+    metadata: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.polarizations)
+
+
+BANK_PARAMS = ["approximant", "mass1", "mass2", "spin1x", "spin1y", "spin1z", "spin2x", "spin2y",
+               "spin2z", "inclination", "coa_phase"]
+
+
+def load_polarization_bank(path: str | Path) -> PolarizationBank:
+    """Read a bank of :func:`write_polarization_bank`; every problem is one G2NetError."""
+    path = Path(path)
+    remedy = (f"write one with online.write_polarization_bank('{path}', K, seed) "
+              "on a machine with PyCBC")
+    with open_bank(path, POLARIZATION_BANK_FORMAT, "polarisation bank", "polarisation bank",
+                               remedy) as (archive, metadata):
+        if metadata.get("format_version") != POLARIZATION_BANK_FORMAT_VERSION:
+            raise ValueError(f"format {metadata.get('format')} v{metadata.get('format_version')}")
+        codes, scales = archive["polarizations"], archive["scales"]
+        table = pd.DataFrame({c: archive[f"param_{c}"] for c in BANK_PARAMS})
+    if metadata.get("sample_rate") != SAMPLE_RATE or codes.shape[1:] != (2, metadata["segment_samples"]):
+        raise G2NetError(f"{path} holds waveforms of shape {codes.shape[1:]} at "
+                         f"{metadata.get('sample_rate')} Hz; rebuild it with this online.py")
+    return PolarizationBank(path, decode_signals(codes, scales), table, metadata)

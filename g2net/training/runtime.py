@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from transforms import gpu_transforms
 from utils import G2NetError, default_num_workers
 
 
@@ -125,8 +126,6 @@ def for_device(cfg: type, runtime: Runtime) -> type:
     """
     if not (cfg.gpu_preprocess and runtime.device.type == "cuda" and cfg.transforms.get("gpu") is None):
         return cfg
-    from transforms import gpu_transforms
-
     return type(cfg.__name__, (cfg,), {"name": cfg.name, "__module__": cfg.__module__,
                                        "__doc__": cfg.__doc__,
                                        "transforms": gpu_transforms(cfg.transforms)})

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from callbacks import Callback
+from g2net.training.callbacks import Callback
 from utils import G2NetError, atomic_torch_save
 
 

@@ -1,4 +1,4 @@
-"""The calibrated detector noise of the simulator, and the PSD everything else whitens with.
+"""The calibrated detector noise: its table, the PSDs read from it, and noise drawn from it.
 
 One table, ``data/g2net_asd.txt`` (frequency, ASD of H1, L1, V1 in strain/sqrt(Hz) on a 0.5 Hz
 grid from 0 to 1024 Hz), written by ``scripts/calibrate_noise.py`` from the real G2Net negatives:
@@ -6,19 +6,32 @@ the average PSD of 2 s windows as the standard Tukey(0.1) estimator sees it, lig
 The simulator draws noise whose estimate is that table, the matched filter and whitening read it,
 so a signal's SNR means the same thing everywhere.
 
-The PSD conventions (one-sided PSD in strain^2/Hz, the Tukey estimate, its leakage map, whitening)
-are owned by :mod:`spectral`; this module keeps the table and the noise drawn from it.
+One scheme draws the noise: white Gaussian noise coloured in the frequency domain by
+:func:`coloring_amplitude` over ``NOISE_OVERSAMPLING`` windows, first window kept. :func:`colored_noise`
+(numpy, the PyCBC engine) and :func:`colored_noise_torch` (a batch, the ml4gw engine) apply it;
+:class:`StreamingNoise` is the same PSD as a FIR filter, for continuous strain of any length.
 """
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from spectral import TukeyEstimateOperator, deconvolve_psd, hold_interpolation
+from scipy.signal import fftconvolve
+from scipy.signal.windows import tukey
+
+from g2net.spectral import TukeyEstimateOperator, deconvolve_psd, hold_interpolation
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError
 
-ASD_FILE = Path(__file__).resolve().parent / "data" / "g2net_asd.txt"
+if TYPE_CHECKING:  # the torch backend imports torch when called: the numpy path stays without it
+    import torch
+    from torch import Tensor
+
+
+ASD_FILE = Path(__file__).resolve().parents[2] / "data" / "g2net_asd.txt"
+
+
 # Noise is drawn this many times longer than needed and cut, so that like the real data it is not
 # periodic over the window (a periodic segment would leak differently into a tapered periodogram).
 NOISE_OVERSAMPLING = 4
@@ -78,7 +91,7 @@ def detector_psd(detector: str | int, delta_f: float, flen: int,
     ``detector`` is ``'H1'``, ``'L1'``, ``'V1'`` or a row index; bins below ``low_frequency_cutoff``
     are zero, as in PyCBC's analytic PSDs.
     """
-    from pycbc.types import FrequencySeries
+    from pycbc.types import FrequencySeries  # deferred: PyCBC is needed for this alone
 
     if isinstance(detector, str):
         if detector not in DETECTORS:
@@ -140,12 +153,64 @@ def colored_noise(rng: np.random.Generator, n_samples: int = N_SAMPLES,
     ``asd_table`` replaces the file (used by the calibration).
     """
     n_long = int(n_samples) * NOISE_OVERSAMPLING
-    amplitude = _coloring_amplitude(n_long, float(sample_rate)) if asd_table is None else \
+    amplitude = coloring_amplitude(n_long, float(sample_rate)) if asd_table is None else \
         np.sqrt(generation_psd(n_long, sample_rate, asd_table) * sample_rate / 2.0)
     white = rng.standard_normal((len(DETECTORS), n_long))
     return np.fft.irfft(np.fft.rfft(white, axis=-1) * amplitude, n=n_long, axis=-1)[:, :n_samples]
 
 
 @functools.lru_cache(maxsize=8)
-def _coloring_amplitude(n_long: int, sample_rate: float) -> np.ndarray:
-    return np.sqrt(generation_psd(n_long, sample_rate) * sample_rate / 2.0)
+def coloring_amplitude(n_long: int, sample_rate: float = SAMPLE_RATE) -> np.ndarray:
+    """``sqrt(S * sample_rate / 2)`` (3, n_long // 2 + 1) of the generating PSD: the factor that
+    colours the spectrum of unit white noise of ``n_long`` samples (read-only, cached)."""
+    amplitude = np.sqrt(generation_psd(n_long, sample_rate) * sample_rate / 2.0)
+    amplitude.flags.writeable = False
+    return amplitude
+
+
+def colored_noise_torch(g: torch.Generator, batch: int, amplitude: Tensor,
+                        n_samples: int = N_SAMPLES) -> Tensor:
+    """A batch ``(batch, 3, n_samples)`` float64 of :func:`colored_noise`, drawn from ``g`` on
+    ``amplitude``'s device; ``amplitude`` is :func:`coloring_amplitude` of ``n_samples *
+    NOISE_OVERSAMPLING`` as a tensor (built once by the caller)."""
+    import torch  # deferred: the numpy simulator imports this module without torch
+
+    n_long = 2 * (amplitude.shape[-1] - 1)
+    white = torch.randn((batch, amplitude.shape[0], n_long), generator=g, dtype=torch.float64,
+                        device=amplitude.device)
+    return torch.fft.irfft(torch.fft.rfft(white) * amplitude, n=n_long)[..., :n_samples]
+
+
+# the colouring filter spans the simulator's oversampled noise stretch, so its response on its
+# 1/8 Hz grid is exactly the generating PSD of noise_model.colored_noise
+FIR_SECONDS = NOISE_OVERSAMPLING * N_SAMPLES // SAMPLE_RATE
+
+
+class StreamingNoise:
+    """Continuous calibrated Gaussian noise for the chosen detectors, any number of samples at a time.
+
+    The FIR kernel is ``irfft(sqrt(S * fs / 2))`` of the noise model's generating PSD ``S`` on a
+    ``FIR_SECONDS`` grid, centred and Tukey-tapered (so that the response between grid frequencies
+    stays close to ``S``); consecutive calls continue the same stream (the last kernel-length white
+    samples are kept).
+    """
+
+    def __init__(self, detectors: Sequence[str], rng: np.random.Generator,
+                 sample_rate: float = SAMPLE_RATE, fir_seconds: int = FIR_SECONDS):
+        length = int(fir_seconds * sample_rate)
+        rows = [DETECTORS.index(d) for d in detectors]
+        amplitude = np.sqrt(generation_psd(length, sample_rate)[rows] * sample_rate / 2.0)
+        kernel = np.roll(np.fft.irfft(amplitude, n=length, axis=-1), length // 2, axis=-1)
+        self.kernel = kernel * tukey(length, 0.5)
+        self.rng = rng
+        self.memory = self._white(len(rows), length - 1)
+
+    def _white(self, n_detectors: int, n_samples: int) -> np.ndarray:
+        # drawn time-major, so that the stream does not depend on how it is cut into chunks
+        return self.rng.standard_normal((n_samples, n_detectors)).T
+
+    def __call__(self, n_samples: int) -> np.ndarray:
+        """The next ``n_samples`` of noise, (n_detectors, n_samples) float64."""
+        white = np.concatenate([self.memory, self._white(self.memory.shape[0], n_samples)], axis=-1)
+        self.memory = white[:, white.shape[-1] - self.memory.shape[-1]:]
+        return fftconvolve(white, self.kernel, mode="valid", axes=-1)

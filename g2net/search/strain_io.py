@@ -1,32 +1,19 @@
-"""Long strain in the MLGWSC-1 layout, and the trigger files a search writes.
+"""Long strain in the MLGWSC-1 layout: reading it (validated) and writing it.
 
 Strain file (HDF5, as gwastro/ml-mock-data-challenge-1 stores it): one group per detector
 (``H1``, ``L1``, ...), one dataset per contiguous segment named by its integer GPS start, with
 attributes ``start_time`` (GPS s) and ``delta_t`` (s). Every detector holds the same segments.
-
-Trigger file (HDF5): 1-D float64 datasets ``time`` (GPS s), ``stat`` (ranking statistic, larger is
-more significant) and ``var`` (how far from ``time`` an injection may lie and still count as found),
-sorted in time; that is all MLGWSC-1's ``evaluate.py`` reads. The file's attributes record the
-analysed duration (``duration``, time slides included) and how it was made.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import h5py
 import numpy as np
 
 from utils import DETECTORS, G2NetError
-
-TRIGGER_DATASETS = ("time", "stat", "var")
-TRIGGER_DTYPE = np.float64
-
-
-def _h5py():
-    import h5py
-
-    return h5py
 
 
 def parse_detectors(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -74,7 +61,6 @@ class StrainFile:
         if not self.path.is_file():
             raise G2NetError(f"{self.path} not found; give a strain file in the MLGWSC-1 layout "
                              "(python simulate_strain.py --out DIR writes one)")
-        h5py = _h5py()
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
@@ -98,7 +84,6 @@ class StrainFile:
                              "trained at that rate")
 
     def _validate(self) -> tuple[tuple[str, ...], list[Segment]]:
-        h5py = _h5py()
         where = f"{self.path} is not in the MLGWSC-1 layout"
         groups = [k for k in self._file.keys() if isinstance(self._file[k], h5py.Group)]
         if not groups:
@@ -183,7 +168,7 @@ class StrainWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.detectors = tuple(detectors)
         self.dtype = np.dtype(dtype)
-        self._file = _h5py().File(self._tmp, "w")
+        self._file = h5py.File(self._tmp, "w")
         for det in self.detectors:
             self._file.create_group(det)
         for key, value in (attrs or {}).items():
@@ -211,47 +196,6 @@ class StrainWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def write_triggers(path: str | Path, time: np.ndarray, stat: np.ndarray, var: np.ndarray | float,
-                   attrs: Mapping[str, Any] | None = None) -> None:
-    """Trigger file: ``time``, ``stat``, ``var`` (float64, 1-D, sorted by time), written atomically."""
-    time = np.asarray(time, dtype=TRIGGER_DTYPE).ravel()
-    stat = np.asarray(stat, dtype=TRIGGER_DTYPE).ravel()
-    var = np.broadcast_to(np.asarray(var, dtype=TRIGGER_DTYPE), time.shape).copy()
-    if not time.shape == stat.shape == var.shape:
-        raise ValueError(f"time {time.shape}, stat {stat.shape} and var {var.shape} differ in length")
-    order = np.argsort(time, kind="stable")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with _h5py().File(tmp, "w") as f:
-        for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
-            f.create_dataset(name, data=values[order])
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-    tmp.replace(path)
-
-
-def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(time, stat, var, attrs)`` of a trigger file (ours or any MLGWSC-1 submission)."""
-    path = Path(path)
-    if not path.is_file():
-        raise G2NetError(f"trigger file {path} not found; search.py or matched_filter.py --strain "
-                         "writes one")
-    try:
-        with _h5py().File(path, "r") as f:
-            missing = [name for name in TRIGGER_DATASETS if name not in f]
-            if missing:
-                raise G2NetError(f"{path} lacks dataset(s) {', '.join(missing)}; a trigger file "
-                                 "holds time, stat and var (the MLGWSC-1 format)")
-            values = [np.asarray(f[name][()], dtype=np.float64).ravel() for name in TRIGGER_DATASETS]
-            attrs = dict(f.attrs)
-    except OSError as exc:
-        raise G2NetError(f"{path} is not an HDF5 trigger file ({exc})") from exc
-    if not values[0].shape == values[1].shape == values[2].shape:
-        raise G2NetError(f"{path}: time, stat and var have different lengths")
-    return values[0], values[1], values[2], attrs
-
-
 def segment_spans(paths: Sequence[str | Path]) -> list[tuple[float, float]]:
     """``(start, end)`` GPS of every segment of the strain files (first detector), as MLGWSC-1 counts them."""
     spans = []
@@ -259,40 +203,3 @@ def segment_spans(paths: Sequence[str | Path]) -> list[tuple[float, float]]:
         with StrainFile(path) as strain:
             spans.extend((s.start_time, s.end_time) for s in strain.segments)
     return spans
-
-
-def iter_chunks(n_samples: int, chunk: int, overlap: int = 0) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` sample ranges covering ``[0, n_samples)``, each at most ``chunk`` long,
-    consecutive ones sharing ``overlap`` samples."""
-    if chunk <= overlap:
-        raise ValueError(f"chunk {chunk} must exceed overlap {overlap}")
-    start = 0
-    while True:
-        stop = min(n_samples, start + chunk)
-        yield start, stop
-        if stop >= n_samples:
-            return
-        start = stop - overlap
-
-
-def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.ndarray:
-    """Indices (sorted by time) of the triggers kept when only the loudest within ``window``
-    seconds survives: triggers are taken loudest first and dropped if a kept one lies within
-    ``window``; ties go to the earlier trigger. No two kept triggers are ``window`` or closer."""
-    import bisect
-
-    time = np.asarray(time, dtype=np.float64)
-    stat = np.asarray(stat, dtype=np.float64)
-    order = np.lexsort((time, -stat))
-    kept_times: list[float] = []
-    kept: list[int] = []
-    for index in order:
-        t = time[index]
-        pos = bisect.bisect_left(kept_times, t)
-        if pos < len(kept_times) and kept_times[pos] - t <= window:
-            continue
-        if pos > 0 and t - kept_times[pos - 1] <= window:
-            continue
-        kept_times.insert(pos, t)
-        kept.insert(pos, int(index))
-    return np.asarray(kept, dtype=np.int64)

@@ -1,0 +1,261 @@
+"""The search engine: strided windows over every segment and time slide, scored, clustered.
+
+For every segment (and every time slide, :mod:`g2net.search.timeslides`) of a strain file the
+engine estimates the PSD from the data itself (Welch average of Tukey-windowed 2 s periodograms,
+``g2net.spectral.welch_psd``) over ``psd_duration`` seconds around each block of windows, cuts
+windows every ``stride`` seconds, has a scorer turn each batch into a statistic, keeps the loudest
+output within ``cluster`` seconds and returns the triggers. A :class:`DetectorSplitScorer` has
+each detector's windows prepared once and re-paired in every slide.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from g2net.search.options import PSD_PIECE, SearchOptions
+from g2net.search.strain_io import StrainFile
+from g2net.search.triggers import cluster_triggers
+from g2net.spectral import welch_psd
+from utils import G2NetError
+
+
+# scores (batch, detectors, samples) raw windows with the PSD (detectors, PSD_PIECE // 2 + 1) of
+# their stretch;
+# returns the statistic per window, or (statistic, merger time in s after the window start), either
+# per window (B,) or several candidates per window (B, M)
+Scorer = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
+
+
+@runtime_checkable
+class DetectorSplitScorer(Protocol):
+    """A scorer whose costly work is per detector: ``prepare`` one detector's raw windows
+    ``(B, samples)`` with that detector's PSD ``(PSD_PIECE // 2 + 1,)`` (whitening, filtering,
+    template correlation), ``combine`` one prepared batch per detector into the statistic (as a
+    :data:`Scorer` returns it). Time slides then pair windows that were prepared once, instead
+    of preparing every detector again in every slide. Calling it scores as a :data:`Scorer`."""
+
+    def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> Any: ...
+
+    def combine(self, prepared: Sequence[Any]) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
+
+    def __call__(self, batch: np.ndarray, psd: np.ndarray) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """How a segment is cut: windows every ``stride`` samples, grouped in blocks of ``block``
+    samples of window starts that share one PSD estimate of ``psd_span`` samples around them."""
+    window: int
+    stride: int
+    block: int
+    psd_span: int
+
+    @classmethod
+    def of(cls, options: SearchOptions, rate: float) -> "_Blocks":
+        stride = int(round(options.stride * rate))
+        psd_span = int(round(options.psd_duration * rate))
+        block = max(stride, psd_span - options.window)
+        return cls(options.window, stride, block - block % stride, psd_span)
+
+    def starts(self, b0: int, usable: int) -> np.ndarray:
+        """Window starts of the block beginning at ``b0`` in ``usable`` samples."""
+        return np.arange(b0, min(b0 + self.block, usable - self.window + 1), self.stride)
+
+    def psd_range(self, starts: np.ndarray, usable: int) -> tuple[int, int]:
+        """Samples ``[p0, p1)`` the PSD of these windows is estimated from: centred on them."""
+        lo, hi = int(starts[0]), int(starts[-1]) + self.window
+        p0 = int(min(max(0, (lo + hi) // 2 - self.psd_span // 2), max(0, usable - self.psd_span)))
+        return p0, min(usable, p0 + self.psd_span)
+
+    def read(self, strain: StrainFile, seg: Any, starts: np.ndarray, usable: int,
+             offsets: dict[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(data, psd, r0)``: the samples of detectors ``j`` (each read ``offsets[j]`` later)
+        covering the windows and their PSD stretch, from sample ``r0``; the PSD of that stretch."""
+        p0, p1 = self.psd_range(starts, usable)
+        r0, r1 = min(int(starts[0]), p0), max(int(starts[-1]) + self.window, p1)
+        data = np.stack([strain.read(seg, r0 + o, r1 + o, detector=j) for j, o in offsets.items()])
+        return data, welch_psd(data[:, p0 - r0:p1 - r0], PSD_PIECE, strain.sample_rate), r0
+
+
+def _triggers(scored: Any, starts: np.ndarray, seg_start: float, rate: float,
+              options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """``(time, stat)`` of a scored batch of windows starting at samples ``starts``."""
+    stat, offset = scored if isinstance(scored, tuple) else \
+        (scored, np.full(len(starts), options.merger_offset))
+    stat = np.asarray(stat, dtype=np.float64).reshape(len(starts), -1)
+    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(len(starts), -1), stat.shape)
+    return (seg_start + starts[:, None] / rate + offset).ravel(), stat.ravel()
+
+
+def _score_block(starts: np.ndarray, score: Callable[[np.ndarray], Any], seg_start: float, rate: float,
+                 options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Triggers of one block of windows: ``score`` each batch of window starts, drop outputs
+    below the threshold, cluster."""
+    block_t, block_s = [], []
+    for i in range(0, len(starts), options.batch_size):
+        chosen = starts[i:i + options.batch_size]
+        t, s = _triggers(score(chosen), chosen, seg_start, rate, options)
+        block_t.append(t)
+        block_s.append(s)
+    time, stat = np.concatenate(block_t), np.concatenate(block_s)
+    if options.threshold is not None:
+        time, stat = time[stat >= options.threshold], stat[stat >= options.threshold]
+    keep = cluster_triggers(time, stat, options.cluster)
+    return time[keep], stat[keep]
+
+
+def _search_lag(strain: StrainFile, seg: Any, k: int, scorer: Scorer, options: SearchOptions,
+                blocks: _Blocks, bar: tqdm) -> tuple[list, list, int]:
+    """Triggers of slide ``k`` of one segment, every detector's windows prepared for this slide."""
+    n_det, rate = len(strain.detectors), strain.sample_rate
+    usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+    offsets = options.slides.offsets(k, n_det, rate)
+    kept_t, kept_s, n_windows = [], [], 0
+    for b0 in range(0, usable - blocks.window + 1, blocks.block):
+        starts = blocks.starts(b0, usable)
+        data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
+        views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)
+
+        def score(chosen: np.ndarray) -> Any:
+            return scorer(np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2)), psd)
+
+        t, s = _score_block(starts, score, seg.start_time, rate, options)
+        n_windows += len(starts)
+        kept_t.append(t)
+        kept_s.append(s)
+        bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
+    return kept_t, kept_s, n_windows
+
+
+class _PreparedWindows:
+    """One detector's prepared windows of a segment, made block by block when first asked for
+    and dropped once the search has passed them: the PSD of a window depends only on the
+    detector's own data around it, so every time slide reuses them."""
+
+    def __init__(self, strain: StrainFile, seg: Any, detector: int, scorer: DetectorSplitScorer,
+                 blocks: _Blocks, batch_size: int):
+        self.strain, self.seg, self.detector, self.scorer = strain, seg, detector, scorer
+        self.blocks, self.batch_size = blocks, batch_size
+        self.cache: dict[int, Any] = {}
+
+    def _block(self, index: int) -> Any:
+        if index not in self.cache:
+            starts = self.blocks.starts(index * self.blocks.block, self.seg.n_samples)
+            data, psd, r0 = self.blocks.read(self.strain, self.seg, starts, self.seg.n_samples,
+                                             {self.detector: 0})
+            views = np.lib.stride_tricks.sliding_window_view(data[0], self.blocks.window)
+            parts = [self.scorer.prepare(np.ascontiguousarray(views[starts[i:i + self.batch_size] - r0]),
+                                         psd[0], self.detector)
+                     for i in range(0, len(starts), self.batch_size)]
+            self.cache[index] = _concatenate(parts)
+        return self.cache[index]
+
+    def take(self, starts: np.ndarray) -> Any:
+        """Prepared windows starting at these samples (multiples of the stride, ascending)."""
+        index = starts // self.blocks.block
+        parts = []
+        for b in np.unique(index):
+            rows = (starts[index == b] - b * self.blocks.block) // self.blocks.stride
+            block = self._block(int(b))
+            parts.append(block[_index_like(block, rows)])
+        return _concatenate(parts)
+
+    def forget_before(self, sample: int) -> None:
+        for b in [b for b in self.cache if (b + 1) * self.blocks.block <= sample]:
+            del self.cache[b]
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+
+    return torch.cat(parts)
+
+
+def _index_like(block: Any, rows: np.ndarray) -> Any:
+    if isinstance(block, np.ndarray):
+        return rows
+
+    return torch.as_tensor(rows, device=block.device)
+
+
+def _search_lags_reusing(strain: StrainFile, seg: Any, lags: list[int], scorer: DetectorSplitScorer,
+                         options: SearchOptions, blocks: _Blocks, bar: tqdm
+                         ) -> dict[int, tuple[list, list, int]]:
+    """Triggers of every slide of one segment, block by block of the first detector's time,
+    pairing each detector's windows prepared once (slide offsets are whole strides)."""
+    n_det, rate = len(strain.detectors), strain.sample_rate
+    prepared = [_PreparedWindows(strain, seg, j, scorer, blocks, options.batch_size) for j in range(n_det)]
+    results: dict[int, tuple[list, list, int]] = {k: ([], [], 0) for k in lags}
+    for b0 in range(0, seg.n_samples - blocks.window + 1, blocks.block):
+        for k in lags:
+            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+            if b0 > usable - blocks.window:
+                continue
+            offsets = options.slides.offsets(k, n_det, rate)
+            starts = blocks.starts(b0, usable)
+            t, s = _score_block(starts, lambda chosen: scorer.combine(
+                [prepared[j].take(chosen + offsets[j]) for j in range(n_det)]), seg.start_time, rate, options)
+            kept_t, kept_s, n_windows = results[k]
+            kept_t.append(t)
+            kept_s.append(s)
+            results[k] = (kept_t, kept_s, n_windows + len(starts))
+            bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
+        for p in prepared:
+            p.forget_before(b0 + blocks.block)
+    return results
+
+
+def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float) -> bool:
+    """Whether the search prepares each detector's windows once for all slides: the scorer
+    splits by detector and every slide shifts by whole strides."""
+    stride = int(round(options.stride * sample_rate))
+    step = int(round(options.slides.step * sample_rate))
+    return (options.reuse_detectors and isinstance(scorer, DetectorSplitScorer)
+            and (options.slides.n_slides == 0 or step % stride == 0))
+
+
+def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True
+                  ) -> dict[str, Any]:
+    """Triggers ``time, stat, var`` of every segment and slide of ``strain``, and the analysed
+    duration (seconds of slid data long enough for a window).
+
+    A :class:`DetectorSplitScorer` has each detector's windows prepared once and re-paired in
+    every slide when the slide step is a whole number of strides; otherwise every slide
+    prepares its windows again (same triggers at zero lag either way)."""
+    rate = strain.sample_rate
+    n_det = len(strain.detectors)
+    options.validate(strain.detectors, rate)
+    blocks = _Blocks.of(options, rate)
+    reuse = reuses_detectors(scorer, options, rate)
+    jobs = [(seg, [k for k in options.slides.lags()
+                   if options.slides.usable(seg.n_samples, k, n_det, rate) >= options.window])
+            for seg in strain.segments]
+    jobs = [(seg, lags) for seg, lags in jobs if lags]
+    if not jobs:
+        raise G2NetError(f"{strain.path}: no segment is longer than the {options.window / rate:g} s "
+                         "window (after the time slides' shifts); nothing to search")
+    total = sum(options.slides.usable(seg.n_samples, k, n_det, rate) for seg, lags in jobs for k in lags)
+    times, stats, duration, n_windows = [], [], 0.0, 0
+    with tqdm(total=total / rate, unit="s", desc="search", disable=not progress) as bar:
+        for seg, lags in jobs:
+            per_lag = _search_lags_reusing(strain, seg, lags, scorer, options, blocks, bar) if reuse \
+                else {k: _search_lag(strain, seg, k, scorer, options, blocks, bar) for k in lags}
+            for k in lags:
+                kept_t, kept_s, windows = per_lag[k]
+                t, s = np.concatenate(kept_t), np.concatenate(kept_s)
+                keep = cluster_triggers(t, s, options.cluster)  # across block edges
+                times.append(t[keep])
+                stats.append(s[keep])
+                duration += options.slides.usable(seg.n_samples, k, n_det, rate) / rate
+                n_windows += windows
+    time = np.concatenate(times)
+    stat = np.concatenate(stats)
+    return {"time": time, "stat": stat, "var": np.full(len(time), options.var),
+            "duration": duration, "windows": n_windows, "reused_detectors": reuse}

@@ -1,0 +1,121 @@
+"""What a search is asked to do: its options, checked, and the command-line options that set them
+(shared by ``search.py`` and ``matched_filter.py --strain``)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from g2net.search.strain_io import StrainFile
+from g2net.search.timeslides import TimeSlides
+from g2net.simulation.priors import Priors
+from utils import N_SAMPLES, G2NetError
+
+
+DEFAULT_STRIDE = 0.25  # s between window starts
+
+
+DEFAULT_PSD_DURATION = 32.0  # s of data each PSD estimate averages
+
+
+DEFAULT_CLUSTER = 1.0  # s: only the loudest output within this survives
+
+
+DEFAULT_VAR = 0.3  # s: how far from a trigger an injection still counts as found
+
+
+DEFAULT_SLIDE_STEP = 5.0  # s between time slides (> window + light travel time)
+
+
+DEFAULT_BATCH = 256
+
+
+PSD_PIECE = N_SAMPLES  # samples per periodogram of the PSD estimate (2 s: the whitening convention)
+
+
+def default_merger_offset() -> float:
+    low, high = Priors().tc_range
+    return 0.5 * (low + high)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    window: int = N_SAMPLES  # samples per window (the model's input length)
+    stride: float = DEFAULT_STRIDE
+    psd_duration: float = DEFAULT_PSD_DURATION
+    cluster: float = DEFAULT_CLUSTER
+    var: float = DEFAULT_VAR
+    merger_offset: float = field(default_factory=default_merger_offset)
+    batch_size: int = DEFAULT_BATCH
+    threshold: float | None = None  # outputs below are dropped before clustering
+    slides: TimeSlides = TimeSlides()
+    reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
+
+    def validate(self, detectors: Sequence[str], sample_rate: float) -> None:
+        window_s = self.window / sample_rate
+        stride = self.stride * sample_rate
+        if not self.stride > 0 or abs(stride - round(stride)) > 1e-6:
+            raise G2NetError(f"--stride {self.stride:g}: need a positive multiple of the sample "
+                             f"spacing (1/{sample_rate:g} s)")
+        least = max(window_s, 4 * PSD_PIECE / sample_rate)
+        if self.psd_duration < least:
+            raise G2NetError(f"--psd-duration {self.psd_duration:g}: need at least {least:g} s (a "
+                             "window, and several 2 s periodograms to average)")
+        if not self.cluster > 0 or not self.var > 0:
+            raise G2NetError(f"--cluster {self.cluster:g} and --var {self.var:g} must be > 0")
+        if self.batch_size < 1:
+            raise G2NetError(f"--batch-size {self.batch_size}: must be >= 1")
+        self.slides.validate(detectors, window_s)
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by search.py and matched_filter.py --strain."""
+    parser.add_argument("--output", required=True, help="trigger file to write (HDF5)")
+    parser.add_argument("--stride", type=float, default=DEFAULT_STRIDE, help="s between windows")
+    parser.add_argument("--slides", type=int, default=0,
+                        help="time slides besides the zero lag (background only: shifts detectors)")
+    parser.add_argument("--slide-step", type=float, default=None,
+                        help="s between slides; must exceed the window plus the light travel time "
+                             f"(default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
+                             "filter the shortest whole number of its strides that does)")
+    parser.add_argument("--psd-duration", type=float, default=DEFAULT_PSD_DURATION,
+                        help="s of data around each block of windows that its PSD is estimated from")
+    parser.add_argument("--cluster", type=float, default=DEFAULT_CLUSTER,
+                        help="s: keep the loudest output within this")
+    parser.add_argument("--var", type=float, default=DEFAULT_VAR,
+                        help="s: an injection this close to a trigger counts as found")
+    parser.add_argument("--merger-offset", type=float, default=None,
+                        help="s from a window's start to the merger time a trigger reports "
+                             "(default: the middle of the simulator's tc range, 1.7)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="drop outputs below this before clustering (smaller files)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptions:
+    values = dict(stride=args.stride, psd_duration=args.psd_duration, cluster=args.cluster,
+                  var=args.var, threshold=args.threshold, batch_size=args.batch_size,
+                  slides=TimeSlides(args.slides, DEFAULT_SLIDE_STEP if args.slide_step is None
+                                    else args.slide_step))
+    if getattr(args, "merger_offset", None) is not None:
+        values["merger_offset"] = args.merger_offset
+    values.update(overrides)
+    return SearchOptions(**values)
+
+
+def check_output(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix not in (".hdf", ".h5", ".hdf5"):
+        raise G2NetError(f"--output {path}: give an HDF5 file name ending in .hdf")
+    return path
+
+
+def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, Any],
+                  **extra: Any) -> dict[str, Any]:
+    return {"duration": result["duration"], "input": str(strain.path),
+            "detectors": ",".join(strain.detectors), "slides": options.slides.n_slides,
+            "slide_step": options.slides.step, "stride": options.stride,
+            "cluster": options.cluster, "psd_duration": options.psd_duration,
+            "merger_offset": options.merger_offset, "var": options.var, **extra}

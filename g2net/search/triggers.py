@@ -1,0 +1,86 @@
+"""Trigger files, and the clustering that makes them.
+
+Trigger file (HDF5): 1-D float64 datasets ``time`` (GPS s), ``stat`` (ranking statistic, larger is
+more significant) and ``var`` (how far from ``time`` an injection may lie and still count as found),
+sorted in time; that is all MLGWSC-1's ``evaluate.py`` reads. The file's attributes record the
+analysed duration (``duration``, time slides included) and how it was made.
+"""
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from utils import G2NetError
+
+
+TRIGGER_DATASETS = ("time", "stat", "var")
+
+
+TRIGGER_DTYPE = np.float64
+
+
+def write_triggers(path: str | Path, time: np.ndarray, stat: np.ndarray, var: np.ndarray | float,
+                   attrs: Mapping[str, Any] | None = None) -> None:
+    """Trigger file: ``time``, ``stat``, ``var`` (float64, 1-D, sorted by time), written atomically."""
+    time = np.asarray(time, dtype=TRIGGER_DTYPE).ravel()
+    stat = np.asarray(stat, dtype=TRIGGER_DTYPE).ravel()
+    var = np.broadcast_to(np.asarray(var, dtype=TRIGGER_DTYPE), time.shape).copy()
+    if not time.shape == stat.shape == var.shape:
+        raise ValueError(f"time {time.shape}, stat {stat.shape} and var {var.shape} differ in length")
+    order = np.argsort(time, kind="stable")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
+            f.create_dataset(name, data=values[order])
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+    tmp.replace(path)
+
+
+def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(time, stat, var, attrs)`` of a trigger file (ours or any MLGWSC-1 submission)."""
+    path = Path(path)
+    if not path.is_file():
+        raise G2NetError(f"trigger file {path} not found; search.py or matched_filter.py --strain "
+                         "writes one")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [name for name in TRIGGER_DATASETS if name not in f]
+            if missing:
+                raise G2NetError(f"{path} lacks dataset(s) {', '.join(missing)}; a trigger file "
+                                 "holds time, stat and var (the MLGWSC-1 format)")
+            values = [np.asarray(f[name][()], dtype=np.float64).ravel() for name in TRIGGER_DATASETS]
+            attrs = dict(f.attrs)
+    except OSError as exc:
+        raise G2NetError(f"{path} is not an HDF5 trigger file ({exc})") from exc
+    if not values[0].shape == values[1].shape == values[2].shape:
+        raise G2NetError(f"{path}: time, stat and var have different lengths")
+    return values[0], values[1], values[2], attrs
+
+
+def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.ndarray:
+    """Indices (sorted by time) of the triggers kept when only the loudest within ``window``
+    seconds survives: triggers are taken loudest first and dropped if a kept one lies within
+    ``window``; ties go to the earlier trigger. No two kept triggers are ``window`` or closer."""
+
+    time = np.asarray(time, dtype=np.float64)
+    stat = np.asarray(stat, dtype=np.float64)
+    order = np.lexsort((time, -stat))
+    kept_times: list[float] = []
+    kept: list[int] = []
+    for index in order:
+        t = time[index]
+        pos = bisect.bisect_left(kept_times, t)
+        if pos < len(kept_times) and kept_times[pos] - t <= window:
+            continue
+        if pos > 0 and t - kept_times[pos - 1] <= window:
+            continue
+        kept_times.insert(pos, t)
+        kept.insert(pos, int(index))
+    return np.asarray(kept, dtype=np.int64)

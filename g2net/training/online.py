@@ -1,0 +1,146 @@
+"""Online training data: a fresh batch every step from the ml4gw engine, as training's loader.
+
+A config with ``train_source = 'online'`` (ml4gw waveforms) or ``'bank'`` (a polarisation bank's
+h+/hx, projected with sky, time, SNR and noise drawn every step) trains on :class:`OnlineSource`
+instead of a DataLoader over ``train.csv``; validation stays on the files. The stream depends only
+on seed, rank and epoch (:func:`stream_seed`) and is saved in the resume checkpoint, so a resumed
+run continues it bit for bit. The config's ``online`` dict (defaults in ``configs.Baseline.online``)
+chooses the approximant, priors, steps per epoch, device and bank (docs/online.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import configs
+from g2net.simulation.ml4gw_engine import (ML4GW_APPROXIMANTS, OnlineSimulator, check_ml4gw_approximant,
+                                           make_generator)
+from g2net.simulation.priors import Priors
+from transforms import batched
+from utils import G2NetError, input_dir
+
+
+SOURCES = ("files", "online", "bank")
+
+
+# ----------------------------------------------------------------------------- seeding
+def stream_seed(seed: int, rank: int, epoch: int) -> int:
+    """Seed of rank ``rank``'s generator in ``epoch``: a stream of its own per (seed, rank, epoch),
+    never the stream of a ``simulate --seed`` data set (a distinct spawn key)."""
+    state = np.random.SeedSequence(seed, spawn_key=(2 ** 32 - 5, rank, epoch)).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+# ----------------------------------------------------------------------------- the training source
+class OnlineSource:
+    """What training iterates instead of a DataLoader: ``steps_per_epoch`` fresh batches
+    ``(x float32 (B, 3, T), y float32 (B, 1))`` on ``device``, after the config's train transforms.
+
+    Batch ``k`` of epoch ``e`` on rank ``r`` comes from the generator seeded ``stream_seed(seed, r,
+    e)`` after ``k`` batches: :meth:`set_epoch` (called by the trainer) reseeds, so a resumed run
+    continues the stream bit for bit; :meth:`state_dict` records position and generator state.
+    """
+
+    def __init__(self, simulator: OnlineSimulator, batch_size: int, steps_per_epoch: int, seed: int,
+                 transform: Any = None, rank: int = 0):
+        if steps_per_epoch < 1 or batch_size < 1:
+            raise G2NetError(f"online training needs steps_per_epoch >= 1 and batch_size >= 1, got "
+                             f"{steps_per_epoch} and {batch_size}")
+        self.simulator, self.batch_size, self.steps = simulator, batch_size, steps_per_epoch
+        self.seed, self.rank = seed, rank
+        try:
+            self.transform = batched(transform)
+        except ValueError as exc:  # the config's train transforms: the user's to change
+            raise G2NetError(str(exc)) from None
+        self.epoch, self.step = 0, 0
+        self.generator = make_generator(simulator.device, stream_seed(seed, rank, 0))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
+        self.generator.manual_seed(stream_seed(self.seed, self.rank, epoch))
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        while self.step < self.steps:
+            batch = self.simulator.sample(self.generator, self.batch_size)
+            x = self.transform(batch.data, self.generator)
+            self.step += 1
+            yield x.float(), batch.target.float()[:, None]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "rank": self.rank, "epoch": self.epoch, "step": self.step,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue a saved stream. Under torchrun rank 0 saves the checkpoint: another rank
+        takes the position and re-derives its own generator for that epoch."""
+        if state["seed"] != self.seed:
+            raise G2NetError(f"the checkpoint's online stream has seed {state['seed']}, this run "
+                             f"{self.seed}; resume with the same config")
+        epoch, step = int(state["epoch"]), int(state["step"])
+        if state["rank"] == self.rank:
+            self.epoch, self.step = epoch, step
+            generator = state["generator"]
+            self.generator.set_state(generator.cpu() if hasattr(generator, "cpu") else generator)
+        else:  # checkpoints are written at epoch ends, where the next set_epoch reseeds anyway
+            self.set_epoch(epoch)
+            self.step = step
+
+
+# ----------------------------------------------------------------------------- configs
+def online_settings(cfg: type) -> dict[str, Any]:
+    """The config's ``online`` dict over ``configs.Baseline.online`` (every key has its default
+    there), checked: a G2NetError names an unknown key or prior."""
+
+    defaults = configs.Baseline.online
+    settings = {**defaults, **(getattr(cfg, "online", None) or {})}
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise G2NetError(f"config {cfg.name}: unknown online settings {unknown}; known: "
+                         f"{sorted(defaults)}")
+    fields = {f.name for f in dataclasses.fields(Priors)}
+    bad = sorted(set(settings["priors"]) - fields)
+    if bad:
+        raise G2NetError(f"config {cfg.name}: online priors {bad} are not Priors fields "
+                         f"({', '.join(sorted(fields))})")
+    if settings["approximant"] not in ML4GW_APPROXIMANTS and cfg.train_source == "online":
+        check_ml4gw_approximant(settings["approximant"])
+    return settings
+
+
+def make_priors(settings: Mapping[str, Any]) -> Priors:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings["priors"].items()}
+    return Priors(**values)
+
+
+def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
+                max_steps: int | None = None) -> OnlineSource:
+    """The training source of a config with ``train_source`` 'online' or 'bank' (``max_steps``
+    caps the epoch: ``--debug``)."""
+    source = getattr(cfg, "train_source", "files")
+    if source not in SOURCES[1:]:
+        raise G2NetError(f"config {cfg.name}: train_source {source!r} is not an online source "
+                         f"({', '.join(SOURCES)})")
+    if cfg.pseudo_labels:
+        raise G2NetError(f"config {cfg.name}: pseudo-labels extend a file training set; an online "
+                         "source has none (train_source = 'files')")
+    settings = online_settings(cfg)
+    bank = None
+    if source == "bank":
+        if not settings["signal_bank"]:
+            raise G2NetError(f"config {cfg.name}: train_source 'bank' needs online['signal_bank'] "
+                             "(a polarisation bank, relative to the input folder)")
+        bank = Path(settings["signal_bank"])
+        bank = bank if bank.is_absolute() else input_dir() / bank
+    where = torch.device(settings["device"]) if settings["device"] else device
+    simulator = OnlineSimulator(make_priors(settings), settings["approximant"], bank, where)
+    steps = int(settings["steps_per_epoch"])
+    steps = min(steps, max_steps) if max_steps is not None else steps
+    return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank)
