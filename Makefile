@@ -3,7 +3,8 @@
 #               Demo config, one pseudo-label round, stacking), then the out-of-fold AUCs
 #   make test   the test suite
 # Both create .venv (python3.11, else python3) when it is missing and install the pinned
-# requirements.txt into it; the install is redone only when requirements.txt changes.
+# requirements.txt and the project itself (editable: pip install -e .) into it; the install is
+# redone only when requirements.txt or pyproject.toml changes.
 # Every size below can be overridden on the command line: make demo DEMO_N_TRAIN=500 DEMO_N_TEST=100
 
 SHELL := /bin/bash
@@ -47,8 +48,9 @@ $(VENV_PYTHON):
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; v == (3, 11) or print(f"warning: {sys.executable} is Python {v[0]}.{v[1]}; the pins are tested with 3.11", file=sys.stderr)'
 	$(PYTHON) -m venv $(VENV)
 
-$(REQUIREMENTS_STAMP): requirements.txt | $(VENV_PYTHON)
+$(REQUIREMENTS_STAMP): requirements.txt pyproject.toml | $(VENV_PYTHON)
 	$(VENV_PYTHON) -m pip install -r requirements.txt
+	$(VENV_PYTHON) -m pip install --no-deps -e .
 	touch $@
 
 $(DEMO_SIMULATED): simulate.py $(wildcard g2net/simulation/*.py) $(wildcard data/g2net_asd.txt) | $(REQUIREMENTS_STAMP)

@@ -17,12 +17,12 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from jaxtyping import Float
 from timm.layers import SelectAdaptivePool2d
 from torch import Tensor
 
 from g2net.frontends import Frontend, create_frontend
 from g2net.mixing import MIX_MODES, check_choice, cutmix, mix_batch
+from g2net.types import Image, Logits, Strain
 
 PREPROCESSES = ("none", "positional-add", "positional-cat")
 CLASSIFIERS = ("none", "avg", "max", "concat", "gem", "positional", "mixup")
@@ -279,9 +279,9 @@ class _ImageModel(nn.Module):
         weight = self.get_parameter(self._probe)
         return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
-    def make_image(self, x: Float[Tensor, "batch ifo time"],
+    def make_image(self, x: Strain,
                    lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
-                   ) -> Float[Tensor, "batch channel freq time"]:
+                   ) -> Image:
         """Waveforms ``(B, C, T)`` -> the image the backbone sees (mixed when ``lam`` is given)."""
         image = self.spectrogram(x)
         if lam is not None:
@@ -352,14 +352,14 @@ class SpectroCNN(_ImageModel):
         self.manifold = next((m for m in self.modules() if isinstance(m, ManifoldMixup)), None)
         self._find_probe()
 
-    def forward_image(self, image: Float[Tensor, "batch channel freq time"]) -> Float[Tensor, "batch num_classes"]:
+    def forward_image(self, image: Image) -> Logits:
         """Backbone and head on an already made image: ``(B, C, H, W)`` -> logits."""
         features = self.attention(self.backbone(self.preprocess(image)))
         return self.head(torch.flatten(self.pool(features), 1))
 
-    def forward(self, x: Float[Tensor, "batch ifo time"],
+    def forward(self, x: Strain,
                 lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
-                ) -> Float[Tensor, "batch num_classes"] | tuple[Tensor, Tensor]:
+                ) -> Logits | tuple[Tensor, Tensor]:
         image = self.make_image(x, lam, idx)
         logits = self.forward_image(image)
         return (logits, image) if self.return_spec else logits
@@ -411,9 +411,9 @@ class MultiInstanceSCNN(_ImageModel):
             return [(width - patch) // 2]
         return [round(i * (width - patch) / (self.n_patch - 1)) for i in range(self.n_patch)]
 
-    def forward(self, x: Float[Tensor, "batch ifo time"],
+    def forward(self, x: Strain,
                 lam: torch.Tensor | float | None = None, idx: torch.Tensor | None = None
-                ) -> Float[Tensor, "batch num_classes"] | tuple[Tensor, Tensor]:
+                ) -> Logits | tuple[Tensor, Tensor]:
         image = self.make_image(x, lam, idx)
         batch, channels, height, width = image.shape
         patch = self.patch_width or height

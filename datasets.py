@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from g2net.mixing import PAIRINGS, check_choice, mix, mix_targets, partner_index, sample_lam
-from utils import (EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table,
-                   table_digest)
+from utils import EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table, table_digest
 
 
 class CacheView:

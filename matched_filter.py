@@ -17,8 +17,13 @@ from typing import Any, Sequence
 
 import torch
 
-from g2net.filtering.bank import (DEFAULT_BANK_SIZE, DEFAULT_CANDIDATES, coverage_report,
-                                  default_bank_spec, load_or_build_bank)
+from g2net.filtering.bank import (
+    DEFAULT_BANK_SIZE,
+    DEFAULT_CANDIDATES,
+    coverage_report,
+    default_bank_spec,
+    load_or_build_bank,
+)
 from g2net.filtering.baseline import run_split
 from g2net.search import matched_filter as strain_filter
 from g2net.search.options import add_search_options, options_from_args

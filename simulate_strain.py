@@ -29,8 +29,14 @@ import numpy as np
 from g2net.search.strain_io import parse_detectors
 from g2net.simulation.physics import DEFAULT_APPROXIMANT
 from g2net.simulation.priors import Priors
-from g2net.simulation.strain import (DEFAULT_CHIRP_DISTANCE, DEFAULT_PADDING, DEFAULT_START, StrainPlan,
-                                     plan_segments, simulate_strain)
+from g2net.simulation.strain import (
+    DEFAULT_CHIRP_DISTANCE,
+    DEFAULT_PADDING,
+    DEFAULT_START,
+    StrainPlan,
+    plan_segments,
+    simulate_strain,
+)
 from utils import G2NetError, cli_errors
 
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from g2net.mixing import PAIRINGS, check_choice, mix, mixed_loss, pair_indices, sample_lam
-from g2net.training.trainer import TrainHook, Trainer
+from g2net.training.trainer import Trainer, TrainHook
 
 
 class MixupTrain(TrainHook):

@@ -577,12 +577,12 @@ class _TorchPreprocess(nn.Module, abc.ABC):
         return kernel.to(torch.complex128 if self.compute_dtype == torch.float64
                          else torch.complex64)
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def forward(self, x: Strain) -> Strain:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._forward(x.to(self.compute_dtype)).to(x.dtype)
 
     @abc.abstractmethod
-    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def _forward(self, x: Strain) -> Strain:
         """The transform on ``x`` already in ``compute_dtype``."""
 
 
@@ -594,7 +594,7 @@ class TorchNormalize(nn.Module):
         self.register_buffer("inverse_factors", torch.from_numpy(
             1.0 / _check_factors(factors)).to(torch.complex128)[:, None], persistent=False)
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def forward(self, x: Strain) -> Strain:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return (x.to(torch.float64) * self.inverse_factors.real).to(x.dtype)
 
@@ -636,7 +636,7 @@ class TorchBandPass(_TorchPreprocess):
                     + u[..., :1] * self._complex(self.g_spectrum))
         return torch.fft.irfft(spectrum, n=self.n_fft)[..., :self.padded]
 
-    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def _forward(self, x: Strain) -> Strain:
         if x.shape[-1] != self.n_samples:
             raise ValueError(f"TorchBandPass was built for {self.n_samples} samples, got "
                              f"{x.shape[-1]}; build it with n_samples={x.shape[-1]}")
@@ -672,7 +672,7 @@ class TorchWhiten(_TorchPreprocess):
         self.register_buffer("window", torch.from_numpy(window).to(torch.complex128),
                              persistent=False)
 
-    def _forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def _forward(self, x: Strain) -> Strain:
         if x.dim() < 2 or x.shape[-2] != len(self.detectors):
             raise ValueError(f"TorchWhiten needs batches (B, {len(self.detectors)}, T) with rows "
                              f"{', '.join(self.detectors)}, got {tuple(x.shape)}")
@@ -760,7 +760,7 @@ class GpuPreprocess(nn.Module):
         self.chain: nn.Module | None = None
         self._built_for: tuple[int, torch.device] | None = None
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo time"]:
+    def forward(self, x: Strain) -> Strain:
         key = (x.shape[-1], x.device)
         if self._built_for != key:
             self.chain = nn.Sequential(*[torch_equivalent(s, x.shape[-1]) for s in self.steps]).to(x.device)

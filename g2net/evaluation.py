@@ -29,7 +29,6 @@ import pandas as pd
 from metrics import roc_auc
 from utils import MATCHED_FILTER, G2NetError, atomic_write, input_dir, read_table, results_dir
 
-
 FALSE_ALARM_PROBABILITIES = (0.01, 0.001)
 
 

@@ -25,10 +25,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from jaxtyping import Float
 from scipy.fft import next_fast_len
-from torch import Tensor
 
+from g2net.types import Image, RowImage, Series, Strain
 from models1d_pytorch.common import reinit_weights
 from models1d_pytorch.resnet1d import ResNet1d
 from models1d_pytorch.wavenet1d import WAVE_BLOCKS, make_wave_block
@@ -50,14 +49,14 @@ class PerDetectorFrontend(Frontend):
     magnitudes spanning several decades do not survive fp16.
     """
 
-    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
+    def transform(self, x: Series) -> RowImage:
         """``(N, T)`` float32 -> ``(N, H, W)``."""
         raise NotImplementedError
 
     def image_channels(self, n_detectors: int = 3) -> int:
         return n_detectors
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
+    def forward(self, x: Strain) -> Image:
         if x.dim() == 2:
             x = x.unsqueeze(1)
         batch, channels, length = x.shape
@@ -92,7 +91,7 @@ class CQT(PerDetectorFrontend):
                              window=window, center=center, pad_mode=pad_mode, trainable=trainable,
                              output_format=output_format, verbose=False)
 
-    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
+    def transform(self, x: Series) -> RowImage:
         return self.cqt(x)
 
 
@@ -278,7 +277,7 @@ class ComplexMorletCWT(_WaveletTransform):
         """The current wavelet width (the learned one with ``trainable_width``)."""
         return float(self.wavelet_width.detach()) if self.trainable_width else self.initial_width
 
-    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
+    def transform(self, x: Series) -> RowImage:
         weight = self.kernels().to(x.dtype)
         if self.uses_fft(weight.shape[-1]):  # complex kernels directly: half the rows
             out = fft_correlate(x, torch.complex(weight[:self.n_scales, 0], weight[self.n_scales:, 0]),
@@ -317,7 +316,7 @@ class RickerCWT(_WaveletTransform):
     def kernels(self) -> torch.Tensor:
         return self.bank
 
-    def transform(self, x: Float[Tensor, "rows time"]) -> Float[Tensor, "rows freq time"]:
+    def transform(self, x: Series) -> RowImage:
         out = self._convolve(x)
         return out.abs() if self.absolute else out
 
@@ -342,7 +341,7 @@ class _BranchFrontend(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return len(self.branches)
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
+    def forward(self, x: Strain) -> Image:
         if self.separate_channel:
             if x.shape[1] != len(self.branches):
                 raise ValueError(f"{type(self).__name__}(separate_channel=True) has "
@@ -430,7 +429,7 @@ class ResNetSpectrogram(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return 1
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
+    def forward(self, x: Strain) -> Image:
         image = self.trunk.forward_feature_map(x).unsqueeze(1)
         return image.transpose(2, 3) if self.transpose else image
 
@@ -453,7 +452,7 @@ class MultiSpectrogram(Frontend):
     def image_channels(self, n_detectors: int = 3) -> int:
         return sum(f.image_channels(n_detectors) for f in self.frontends)
 
-    def forward(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch channel freq time"]:
+    def forward(self, x: Strain) -> Image:
         images = [frontend(x) for frontend in self.frontends]
         if self.size is not None:
             images = [F.interpolate(im, size=self.size, mode="bilinear", align_corners=False)

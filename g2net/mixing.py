@@ -22,6 +22,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from g2net.types import PerExample
+
 PAIRINGS = ("random", "pos_neg")
 MIX_MODES = ("mixup", "cutmix")
 
@@ -69,7 +71,7 @@ def mix(a: Any, b: Any, lam: float | Tensor) -> Any:
     return a * lam + b * (1 - lam)
 
 
-def as_lambda(lam: Tensor | float, batch_size: int, like: Tensor) -> Float[Tensor, " batch"]:
+def as_lambda(lam: Tensor | float, batch_size: int, like: Tensor) -> PerExample:
     """Mixing weights as a float tensor of shape ``(batch_size,)`` on ``like``'s device."""
     lam = torch.as_tensor(lam, dtype=torch.float32, device=like.device)
     if lam.dim() == 0:
@@ -78,7 +80,7 @@ def as_lambda(lam: Tensor | float, batch_size: int, like: Tensor) -> Float[Tenso
 
 
 def mix_batch(x: Float[Tensor, "batch *rest"], lam: Tensor | float, idx: Tensor
-              ) -> tuple[Float[Tensor, "batch *rest"], Float[Tensor, " batch"]]:
+              ) -> tuple[Float[Tensor, "batch *rest"], PerExample]:
     """In-batch mixup of ``x`` with ``x[idx]``; returns the mixed batch and the per-example weights
     used (what the targets must be mixed with)."""
     lam = as_lambda(lam, x.shape[0], x)
@@ -86,7 +88,7 @@ def mix_batch(x: Float[Tensor, "batch *rest"], lam: Tensor | float, idx: Tensor
 
 
 def cutmix(image: Float[Tensor, "batch channel height width"], lam: Tensor | float, idx: Tensor
-           ) -> tuple[Float[Tensor, "batch channel height width"], Float[Tensor, " batch"]]:
+           ) -> tuple[Float[Tensor, "batch channel height width"], PerExample]:
     """Paste a box of ``image[idx[i]]`` into ``image[i]`` covering a fraction ``1 - lam[i]``.
 
     The box has the image's aspect ratio, lies wholly inside it (random position, torch's

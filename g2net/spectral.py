@@ -17,7 +17,6 @@ from scipy.signal.windows import tukey
 
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
 
-
 TUKEY_ALPHA = 0.1  # the taper of every PSD estimate and of whitening
 
 

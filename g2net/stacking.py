@@ -28,7 +28,6 @@ from g2net.training.pseudo import sigmoid
 from metrics import roc_auc
 from utils import G2NetError, atomic_write, input_dir, load_predictions, read_table, results_dir
 
-
 OOF_FILES = ("outoffolds_tta.npy", "outoffolds.npy")  # preferred first
 
 

@@ -14,13 +14,13 @@ from typing import Union
 
 import numpy as np
 import torch
-from jaxtyping import Complex, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from g2net.simulation import noise
 from g2net.spectral import TUKEY_ALPHA, expected_estimate_psd, inverse_asd, tukey_window
+from g2net.types import Spectrum, Strain
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError, input_dir
-
 
 PsdSpec = Union[str, os.PathLike, np.ndarray]
 
@@ -101,8 +101,8 @@ def whiten_with_psd(x: np.ndarray, psd: np.ndarray, sample_rate: float = SAMPLE_
     return whiten(x, tukey_window(x.shape[-1]), inverse_asd(psd, sample_rate))
 
 
-def whiten_torch(x: Float[Tensor, "batch ifo time"], window: Float[Tensor, " time"],
-                 gain: Complex[Tensor, "ifo freq"]) -> Float[Tensor, "batch ifo time"]:
+def whiten_torch(x: Strain, window: Float[Tensor, " time"],
+                 gain: Spectrum) -> Strain:
     """:func:`whiten` on tensors, in the dtype of ``x`` (``window`` in that dtype, ``gain`` in the
     matching complex dtype)."""
     spectrum = torch.fft.rfft(x * window, dim=-1) * gain

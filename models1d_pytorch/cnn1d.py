@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn as nn
-from jaxtyping import Float
-from torch import Tensor
+
+from g2net.types import Features, Strain
 
 from .common import Model1d, SamePadConv1d
 
@@ -50,6 +49,6 @@ class CNN1d(Model1d):
         self.global_pool = global_pool
         self._set_features(layers, channels, num_classes, reinit)
 
-    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
+    def forward_features(self, x: Strain) -> Features:
         features = self.features(x)
         return features.amax(dim=-1) if self.global_pool == "max" else features.mean(dim=-1)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from jaxtyping import Float
-from torch import Tensor
 
 from g2net.mixing import mix_batch
+from g2net.types import Features, Logits, Strain
 
 
 def reinit_weights(module: nn.Module) -> None:
@@ -81,12 +80,12 @@ class Model1d(nn.Module):
         if reinit:
             reinit_weights(self)
 
-    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
+    def forward_features(self, x: Strain) -> Features:
         """Pooled ``(B, features)``: the time average of the feature map by default."""
         return self.features(x).mean(dim=-1)
 
-    def forward(self, x: Float[Tensor, "batch ifo time"], lam: torch.Tensor | float | None = None,
-                idx: torch.Tensor | None = None) -> Float[Tensor, "batch num_classes"]:
+    def forward(self, x: Strain, lam: torch.Tensor | float | None = None,
+                idx: torch.Tensor | None = None) -> Logits:
         if lam is not None:
             x, _ = mix_batch(x, lam, idx)
         return self.classifier(self.forward_features(x))

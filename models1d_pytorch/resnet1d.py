@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from g2net.types import Features, Strain
+
 from .common import Model1d, SamePadConv1d, SamePadMaxPool1d, reinit_weights
 
 
@@ -80,12 +82,12 @@ class ResNet1d(Model1d):
         if reinit:
             reinit_weights(self)
 
-    def forward_feature_map(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features time"]:
+    def forward_feature_map(self, x: Strain) -> Float[Tensor, "batch features time"]:
         """``(B, C, T)`` -> ``(B, channels, T / stride**n_downsamples)`` before pooling."""
         out = self.blocks(F.relu(self.stem_bn(self.stem(x))))
         if self.final_act:
             out = F.relu(self.final_bn(out))
         return out
 
-    def forward_features(self, x: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch features"]:
+    def forward_features(self, x: Strain) -> Features:
         return self.forward_feature_map(x).mean(dim=-1)

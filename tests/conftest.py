@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # Small enough to simulate in seconds, large enough for two stratified folds to learn a little.
 SIM_TRAIN, SIM_TEST = 160, 48

@@ -3,7 +3,6 @@ hand computations on a constructed case."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -134,9 +133,7 @@ def test_cli_compares_two_labelled_searches(case, capsys):
 def test_timing_calibration_centres_and_covers_the_errors(tmp_path):
     """scripts/calibrate_search_timing.py: loudest trigger near each tc, its error's median gives
     the merger offset, the 90% half-width around it the var; too few injections are refused."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import calibrate_search_timing as cal
 
     rng = np.random.default_rng(0)

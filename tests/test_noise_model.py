@@ -1,15 +1,12 @@
 """The calibrated noise: table and PSD conventions (PyCBC-consistent), and the match to real data."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 from g2net.simulation import noise as sim_noise
 from g2net import spectral

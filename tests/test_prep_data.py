@@ -396,7 +396,7 @@ def test_cli_uses_g2net_input_dir_and_reports_errors_in_one_line(tmp_path):
 def _peak_rss_kb(root: Path, out: Path) -> int:
     """Peak resident memory of a fresh process caching ``root`` (VmHWM: ru_maxrss would include
     the parent's peak, which Linux carries across exec)."""
-    code = ("import re, sys; sys.path.insert(0, sys.argv[1]); import prep_data; "
+    code = ("import re, sys; import prep_data; "
             "prep_data.prepare(sys.argv[2], sys.argv[3], cache=True, workers=4, progress=False, "
             "printer=lambda _: None); "
             "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))")
@@ -442,11 +442,12 @@ def _make_dry_run(folder: Path, target: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     """``make -n`` in a scratch folder whose prerequisites are empty files: the command sequence."""
-    for name in ("requirements.txt", "simulate.py", "noise_model.py", "prep_data.py"):
+    for name in ("requirements.txt", "pyproject.toml", "simulate.py", "prep_data.py"):
         (tmp_path / name).touch()
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     (tmp_path / "venv" / "bin" / "python").touch()
-    os.utime(tmp_path / "requirements.txt", (1, 1))  # older than the install stamp
+    for name in ("requirements.txt", "pyproject.toml"):
+        os.utime(tmp_path / name, (1, 1))  # older than the install stamp
     (tmp_path / "venv" / ".requirements-installed").touch()
     result = _make_dry_run(tmp_path, "demo")
     assert result.returncode == 0, result.stderr
@@ -465,6 +466,7 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     result = _make_dry_run(tmp_path, "test")
     lines = result.stdout.splitlines()
     assert lines[0] == "venv/bin/python -m pip install -r requirements.txt"
+    assert lines[1] == "venv/bin/python -m pip install --no-deps -e ."  # the project, editable
     assert lines[-1].startswith("venv/bin/python -m pytest -q --durations=")
 
 

@@ -106,7 +106,7 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_deletes_nothing(results, e
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "Held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import pathlib; from g2net.training import runner; "
+        [sys.executable, "-c", "import sys, time; import pathlib; from g2net.training import runner; "
          "ctx = runner.claim_run_folder(pathlib.Path(sys.argv[2])); ctx.__enter__(); print('held', flush=True); "
          "time.sleep(600)", str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from g2net.simulation import banks as sim_banks
 from g2net.simulation import layout
@@ -144,7 +143,6 @@ def test_bank_data_needs_neither_pycbc_nor_lal(bank_data, bank_path, tmp_path):
         import sys
         sys.modules["pycbc"] = None  # any import of pycbc or lal now raises ImportError
         sys.modules["lal"] = None
-        sys.path.insert(0, {str(REPO)!r})
         import simulate
         simulate.main(["--out", {str(out)!r}, "--signal-bank", {str(bank_path)!r}, "--workers", "2",
                        *{DATA_ARGS!r}])

@@ -26,7 +26,6 @@ from g2net.simulation.priors import Priors, draw_parameters
 from g2net.simulation.pycbc_engine import injection_signal
 from utils import DETECTORS, MATCHED_FILTER, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write, results_dir
 
-
 BANK_VERSION = 2  # bump when the way a bank is built changes, so old caches are not reused
 
 

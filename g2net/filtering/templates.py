@@ -18,7 +18,6 @@ from torch import Tensor
 from g2net.spectral import inverse_asd
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
 
-
 APPROXIMANT = "IMRPhenomD"
 
 

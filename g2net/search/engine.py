@@ -22,7 +22,6 @@ from g2net.search.triggers import cluster_triggers
 from g2net.spectral import welch_psd
 from utils import G2NetError
 
-
 # scores (batch, detectors, samples) raw windows with the PSD (detectors, PSD_PIECE // 2 + 1) of
 # their stretch;
 # returns the statistic per window, or (statistic, merger time in s after the window start), either

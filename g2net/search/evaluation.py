@@ -34,7 +34,6 @@ from g2net.search.strain_io import segment_spans
 from g2net.search.triggers import read_triggers
 from utils import G2NetError
 
-
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
 

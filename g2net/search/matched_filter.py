@@ -24,8 +24,12 @@ import numpy as np
 import torch
 
 from g2net.filtering.bank import DEFAULT_BANK_SIZE, TemplateBank, default_bank_spec, load_or_build_bank
-from g2net.filtering.templates import (TEMPLATE_POST_MERGER, sliding_max, template_waveform,
-                                       whitened_unit_templates)
+from g2net.filtering.templates import (
+    TEMPLATE_POST_MERGER,
+    sliding_max,
+    template_waveform,
+    whitened_unit_templates,
+)
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
@@ -33,7 +37,6 @@ from g2net.search.timeslides import TimeSlides, light_travel_time
 from g2net.search.triggers import write_triggers
 from g2net.whitening import whiten_with_psd
 from utils import SAMPLE_RATE, G2NetError
-
 
 WINDOW_SECONDS = 16  # filtered at a time
 

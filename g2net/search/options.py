@@ -12,7 +12,6 @@ from g2net.search.timeslides import TimeSlides
 from g2net.simulation.priors import Priors
 from utils import N_SAMPLES, G2NetError
 
-
 DEFAULT_STRIDE = 0.25  # s between window starts
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from utils import G2NetError
 
-
 TRIGGER_DATASETS = ("time", "stat", "var")
 
 

@@ -24,7 +24,6 @@ from g2net.simulation.priors import Priors
 from prep_data import prepared_files
 from utils import G2NetError, atomic_write
 
-
 ID_SPACE = 16 ** 10
 
 

@@ -35,13 +35,22 @@ from torch import Tensor
 from tqdm import tqdm
 
 from g2net.simulation import layout, noise
-from g2net.simulation.banks import (BANK_PARAMS, EDGE_TAPER, PolarizationBank, load_polarization_bank,
-                                    segment_geometry)
+from g2net.simulation.banks import (
+    BANK_PARAMS,
+    EDGE_TAPER,
+    PolarizationBank,
+    load_polarization_bank,
+    segment_geometry,
+)
 from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_LOWER, REFERENCE_DISTANCE, SNR_BAND
-from g2net.simulation.priors import (Priors, check_positive_fraction, draw_extrinsic_torch,
-                                     draw_parameters_torch)
+from g2net.simulation.priors import (
+    Priors,
+    check_positive_fraction,
+    draw_extrinsic_torch,
+    draw_parameters_torch,
+)
+from g2net.types import PerDetector, PerExample, Strain, Waveform
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, example_path
-
 
 ML4GW_APPROXIMANTS = ("IMRPhenomD", "IMRPhenomPv2")
 
@@ -73,7 +82,7 @@ def _gmst_reference() -> tuple[float, float, float]:
     return float(det.reference_time), float(det.gmst_reference), float(det.sday)
 
 
-def gmst(gps: Float[Tensor, " batch"]) -> Float[Tensor, " batch"]:
+def gmst(gps: PerExample) -> PerExample:
     """Greenwich mean sidereal time (rad) at GPS times, as ``pycbc.detector.Detector`` estimates it."""
     reference, gmst0, sday = _gmst_reference()
     return torch.remainder(gmst0 + (gps.double() - reference) / sday * (2 * math.pi), 2 * math.pi)
@@ -109,7 +118,7 @@ class Projector(torch.nn.Module):
                              persistent=False)
 
     def responses(self, ra: Tensor, dec: Tensor, polarization: Tensor, gps: Tensor
-                  ) -> tuple[Float[Tensor, "batch 2 ifo"], Float[Tensor, "batch ifo"]]:
+                  ) -> tuple[Float[Tensor, "batch 2 ifo"], PerDetector]:
         """Antenna responses (F+, Fx per detector) and delays (s) from the geocentre."""
         from ml4gw.gw import compute_antenna_responses
 
@@ -121,7 +130,7 @@ class Projector(torch.nn.Module):
         delays = -(omega @ self.vertices.T) / SPEED_OF_LIGHT
         return antenna, delays
 
-    def forward(self, hp: Float[Tensor, "batch time"], hc: Float[Tensor, "batch time"],
+    def forward(self, hp: Waveform, hc: Waveform,
                 ra: Tensor, dec: Tensor, polarization: Tensor, gps_start: Tensor, tc: Tensor
                 ) -> Float[Tensor, "batch ifo window"]:
         """Strain windows whose first sample is at ``gps_start``, geocentric merger at ``+tc`` s.
@@ -148,7 +157,7 @@ class NoiseGenerator(torch.nn.Module):
         amplitude = noise.coloring_amplitude(n_samples * noise.NOISE_OVERSAMPLING, sample_rate)
         self.register_buffer("amplitude", torch.tensor(amplitude), persistent=False)
 
-    def forward(self, g: torch.Generator, batch: int) -> Float[Tensor, "batch ifo time"]:
+    def forward(self, g: torch.Generator, batch: int) -> Strain:
         return noise.colored_noise_torch(g, batch, self.amplitude, self.n_samples)
 
 
@@ -316,7 +325,7 @@ class OnlineSimulator(torch.nn.Module):
         params["snr_network"] = network * scale
         return strain * scale[:, None, None], params
 
-    def optimal_snr(self, strain: Float[Tensor, "batch ifo time"]) -> Float[Tensor, "batch ifo"]:
+    def optimal_snr(self, strain: Strain) -> PerDetector:
         """Per-detector optimal SNR over ``SNR_BAND`` against the simulator PSD: the
         convention of :func:`simulate.optimal_snr`, computed by ``ml4gw.gw.compute_ifo_snr``."""
         from ml4gw.gw import compute_ifo_snr

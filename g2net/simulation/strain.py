@@ -34,7 +34,6 @@ from g2net.simulation.priors import Priors, draw_parameters
 from g2net.simulation.pycbc_engine import injection_signal, optimal_snr
 from utils import DETECTORS, SAMPLE_RATE, G2NetError
 
-
 INJECTION_STEP = 24.0  # s between injections (MLGWSC-1)
 
 

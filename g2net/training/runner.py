@@ -37,8 +37,17 @@ from g2net.training.runtime import Runtime, for_device, make_loader, setup_runti
 from g2net.training.trainer import Trainer, file_digest, load_checkpoint
 from metrics import roc_auc
 from training_extras import make_tta_dataloader
-from utils import (EXAMPLE_SHAPE, G2NetError, input_dir, print_config, results_dir, seed_everything,
-                   atomic_save_npy, atomic_write, notify_me)
+from utils import (
+    EXAMPLE_SHAPE,
+    G2NetError,
+    atomic_save_npy,
+    atomic_write,
+    input_dir,
+    notify_me,
+    print_config,
+    results_dir,
+    seed_everything,
+)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128

@@ -47,7 +47,6 @@ from prep_data import prepare
 from transforms import GpuPreprocess, cpu_transforms, gpu_transforms
 from utils import G2NetError, atomic_write, cpu_count, default_num_workers, example_path, input_dir
 
-
 PHASES = ("data", "model", "train", "valid")
 
 
