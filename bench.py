@@ -27,7 +27,7 @@ import argparse
 import json
 from typing import Any, Sequence
 
-from g2net.training.throughput import PHASES, SETTINGS, _noise_root, make_noise_dataset, run_bench, summarize
+from g2net.experiments.throughput import PHASES, SETTINGS, _noise_root, make_noise_dataset, run_bench, summarize
 from utils import G2NetError, atomic_write, cli_errors
 
 

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from g2net.training.inference import predict_paths
-from g2net.training.runner import experiment_dir, get_config
+from g2net.experiments.inference import predict_paths
+from g2net.experiments.runner import experiment_dir, get_config
 from prep_data import check_files, check_split
 from utils import G2NetError, atomic_write, cli_errors, example_path, format_ids
 

@@ -6,7 +6,7 @@ per-worker seeding) makes an epoch reproducible. They never modify their input i
 a read-only memory map) and return an array of the same shape and dtype.
 
 An augmentation that online training can use (``train_source = 'online'``: batches made on the
-device, g2net.training.online) also has :meth:`Transform.batched`: the same augmentation on a
+device, g2net.experiments.online) also has :meth:`Transform.batched`: the same augmentation on a
 batch ``(B, 3, T)`` in torch, drawing from the batch's ``torch.Generator`` so that the stream stays a
 function of its seed. One class owns both versions; :func:`batched` chains a config's pipeline.
 

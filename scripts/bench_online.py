@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from g2net.simulation import banks as sim_banks
 from g2net.simulation import ml4gw_engine
-from g2net.training import online as online_source
+from g2net.experiments import online as online_source
 from g2net.simulation.priors import Priors  # noqa: E402
-from g2net.training import runner
+from g2net.experiments import runner
 from g2net.training.runtime import setup_runtime, wrap_model
 
 
@@ -108,8 +108,8 @@ def cmd_real(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from metrics import roc_auc
-    from g2net.training.inference import predict_paths
-    from g2net.training.runner import get_config
+    from g2net.experiments.inference import predict_paths
+    from g2net.experiments.runner import get_config
     from utils import example_path
 
     labels = pd.read_csv(args.real / "training_labels.csv", dtype={"id": str})

@@ -243,7 +243,7 @@ def test_pretrained_offline_without_cache_says_how_to_get_weights(tmp_path):
         except RuntimeError as exc:
             print('MESSAGE', exc)
         import configs, utils
-        from g2net.training import runner
+        from g2net.experiments import runner
         class OfflineCfg(configs.Baseline):
             model_params = dict(model_name='resnet18', pretrained=True, **spec)
         try:

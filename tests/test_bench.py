@@ -12,7 +12,7 @@ import bench
 from g2net.simulation import noise as sim_noise
 from g2net.training import runtime as rt
 from g2net.training import trainer
-from g2net.training import throughput
+from g2net.experiments import throughput
 import configs
 import transforms as T
 from utils import G2NetError

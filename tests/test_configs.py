@@ -7,7 +7,7 @@ import torch
 from conftest import run_script
 
 import configs
-from g2net.training import runner
+from g2net.experiments import runner
 from utils import G2NetError
 
 ALL = runner.all_configs()

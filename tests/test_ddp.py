@@ -16,7 +16,7 @@ import torch
 from conftest import REPO
 
 import configs
-from g2net.training import runner
+from g2net.experiments import runner
 from prep_data import write_cache_stamp
 
 # One training and one test example fewer than the simulated set: odd fold and test sizes make

@@ -17,11 +17,11 @@ from g2net.simulation import physics as sim_physics
 from g2net.simulation import priors as sim_priors
 from g2net.simulation import pycbc_engine
 from g2net import spectral
-from g2net.training import online as online_source
+from g2net.experiments import online as online_source
 import transforms
 import utils
 from g2net.simulation.priors import Priors
-from g2net.training import runner
+from g2net.experiments import runner
 
 FS = 2048
 

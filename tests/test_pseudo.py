@@ -10,7 +10,7 @@ from g2net.training.pseudo import load_parent_predictions, pseudo_targets, sigmo
 from utils import G2NetError
 import g2net.stacking
 from g2net.training import pseudo
-from g2net.training import runner
+from g2net.experiments import runner
 
 N_TEST = 200
 CV = 4

@@ -17,7 +17,7 @@ from torch.utils.data import Sampler
 from conftest import REPO, run_script
 
 import configs
-from g2net.training import runner
+from g2net.experiments import runner
 from g2net.training import runtime as rt
 from g2net.training.trainer import file_digest, load_checkpoint
 from utils import G2NetError, atomic_torch_save
@@ -106,7 +106,7 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_deletes_nothing(results, e
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "Held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; import pathlib; from g2net.training import runner; "
+        [sys.executable, "-c", "import sys, time; import pathlib; from g2net.experiments import runner; "
          "ctx = runner.claim_run_folder(pathlib.Path(sys.argv[2])); ctx.__enter__(); print('held', flush=True); "
          "time.sleep(600)", str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -17,7 +17,7 @@ from torch import nn
 from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
 
 import configs
-from g2net.training import runner
+from g2net.experiments import runner
 from g2net.training import runtime as rt
 from utils import G2NetError
 

@@ -13,8 +13,8 @@ from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
 from g2net.search.triggers import write_triggers
 from g2net.spectral import tukey_window
-from g2net.training.inference import fold_checkpoints
-from g2net.training.runner import checkpoint_trainer, experiment_dir, get_config
+from g2net.experiments.inference import fold_checkpoints
+from g2net.experiments.runner import checkpoint_trainer, experiment_dir, get_config
 from g2net.training.runtime import setup_runtime
 from g2net.whitening import inverse_asd, whiten_torch, whiten_with_psd
 from transforms import BandPass, Compose, SelectDetectors, Whiten, torch_equivalent

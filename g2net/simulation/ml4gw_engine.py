@@ -16,7 +16,7 @@ The physics is the PyCBC engine's, redone batched so that it runs on a GPU (or t
 A polarisation bank (:mod:`g2net.simulation.banks`) can supply h+/hx of any LALSimulation
 approximant instead of ml4gw. :func:`simulate_files` writes the competition layout through
 :meth:`OnlineSimulator.sample` (``simulate.py --engine ml4gw``); training draws from it through
-:mod:`g2net.training.online`.
+:mod:`g2net.experiments.online`.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ import torch
 
 from datasets import CacheView, load_cache, read_prepared
 from g2net.simulation.noise import colored_noise
-from g2net.training.runner import build_model, get_config, make_trainer
+from g2net.experiments.runner import build_model, get_config, make_trainer
 from g2net.training.runtime import make_loader, setup_runtime, wrap_model
 from prep_data import prepare
 from transforms import GpuPreprocess, cpu_transforms, gpu_transforms

@@ -31,7 +31,7 @@ import configs
 from architectures import PretrainedWeightsUnavailable
 from configs import Baseline, check_params
 from datasets import CacheView, load_cache, read_prepared, resolve_path
-from g2net.training.online import make_source
+from g2net.experiments.online import make_source
 from g2net.training.pseudo import load_parent_predictions, pseudo_targets, validate_pseudo_labels
 from g2net.training.runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
 from g2net.training.trainer import Trainer, file_digest, load_checkpoint

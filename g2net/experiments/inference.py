@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from g2net.training.runner import checkpoint_trainer, experiment_dir, tta_predict, unfinished_warning
+from g2net.experiments.runner import checkpoint_trainer, experiment_dir, tta_predict, unfinished_warning
 from g2net.training.runtime import make_loader, setup_runtime
 from utils import G2NetError, format_ids
 
