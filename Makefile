@@ -26,7 +26,8 @@ DEMO_CONFIG ?= Demo
 DEMO_PSEUDO_CONFIG ?= PseudoDemo
 DEMO_TRAIN_FLAGS ?=
 DEMO_ENV = G2NET_INPUT_DIR=$(DEMO_DIR) G2NET_RESULTS_DIR=$(DEMO_RESULTS)
-# Simulation and prep are redone only when their inputs change (sizes, seed, the code).
+# Simulation and prep are redone only when their inputs change (sizes, seed, the code); the demo
+# folder is the Makefile's own, so a changed simulator replaces it (--overwrite).
 DEMO_SIMULATED := $(DEMO_DIR)/.simulated-$(DEMO_N_TRAIN)-$(DEMO_N_TEST)-$(DEMO_SEED)
 DEMO_PREPARED := $(DEMO_DIR)/train_cache.npy
 
@@ -55,7 +56,7 @@ $(REQUIREMENTS_STAMP): requirements.txt pyproject.toml | $(VENV_PYTHON)
 
 $(DEMO_SIMULATED): simulate.py $(wildcard g2net/simulation/*.py) $(wildcard data/g2net_asd.txt) | $(REQUIREMENTS_STAMP)
 	rm -f $(DEMO_DIR)/.simulated-*
-	$(VENV_PYTHON) simulate.py --out $(DEMO_DIR) --n-train $(DEMO_N_TRAIN) --n-test $(DEMO_N_TEST) \
+	$(VENV_PYTHON) simulate.py --out $(DEMO_DIR) --n-train $(DEMO_N_TRAIN) --n-test $(DEMO_N_TEST) --overwrite \
 	    --seed $(DEMO_SEED) --workers $(DEMO_WORKERS)
 	touch $@
 

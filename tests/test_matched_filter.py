@@ -51,7 +51,9 @@ def test_recovers_injected_snr10(bank, matched):
     noise = np.stack([sim_noise.colored_noise(np.random.default_rng(100 + i)) for i in range(8)])
     noisy = matched.statistic(np.concatenate([signals, signals]) + noise)
     assert abs(noisy.mean() - 10.0) < 1.0, noisy  # within 10% of the optimal SNR
-    assert np.all(np.abs(noisy - 10.0) < 2.5), noisy
+    # noise moves each network SNR by about one (more upward: the maximum over templates and
+    # times); 3 is three of those
+    assert np.all(np.abs(noisy - 10.0) < 3.0), noisy
     assert np.all(matched.statistic(noise) < 8.0)  # noise alone stays well below
 
 

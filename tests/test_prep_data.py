@@ -456,7 +456,7 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     steps = [line for line in commands if ".py" in line and " -c " not in line]
     scripts = [re.search(r"(\w+\.py)", line).group(1) for line in steps]
     assert scripts == ["simulate.py", "prep_data.py", "train.py", "train_pseudo.py", "stacking.py"]
-    assert "--out demo_data/input --n-train 2000 --n-test 500 --seed 0 --workers 2" in steps[0]
+    assert "--out demo_data/input --n-train 2000 --n-test 500 --overwrite --seed 0 --workers 2" in steps[0]
     assert "prep_data.py --cache" in steps[1] and "--config Demo" in steps[2]
     assert "--config PseudoDemo" in steps[3]
     for line in steps[1:]:

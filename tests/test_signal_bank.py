@@ -237,3 +237,18 @@ def test_the_python_api_refuses_priors_with_a_bank(bank, tmp_path):
                                 signal_bank=bank, progress=False)
     assert summary["positives"] == 2 and summary["bank_signals"] == K
     assert json.loads(json.dumps(bank.metadata))["priors"]["snr_range"] == [5.0, 20.0]
+
+
+def test_bank_records_the_reference_frequency_and_older_banks_load_as_pycbcs_default(bank_path, tmp_path):
+    """Each signal's f_ref is stored; a bank written before that column existed was made with
+    PyCBC's default reference frequency, and loads saying so (its rows then remake their signals)."""
+    bank = sim_banks.load_signal_bank(bank_path)
+    assert (bank.table["f_ref"] == 20.0).all() and bank.metadata["f_ref"] == 20.0
+    with np.load(bank_path) as archive:
+        arrays = {name: archive[name] for name in archive.files if name != "param_f_ref"}
+    sim_banks.write_npz(tmp_path / "old.npz", arrays)
+    old = sim_banks.load_signal_bank(tmp_path / "old.npz")
+    assert (old.table["f_ref"] == 0.0).all()
+    assert old.table.drop(columns="f_ref").equals(bank.table.drop(columns="f_ref"))
+    assert pycbc_engine.reference_frequency({"mass1": 30.0}) == 0.0
+    assert pycbc_engine.reference_frequency(bank.table.iloc[0].to_dict()) == 20.0

@@ -106,7 +106,7 @@ def pycbc_recompute(row: pd.Series) -> np.ndarray:
     hp, hc = get_td_waveform(approximant=row["approximant"], mass1=row["mass1"], mass2=row["mass2"],
                              spin1z=row["spin1z"], spin2z=row["spin2z"], distance=row["distance"],
                              inclination=row["inclination"], coa_phase=row["coa_phase"],
-                             delta_t=1.0 / SAMPLE_RATE, f_lower=20.0)
+                             delta_t=1.0 / SAMPLE_RATE, f_lower=20.0, f_ref=row["f_ref"])
     merger = float(row["gps_start"]) + float(row["tc"])
     hp.start_time += merger
     hc.start_time += merger
@@ -142,7 +142,8 @@ def test_snr_recomputed_with_pycbc_matches_the_table(positives, recomputed):
 
 
 def test_stored_data_is_noise_plus_the_row_signal(sim_dir, injections, recomputed):
-    """From the injections.csv columns alone the injected signal comes back (to rounding)."""
+    """From the injections.csv columns alone (f_ref included) the injected signal comes back."""
+    assert (injections.loc[injections["target"] == 1, "f_ref"] == 20.0).all()
     for index, row in injections.iterrows():
         data = np.load(example_path(sim_dir, row["split"], row["id"]))
         _, noise_rng = pycbc_engine.example_generators(SEED, index)
@@ -264,3 +265,26 @@ def test_replaces_a_simulation_but_not_other_data(tmp_path, capsys):
     assert sorted(p.stem for p in (out / "train").rglob("*.npy")) == sorted(ids)
     simulate.main([*small, "--n-train", "2", "--seed", "3", "--overwrite"])
     assert (out / "injections.csv").is_file()
+
+
+def test_a_simulation_made_before_f_ref_was_recorded_is_not_finished_with_new_signals(tmp_path, capsys):
+    """Its signals follow PyCBC's default reference frequency: the same arguments must not add
+    examples made at f_ref 20 Hz to it; --overwrite remakes it."""
+    import json
+
+    out = tmp_path / "sim"
+    args = ["--out", str(out), "--n-train", "2", "--n-test", "0", "--seed", "3", "--workers", "1",
+            "--no-progress"]
+    simulate.main(args)
+    record = json.loads((out / layout.RUN_FILE).read_text())
+    assert record["f_ref"] == 20.0
+    del record["f_ref"]
+    (out / layout.RUN_FILE).write_text(json.dumps(record))
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(SystemExit):
+        simulate.main(args)
+    error = capsys.readouterr().err
+    assert "made before simulate.py used f_ref 20 Hz" in error and "--overwrite" in error
+    assert sorted(p.name for p in out.rglob("*")) == before
+    simulate.main([*args, "--overwrite"])
+    assert json.loads((out / layout.RUN_FILE).read_text())["f_ref"] == 20.0

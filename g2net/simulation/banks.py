@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from g2net.simulation.physics import F_REF_UNRECORDED
 from g2net.simulation.priors import Priors
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_write
 
@@ -32,7 +33,7 @@ POLARIZATION_BANK_FORMAT_VERSION = 1
 
 
 # the physics columns of injections.csv, kept per signal (simulate.INJECTION_COLUMNS ends with them)
-BANK_COLUMNS = ["approximant", "mass1", "mass2", "spin1z", "spin2z", "distance", "ra", "dec",
+BANK_COLUMNS = ["approximant", "f_ref", "mass1", "mass2", "spin1z", "spin2z", "distance", "ra", "dec",
                 "polarization", "inclination", "coa_phase", "gps_start", "tc", "snr_H1", "snr_L1",
                 "snr_V1", "snr_network"]
 
@@ -177,7 +178,12 @@ def load_signal_bank(path: str | Path) -> SignalBank:
                              f"{N_SAMPLES} samples at {SAMPLE_RATE} Hz (utils.N_SAMPLES, "
                              "utils.SAMPLE_RATE): rebuild the bank with this simulate.py")
         codes, scales = archive["signals"], archive["scales"]
-        table = pd.DataFrame({column: archive[f"param_{column}"] for column in BANK_COLUMNS})
+        # a bank written before the reference frequency was recorded has no param_f_ref: its
+        # signals were made with PyCBC's default (F_REF_UNRECORDED)
+        columns = {column: archive[f"param_{column}"] for column in BANK_COLUMNS
+                   if column != "f_ref" or "param_f_ref" in archive.files}
+        table = pd.DataFrame(columns).reindex(columns=BANK_COLUMNS)
+        table["f_ref"] = table["f_ref"].fillna(F_REF_UNRECORDED)
     count = len(codes)
     problem = None
     if codes.dtype != np.float16 or codes.shape[1:] != (len(DETECTORS), N_SAMPLES):

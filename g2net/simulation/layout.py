@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from g2net.simulation.banks import BANK_COLUMNS, BANK_ROW_COLUMN
-from g2net.simulation.physics import DEFAULT_APPROXIMANT
+from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_REF
 from g2net.simulation.priors import Priors
 from prep_data import prepared_files
 from utils import G2NetError, atomic_write
@@ -149,7 +149,7 @@ def run_record(n_train: int, n_test: int, seed: int, priors: Priors, approximant
         "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
         "approximant": approximant, "priors": dataclasses.asdict(priors),
         "signal_bank": None if signal_bank is None else str(Path(signal_bank).resolve()),
-        "complete": False}))
+        "f_ref": F_REF, "complete": False}))
 
 
 def previous_run(out: Path) -> dict[str, Any] | None:
@@ -179,6 +179,8 @@ def describe_run(record: dict[str, Any]) -> str:
         words.append(f"--signal-bank {record['signal_bank']}")
     if record.get("approximant") != DEFAULT_APPROXIMANT:
         words.append(f"--approximant {record.get('approximant')}")
+    if record.get("f_ref") != F_REF:  # its signals' phases follow another reference frequency
+        words.append(f"(made before simulate.py used f_ref {F_REF:g} Hz)")
     defaults = json.loads(json.dumps(dataclasses.asdict(Priors())))
     for name, value in (record.get("priors") or {}).items():
         if defaults.get(name) != value:

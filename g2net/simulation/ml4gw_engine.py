@@ -6,7 +6,7 @@ The physics is the PyCBC engine's, redone batched so that it runs on a GPU (or t
   precessing approximants draw isotropic spins of magnitude up to ``max |spin_range|``;
 * waveforms: ml4gw ``IMRPhenomD`` / ``IMRPhenomPv2`` through ``TimeDomainCBCWaveformGenerator``
   (the conditioning LALSimulation applies to frequency-domain approximants, hence PyCBC's
-  ``get_td_waveform``), from ``F_LOWER`` with reference frequency ``F_LOWER`` (docs/online.md);
+  ``get_td_waveform``), from ``F_LOWER`` with reference frequency ``F_REF`` (docs/online.md);
 * projection onto H1/L1/V1: ml4gw antenna responses and detector geometry, GMST as PyCBC's
   ``Detector`` computes it, time delays applied exactly (a frequency-domain fractional shift);
 * noise: :func:`g2net.simulation.noise.colored_noise_torch`, the PyCBC engine's scheme;
@@ -42,7 +42,7 @@ from g2net.simulation.banks import (
     load_polarization_bank,
     segment_geometry,
 )
-from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_LOWER, REFERENCE_DISTANCE, SNR_BAND
+from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_LOWER, F_REF, REFERENCE_DISTANCE, SNR_BAND
 from g2net.simulation.priors import (
     Priors,
     check_positive_fraction,
@@ -67,6 +67,7 @@ GUARD = 0.25  # s of zeros between a wrapped segment start and the window in the
 HIGHPASS_LEAD = 1.0  # s of waveform before a segment, where the generator's high-pass settles
 
 
+UNDRAWN_COLUMNS = ("id", "split", "target", "approximant", "f_ref")  # set per row, not drawn
 PRECESSING_COLUMNS = ["spin1x", "spin1y", "spin2x", "spin2y"]
 
 
@@ -178,7 +179,7 @@ class Ml4gwWaveforms(torch.nn.Module):
         post = (segment_samples - merger_index) / sample_rate
         duration = _waveform_duration(segment_samples / sample_rate)
         self.generator = TimeDomainCBCWaveformGenerator(
-            model, sample_rate, duration=duration, f_min=F_LOWER, f_ref=F_LOWER,
+            model, sample_rate, duration=duration, f_min=F_LOWER, f_ref=F_REF,
             right_pad=post)
         self.segment_samples = segment_samples
 
@@ -283,7 +284,7 @@ class OnlineSimulator(torch.nn.Module):
         positives = torch.nonzero(target > 0.5).flatten()
         signal = torch.zeros_like(data)
         params = {c: torch.full((batch,), math.nan, dtype=torch.float64, device=self.device)
-                  for c in self.columns()[4:]}
+                  for c in self.columns() if c not in UNDRAWN_COLUMNS}
         if len(positives):
             clean, drawn = self.signals(g, len(positives))
             signal[positives] = clean
@@ -382,7 +383,7 @@ def simulate_files(out: str | Path, n_train: int, n_test: int, seed: int, priors
                 row: dict[str, Any] = {"id": ids[index], "split": splits[index],
                                        "target": int(targets[index])}
                 if targets[index]:
-                    row["approximant"] = simulator.approximant
+                    row["approximant"], row["f_ref"] = simulator.approximant, F_REF
                     row.update({c: float(params[c][k]) for c in params})
                     row["gps_start"] = int(round(row["gps_start"]))
                     if "bank_row" in row:

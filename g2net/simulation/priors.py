@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from g2net.simulation.physics import DEFAULT_APPROXIMANT, REFERENCE_DISTANCE
+from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_REF, REFERENCE_DISTANCE
 from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
 
 if TYPE_CHECKING:  # torch is imported by the torch backend only: the PyCBC engine runs without it
@@ -175,8 +175,8 @@ def draw_snr(rng: np.random.Generator, priors: Priors) -> float:
 def draw_parameters(rng: np.random.Generator, priors: Priors, approximant: str) -> dict[str, Any]:
     """One source at ``REFERENCE_DISTANCE`` (the distance is rescaled to the drawn SNR later)."""
     masses = sorted((sample(rng, LAWS["mass"], priors), sample(rng, LAWS["mass"], priors)), reverse=True)
-    params: dict[str, Any] = {"approximant": approximant, "mass1": masses[0], "mass2": masses[1],
-                              "distance": REFERENCE_DISTANCE}
+    params: dict[str, Any] = {"approximant": approximant, "f_ref": F_REF, "mass1": masses[0],
+                              "mass2": masses[1], "distance": REFERENCE_DISTANCE}
     params.update({name: sample(rng, LAWS[name], priors) for name in NUMPY_ORDER})
     return params
 

@@ -45,7 +45,8 @@ from g2net.simulation.banks import (
     write_signal_bank,
 )
 from g2net.simulation.noise import colored_noise, detector_psd
-from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_LOWER, REFERENCE_DISTANCE, SNR_BAND
+from g2net.simulation.physics import (DEFAULT_APPROXIMANT, F_LOWER, F_REF, F_REF_UNRECORDED,
+                                      REFERENCE_DISTANCE, SNR_BAND)
 from g2net.simulation.priors import (
     Priors,
     check_positive_fraction,
@@ -63,11 +64,20 @@ def _detector(name: str):
     return Detector(name)
 
 
+def reference_frequency(row: Mapping[str, Any]) -> float:
+    """The ``f_ref`` a row's signal was made with: its ``f_ref`` column, or ``F_REF_UNRECORDED``
+    for a row written before the column existed (its engine then left PyCBC's default)."""
+    value = row.get("f_ref", F_REF_UNRECORDED)
+    value = F_REF_UNRECORDED if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    return float(value)
+
+
 def injection_signal(row: Mapping[str, Any], n_samples: int = N_SAMPLES,
                      sample_rate: float = SAMPLE_RATE) -> np.ndarray:
     """The clean signal (3, n_samples) of one ``injections.csv`` row, from its columns alone.
 
-    ``get_td_waveform`` (f_lower 20 Hz) with the merger at GPS ``gps_start + tc``, projected with
+    ``get_td_waveform`` (from ``F_LOWER``, reference frequency the row's ``f_ref``: see
+    :func:`reference_frequency`) with the merger at GPS ``gps_start + tc``, projected with
     ``Detector.project_wave`` (LAL: antenna patterns, light travel time from the geocentre), cut
     to the window that starts at ``gps_start`` (which must lie on the sample grid).
     """
@@ -80,7 +90,7 @@ def injection_signal(row: Mapping[str, Any], n_samples: int = N_SAMPLES,
                              mass2=float(row["mass2"]), spin1z=float(row["spin1z"]),
                              spin2z=float(row["spin2z"]), distance=float(row["distance"]),
                              inclination=float(row["inclination"]), coa_phase=float(row["coa_phase"]),
-                             delta_t=1.0 / sample_rate, f_lower=F_LOWER)
+                             delta_t=1.0 / sample_rate, f_lower=F_LOWER, f_ref=reference_frequency(row))
     start = float(hp.start_time) + gps_start + float(row["tc"])
     # Only the part near the window matters; projecting seconds of early inspiral costs time.
     first = max(0, int(math.floor((gps_start - CROP_MARGIN - start) * sample_rate)))
@@ -363,7 +373,7 @@ def draw_signal_bank(path: str | Path, n_signals: int, seed: int, priors: Priors
     metadata = {"format": BANK_FORMAT, "format_version": BANK_FORMAT_VERSION, "seed": int(seed),
                 "n_signals": int(n_signals), "approximant": approximant,
                 "sample_rate": SAMPLE_RATE, "n_samples": N_SAMPLES, "detectors": list(DETECTORS),
-                "priors": dataclasses.asdict(priors), "f_lower": F_LOWER, "snr_band": list(SNR_BAND),
+                "priors": dataclasses.asdict(priors), "f_lower": F_LOWER, "f_ref": F_REF, "snr_band": list(SNR_BAND),
                 "encoding": "signal = float16 signals * float32 scales (per signal)"}
     write_signal_bank(path, codes, scales, table, metadata)
     elapsed = time.perf_counter() - started
@@ -390,7 +400,7 @@ def _bank_row(args: tuple) -> tuple[np.ndarray, dict[str, Any]]:
         spin2x=params["spin2x"], spin2y=params["spin2y"], spin2z=params["spin2z"],
         distance=REFERENCE_DISTANCE, inclination=params["inclination"],
         coa_phase=params["coa_phase"], delta_t=1.0 / SAMPLE_RATE, f_lower=F_LOWER,
-        f_ref=F_LOWER)
+        f_ref=F_REF)
     out = np.zeros((2, length))
     start = int(round(float(hp.start_time) * SAMPLE_RATE)) + merger  # segment index of sample 0
     lo, hi = max(start, 0), min(start + len(hp), length)
@@ -432,7 +442,7 @@ def write_polarization_bank(path: str | Path, n_signals: int, seed: int, priors:
                 "seed": int(seed), "n_signals": int(n_signals), "approximant": approximant,
                 "sample_rate": SAMPLE_RATE,
                 "segment_samples": length, "merger_index": merger, "f_lower": F_LOWER,
-                "f_ref": F_LOWER, "distance": REFERENCE_DISTANCE,
+                "f_ref": F_REF, "distance": REFERENCE_DISTANCE,
                 "priors": dataclasses.asdict(priors)}
     arrays["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
     for column in BANK_PARAMS:

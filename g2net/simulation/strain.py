@@ -61,7 +61,7 @@ MCHIRP_BNS = 1.4 * 2.0 ** -0.2  # chirp mass of a 1.4+1.4 binary, the chirp dist
 FILE_NAMES = ("foreground.hdf", "background.hdf", "injections.hdf")
 
 
-PARAMETER_COLUMNS = ["mass1", "mass2", "spin1z", "spin2z", "distance", "chirp_distance", "ra", "dec",
+PARAMETER_COLUMNS = ["f_ref", "mass1", "mass2", "spin1z", "spin2z", "distance", "chirp_distance", "ra", "dec",
                      "polarization", "inclination", "coa_phase", "tc"]
 
 
