@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import configs
 from g2net.simulation.ml4gw_engine import (
     ML4GW_APPROXIMANTS,
     OnlineSimulator,
@@ -99,11 +98,11 @@ class OnlineSource:
 
 # ----------------------------------------------------------------------------- configs
 def online_settings(cfg: type) -> dict[str, Any]:
-    """The config's ``online`` dict over ``configs.Baseline.online`` (every key has its default
-    there), checked: a G2NetError names an unknown key or prior."""
-
-    defaults = configs.Baseline.online
-    settings = {**defaults, **(getattr(cfg, "online", None) or {})}
+    """The config's ``online`` dict over ``Baseline.online`` (every key has its default there),
+    checked: a G2NetError names an unknown key or prior. ``Baseline`` is the root-most class of the
+    config that defines ``online`` (every config subclasses it), so this module needs no configs."""
+    defaults = next(k.__dict__["online"] for k in reversed(cfg.__mro__) if "online" in k.__dict__)
+    settings = {**defaults, **(cfg.online or {})}
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
         raise G2NetError(f"config {cfg.name}: unknown online settings {unknown}; known: "
@@ -127,7 +126,7 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
                 max_steps: int | None = None) -> OnlineSource:
     """The training source of a config with ``train_source`` 'online' or 'bank' (``max_steps``
     caps the epoch: ``--debug``)."""
-    source = getattr(cfg, "train_source", "files")
+    source = cfg.train_source
     if source not in SOURCES[1:]:
         raise G2NetError(f"config {cfg.name}: train_source {source!r} is not an online source "
                          f"({', '.join(SOURCES)})")

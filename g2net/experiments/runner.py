@@ -397,7 +397,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
         + f", {len(valid_rows)} valid examples, {num_epochs} epochs on {runtime.device}")
     train_loader = make_loader(train_set, cfg.batch_size, runtime, True, cfg.seed + fold, generator,
                                drop_last=len(train_set) > cfg.batch_size)
-    if getattr(cfg, "train_source", "files") != "files":  # fresh batches made on the device
+    if cfg.train_source != "files":  # fresh batches made on the device
         train_loader = make_source(cfg, runtime.device, cfg.seed + fold, runtime.rank,
                                    max_steps=max(1, DEBUG_TRAIN_SIZE // cfg.batch_size) if data.debug else None)
         log(f"fold {fold}: training on {len(train_loader)} generated batches per epoch "

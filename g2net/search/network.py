@@ -18,7 +18,7 @@ from g2net.experiments.runner import checkpoint_trainer, experiment_dir, get_con
 from g2net.training.runtime import setup_runtime
 from g2net.whitening import inverse_asd, whiten_torch, whiten_with_psd
 from transforms import BandPass, Compose, SelectDetectors, Whiten, torch_equivalent
-from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError
+from utils import N_SAMPLES, SAMPLE_RATE, G2NetError
 
 
 class ModelScorer:
@@ -94,7 +94,7 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
 
 def config_detectors(cfg: type) -> tuple[str, ...]:
     """The detectors a config's model was trained on (``detectors`` field; H1,L1,V1 by default)."""
-    return tuple(getattr(cfg, "detectors", DETECTORS))
+    return tuple(cfg.detectors)
 
 
 def run(config: str, input_path: str | Path, output: str | Path, options: SearchOptions,

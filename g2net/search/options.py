@@ -98,7 +98,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptio
                   var=args.var, threshold=args.threshold, batch_size=args.batch_size,
                   slides=TimeSlides(args.slides, DEFAULT_SLIDE_STEP if args.slide_step is None
                                     else args.slide_step))
-    if getattr(args, "merger_offset", None) is not None:
+    if args.merger_offset is not None:
         values["merger_offset"] = args.merger_offset
     values.update(overrides)
     return SearchOptions(**values)

@@ -1,0 +1,1 @@
+"""The one fold loop: trainer, callbacks, where it runs (runtime), pseudo-label targets."""
