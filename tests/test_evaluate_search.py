@@ -29,7 +29,7 @@ def case(tmp_path):
     background has stats 1, 4, 6, 8 over four months."""
     writer = StrainWriter(tmp_path / "fg.hdf", ("H1", "L1"))
     key = writer.create_segment(0.0, 500 * 16, 1.0 / 16)
-    writer.write(key, 0, np.zeros((2, 500 * 16)))
+    writer.write(key, 0, np.random.default_rng(0).standard_normal((2, 500 * 16)))
     writer.close()
     with h5py.File(tmp_path / "inj.hdf", "w") as f:
         f["tc"] = [100.0, 200.0, 300.0, 400.0]

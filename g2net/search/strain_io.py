@@ -15,6 +15,28 @@ import numpy as np
 
 from utils import DETECTORS, G2NetError
 
+PROBE_SAMPLES = 16384  # samples at the start of every segment checked for strain when a file is opened
+
+
+def _number(value: Any) -> float | None:
+    """An HDF5 attribute as a float, or None when it is text, an array or not a number."""
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)) or np.ndim(value) != 0:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _show(value: Any) -> str:
+    """An attribute value as an error message shows it: numbers plainly, anything else quoted."""
+    number = _number(value)
+    if number is not None:
+        return f"{number:g}"
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode(errors="replace")
+    return repr(str(value)) if isinstance(value, (str, np.str_)) else repr(value)
+
 
 def parse_detectors(text: str | Sequence[str]) -> tuple[str, ...]:
     """``'H1,L1'`` -> ``('H1', 'L1')``, in the pipeline's row order, each known and at most once."""
@@ -68,6 +90,8 @@ class StrainFile:
                              "MLGWSC-1 layout") from exc
         try:
             self.detectors, self.segments = self._validate()
+            for seg in self.segments:  # an empty or underflowed file is refused before any work
+                self.read(seg, 0, PROBE_SAMPLES)
         except G2NetError:
             self._file.close()
             raise
@@ -99,12 +123,18 @@ class StrainFile:
             for key, ds in self._file[det].items():
                 if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
                     raise G2NetError(f"{where}: {det}/{key} is not a 1-D dataset of strain")
+                if ds.dtype.kind not in "fiu":
+                    raise G2NetError(f"{where}: {det}/{key} holds {ds.dtype} values, not strain numbers")
                 if "start_time" not in ds.attrs or "delta_t" not in ds.attrs:
                     raise G2NetError(f"{where}: {det}/{key} lacks the attributes start_time and delta_t")
-                delta_t = float(ds.attrs["delta_t"])
-                if not delta_t > 0:
-                    raise G2NetError(f"{where}: {det}/{key} has delta_t {delta_t!r}")
-                segments.append(Segment(key, float(ds.attrs["start_time"]), delta_t, int(ds.shape[0])))
+                start_time, delta_t = _number(ds.attrs["start_time"]), _number(ds.attrs["delta_t"])
+                if start_time is None or not np.isfinite(start_time):
+                    raise G2NetError(f"{where}: {det}/{key} has start_time {_show(ds.attrs['start_time'])}; "
+                                     "it must be a finite GPS time in seconds")
+                if delta_t is None or not np.isfinite(delta_t) or not delta_t > 0:
+                    raise G2NetError(f"{where}: {det}/{key} has delta_t {_show(ds.attrs['delta_t'])}; it "
+                                     "must be the sample spacing in seconds (> 0)")
+                segments.append(Segment(key, start_time, delta_t, int(ds.shape[0])))
             if not segments:
                 raise G2NetError(f"{where}: detector group {det} holds no segments")
             per_detector[det] = sorted(segments, key=lambda s: s.start_time)
@@ -139,6 +169,18 @@ class StrainFile:
         if not np.all(np.isfinite(data)):
             raise G2NetError(f"{self.path}: segment {segment.key} holds NaN/inf strain between "
                              f"samples {start} and {stop}; cut that stretch out of the file")
+        rows = data.reshape(-1, data.shape[-1])
+        if rows.shape[-1] > 1:
+            flat = np.flatnonzero(rows.min(axis=-1) == rows.max(axis=-1))
+            if len(flat):
+                det = names[int(flat[0])]
+                dtype = self._file[det][segment.key].dtype
+                hint = (f", stored as {dtype}, whose smallest number is {float(np.finfo(dtype).smallest_subnormal):.1g}"
+                        if dtype.kind == "f" and np.finfo(dtype).bits < 32 else f", stored as {dtype}")
+                raise G2NetError(f"{self.path}: {det}/{segment.key} is constant "
+                                 f"({rows[flat[0], 0]:g}) between samples {start} and {stop}: the "
+                                 f"strain is empty or underflowed{hint}; write the strain as float32 "
+                                 "or float64 (strain of ~1e-21 rounds to 0 in float16)")
         return data
 
     def attrs(self) -> dict[str, Any]:
