@@ -128,4 +128,5 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
             "detectors": ",".join(strain.detectors), "slides": options.slides.n_slides,
             "slide_step": options.slides.step, "stride": options.stride,
             "cluster": options.cluster, "psd_duration": options.psd_duration,
-            "merger_offset": options.merger_offset, "var": options.var, **extra}
+            "merger_offset": options.merger_offset, "var": options.var,
+            **({} if strain.run_id is None else {"strain_run_id": strain.run_id}), **extra}

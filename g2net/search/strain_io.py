@@ -15,6 +15,9 @@ import numpy as np
 
 from utils import DETECTORS, G2NetError
 
+SIMULATION_FILES = ("foreground.hdf", "background.hdf", "injections.hdf")  # one simulate_strain.py run
+
+
 PROBE_SAMPLES = 16384  # samples at the start of every segment checked for strain when a file is opened
 
 
@@ -36,6 +39,29 @@ def _show(value: Any) -> str:
     if isinstance(value, (bytes, np.bytes_)):
         value = value.decode(errors="replace")
     return repr(str(value)) if isinstance(value, (str, np.str_)) else repr(value)
+
+
+def run_id_of(path: str | Path) -> str | None:
+    """The ``run_id`` attribute simulate_strain.py writes into each of its files (None: none)."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("run_id")
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def check_same_run(named: Sequence[tuple[str | Path, str | None]]) -> None:
+    """Refuse files of different simulate_strain.py runs: ``(path, run_id)`` pairs, None for a file
+    that records no run (MLGWSC-1's own files): ignored unless another file records one."""
+    recorded = [(p, r) for p, r in named if r is not None]
+    if not recorded:
+        return
+    first_path, first = recorded[0]
+    for path, run in named:
+        if run != first:
+            raise G2NetError(f"{path} and {first_path} are not from the same simulate_strain.py run "
+                             f"(run_id {run or 'missing'} vs {first}): a run was interrupted while "
+                             "replacing its files (--overwrite); simulate the folder again")
 
 
 def parse_detectors(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -90,6 +116,8 @@ class StrainFile:
                              "MLGWSC-1 layout") from exc
         try:
             self.detectors, self.segments = self._validate()
+            self.run_id = run_id_of(self.path)
+            self._check_siblings()
             for seg in self.segments:  # an empty or underflowed file is refused before any work
                 self.read(seg, 0, PROBE_SAMPLES)
         except G2NetError:
@@ -183,6 +211,20 @@ class StrainFile:
                                  "or float64 (strain of ~1e-21 rounds to 0 in float16)")
         return data
 
+    def _check_siblings(self) -> None:
+        """A file of a simulate_strain.py run (``run_id``) is refused beside files of another run."""
+        if self.run_id is None or self.path.name not in SIMULATION_FILES:
+            return
+        named: list[tuple[Path, str | None]] = [(self.path, self.run_id)]
+        for name in SIMULATION_FILES:
+            sibling = self.path.with_name(name)
+            if name != self.path.name and sibling.is_file():
+                try:
+                    named.append((sibling, run_id_of(sibling)))
+                except OSError:
+                    continue  # not HDF5: not a file of a run
+        check_same_run(named)
+
     def attrs(self) -> dict[str, Any]:
         return dict(self._file.attrs)
 
@@ -229,9 +271,22 @@ class StrainWriter:
         for det, row in zip(self.detectors, data):
             self._file[det][key][start:start + row.shape[-1]] = row.astype(self.dtype, copy=False)
 
-    def close(self) -> None:
+    @property
+    def staged(self) -> Path:
+        """The temporary file the strain is written to until :meth:`commit`."""
+        return self._tmp
+
+    def finish(self) -> None:
+        """Close the file, still under its temporary name (see :meth:`commit`)."""
         self._file.close()
+
+    def commit(self) -> None:
+        """Rename the finished file to its name."""
         self._tmp.replace(self.path)
+
+    def close(self) -> None:
+        self.finish()
+        self.commit()
 
     def abort(self) -> None:
         self._file.close()
