@@ -291,12 +291,3 @@ class StrainWriter:
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-
-def segment_spans(paths: Sequence[str | Path]) -> list[tuple[float, float]]:
-    """``(start, end)`` GPS of every segment of the strain files (first detector), as MLGWSC-1 counts them."""
-    spans = []
-    for path in paths:
-        with StrainFile(path) as strain:
-            spans.extend((s.start_time, s.end_time) for s in strain.segments)
-    return spans
