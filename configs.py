@@ -23,17 +23,8 @@ from g2net.training.trainer import TrainHook
 from loss_functions import BCEWithLogitsLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
-from transforms import (
-    COMPETITION_FACTORS,
-    BandPass,
-    Compose,
-    FlipWave,
-    GaussianNoiseSNR,
-    GlobalTimeShift,
-    Normalize,
-    SelectDetectors,
-    Whiten,
-)
+from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
+                        GlobalTimeShift, Normalize, SelectDetectors, Whiten)
 from utils import DETECTORS, G2NetError
 
 PARENT = object()  # pseudo_labels = PARENT: soft labels from the nearest parent config's predictions

@@ -28,7 +28,7 @@ import argparse
 from typing import Any, Sequence
 
 from g2net.search.evaluation import DEFAULT_PADDING, run
-from utils import cli_errors
+from utils import cli_errors, nonnegative_float
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trigger file(s) of the same search on the background; repeat per search")
     parser.add_argument("--label", action="append", help="name of each search (in order)")
     parser.add_argument("--out", default="search_evaluation", help="output folder")
-    parser.add_argument("--padding", type=float, default=DEFAULT_PADDING,
+    parser.add_argument("--padding", type=nonnegative_float, default=DEFAULT_PADDING,
                         help="s at each segment end whose injections are not counted (MLGWSC-1: 30)")
     return parser
 

@@ -17,13 +17,8 @@ from typing import Any, Sequence
 
 import torch
 
-from g2net.filtering.bank import (
-    DEFAULT_BANK_SIZE,
-    DEFAULT_CANDIDATES,
-    coverage_report,
-    default_bank_spec,
-    load_or_build_bank,
-)
+from g2net.filtering.bank import (DEFAULT_BANK_SIZE, DEFAULT_CANDIDATES, coverage_report,
+                                  default_bank_spec, load_or_build_bank)
 from g2net.filtering.baseline import run_split
 from g2net.search import matched_filter as strain_filter
 from g2net.search.options import add_search_options, options_from_args
@@ -69,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     if any(a == "--strain" or a.startswith("--strain=") for a in arguments):
         args = build_strain_parser().parse_args(arguments)
         return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
-                                 not args.no_progress, args.slide_step)
+                                 not args.no_progress, args.slide_step, args.overwrite)
     args = build_parser().parse_args(arguments)
     if args.batch_size < 1:
         raise G2NetError(f"--batch-size must be at least 1, got {args.batch_size}")

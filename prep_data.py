@@ -45,24 +45,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from g2net.spectral import estimate_psd
-from utils import (
-    EXAMPLE_SHAPE,
-    SAMPLE_RATE,
-    G2NetError,
-    atomic_write,
-    cache_stamp,
-    cache_stamp_path,
-    cli_errors,
-    commit_staged,
-    cpu_count,
-    example_path,
-    format_ids,
-    input_dir,
-    load_npy,
-    read_cache_stamp,
-    stage_file,
-    table_stamp_of_csv,
-)
+from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, atomic_write, cache_stamp,
+                   cache_stamp_path, cli_errors, commit_staged, cpu_count, example_path, format_ids,
+                   input_dir, load_npy, read_cache_stamp, stage_file, table_stamp_of_csv)
 
 LABELS_CSV = "training_labels.csv"
 SUBMISSION_CSV = "sample_submission.csv"

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     return run(args.config, args.input, args.output, options_from_args(args), args.debug, args.gpu,
-               not args.no_progress)
+               not args.no_progress, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -29,35 +29,29 @@ import numpy as np
 from g2net.search.strain_io import parse_detectors
 from g2net.simulation.physics import DEFAULT_APPROXIMANT
 from g2net.simulation.priors import Priors
-from g2net.simulation.strain import (
-    DEFAULT_CHIRP_DISTANCE,
-    DEFAULT_PADDING,
-    DEFAULT_START,
-    StrainPlan,
-    plan_segments,
-    simulate_strain,
-)
-from utils import G2NetError, cli_errors
+from g2net.simulation.strain import (DEFAULT_CHIRP_DISTANCE, DEFAULT_PADDING, DEFAULT_START, StrainPlan,
+                                     plan_segments, simulate_strain)
+from utils import G2NetError, cli_errors, finite_float, nonnegative_float, positive_float
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--duration", type=float, required=True, help="seconds of strain (whole)")
+    parser.add_argument("--duration", type=positive_float, required=True, help="seconds of strain (whole)")
     parser.add_argument("--detectors", default="H1,L1", help="comma-separated (H1,L1 as in MLGWSC-1)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same strain and injections")
     parser.add_argument("--approximant", default=DEFAULT_APPROXIMANT,
                         help="any LAL time-domain approximant PyCBC knows")
-    parser.add_argument("--segment-duration", type=float, default=None,
+    parser.add_argument("--segment-duration", type=positive_float, default=None,
                         help="split the strain into segments of at most this many seconds")
-    parser.add_argument("--gap", type=float, default=60.0, help="seconds between segments")
-    parser.add_argument("--start-time", type=float, default=DEFAULT_START, help="GPS start")
-    parser.add_argument("--chirp-distance-range", nargs=2, type=float, metavar=("MIN", "MAX"),
+    parser.add_argument("--gap", type=nonnegative_float, default=60.0, help="seconds between segments")
+    parser.add_argument("--start-time", type=finite_float, default=DEFAULT_START, help="GPS start")
+    parser.add_argument("--chirp-distance-range", nargs=2, type=positive_float, metavar=("MIN", "MAX"),
                         default=DEFAULT_CHIRP_DISTANCE,
                         help="chirp distance uniform in volume between these (Mpc)")
-    parser.add_argument("--mass-range", nargs=2, type=float, metavar=("MIN", "MAX"),
+    parser.add_argument("--mass-range", nargs=2, type=positive_float, metavar=("MIN", "MAX"),
                         help="component masses, detector-frame Msun, each uniform (simulator default)")
-    parser.add_argument("--padding", type=float, default=DEFAULT_PADDING,
+    parser.add_argument("--padding", type=nonnegative_float, default=DEFAULT_PADDING,
                         help="seconds at each segment end without injections")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="sample type in the strain files")
@@ -71,8 +65,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.seed < 0:
         raise G2NetError(f"--seed {args.seed}: must be >= 0")
-    if args.padding < 0:
-        raise G2NetError(f"--padding {args.padding:g}: must be >= 0")
     priors = Priors()
     if args.mass_range is not None:
         priors = replace(priors, mass_range=tuple(args.mass_range))

@@ -5,9 +5,11 @@ file-writing behaviour are the same everywhere.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -15,7 +17,7 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -57,6 +59,104 @@ def cli_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
 
     return wrapper
+
+
+# ----------------------------------------------------------------------------- user input
+def finite_float(text: str) -> float:
+    """argparse ``type``: a finite real number (``nan``, ``inf`` and non-numbers are refused)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0."""
+    value = finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type``: a finite number >= 0."""
+    value = finite_float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
+    return value
+
+
+def plain_name(name: Any, what: str) -> str:
+    """``name`` when it can be one file or folder name inside another folder, else G2NetError.
+
+    Names (labels, experiment names) are not paths: empty names, ``.``, ``..`` and names with a
+    path separator or a NUL byte would write outside the folder they are meant for.
+    """
+    if (not isinstance(name, str) or name.strip() in ("", ".", "..")
+            or any(c in name for c in ("/", "\\", "\0", os.sep))):
+        raise G2NetError(f"{what} {name!r} is not a plain name; give a file/folder name without "
+                         "path separators or '..' (letters, digits, '-', '_', '.')")
+    return name
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_parent(folder: Path, option: str, target: Path) -> None:
+    """The nearest existing folder at or above ``folder`` is a writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise G2NetError(f"{option} {target}: {existing} is a file, not a folder; choose another path")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise G2NetError(f"{option} {target}: folder {existing} is not writable; choose another path")
+
+
+def output_file(path: str | os.PathLike, option: str = "--output", *, overwrite: bool = False,
+                inputs: Iterable[str | os.PathLike] = (), suffixes: Sequence[str] = ()) -> Path:
+    """The one decision whether a command may write the file ``path``, taken before any work.
+
+    Refused (:class:`G2NetError`, one line): a name without one of ``suffixes`` (when given), the
+    same file as one of ``inputs`` (writing it would destroy an input), a folder, an existing file
+    unless ``overwrite``, or a path under a file or a read-only folder.
+    """
+    path = Path(path)
+    if suffixes and path.suffix not in suffixes:
+        raise G2NetError(f"{option} {path}: give a file name ending in {' or '.join(suffixes)}")
+    for source in inputs:
+        if _same_path(path, Path(source)):
+            raise G2NetError(f"{option} {path} is also an input ({source}); writing it would destroy "
+                             "the input: choose another output file")
+    if path.is_dir():
+        raise G2NetError(f"{option} {path} is a folder; give the name of a file to write")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise G2NetError(f"{option} {path} already exists; pass --overwrite to replace it or "
+                             "choose another name")
+        if not path.is_file():
+            raise G2NetError(f"{option} {path} exists and is not a regular file; choose another name")
+    _check_parent(path.parent, option, path)
+    return path
+
+
+def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Whether a command may write into the folder ``path`` (made when missing): it is not a file
+    and it (or the nearest existing folder above it) is writable. Taken before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise G2NetError(f"{option} {path} is a file, not a folder; give a folder to write into")
+    _check_parent(path, option, path)
+    return path
 
 
 def format_ids(ids: Iterable[str], limit: int = 5) -> str:

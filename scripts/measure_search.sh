@@ -51,21 +51,21 @@ fi
 step simulate-calibration 0 "$PY" simulate_strain.py --out "$OUT/calibration" --duration 3600 \
     --detectors H1,L1 --seed "$((SEED + 2))" --chirp-distance-range 20 75 --no-progress --overwrite
 step search-calibration 3600 "$PY" search.py --config "$CONFIG" --input "$OUT/calibration/foreground.hdf" \
-    --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --no-progress
+    --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --no-progress --overwrite
 TIMING=$("$PY" scripts/calibrate_search_timing.py --injections "$OUT/calibration/injections.hdf" \
     --events "$OUT/calibration_net.hdf" | tee /dev/stderr | tail -1 | sed 's/^search with //')
 BG=$((DURATION * (SLIDES + 1)))
 MF_BG=$((DURATION * (MF_SLIDES + 1)))
 # shellcheck disable=SC2086  # $TIMING is two options
 step search-fg "$DURATION" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/foreground.hdf" \
-    --output "$OUT/fg_net.hdf" --stride "$STRIDE" $TIMING --no-progress
+    --output "$OUT/fg_net.hdf" --stride "$STRIDE" $TIMING --no-progress --overwrite
 # shellcheck disable=SC2086
 step search-bg "$BG" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" $TIMING --no-progress
+    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" $TIMING --no-progress --overwrite
 step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
-    --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress
+    --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress --overwrite
 step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_mf.hdf" --bank-size "$BANK" --slides "$MF_SLIDES" --no-progress
+    --output "$OUT/bg_mf.hdf" --bank-size "$BANK" --slides "$MF_SLIDES" --no-progress --overwrite
 step evaluate 0 "$PY" evaluate_search.py --injections "$OUT/strain/injections.hdf" \
     --foreground-files "$OUT/strain/foreground.hdf" \
     --foreground-events "$OUT/fg_net.hdf" --background-events "$OUT/bg_net.hdf" --label "$CONFIG" \

@@ -235,3 +235,34 @@ def test_a_typo_in_a_user_config_file_is_one_error_line_from_train_py(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: config Mine sets 'num_epoch', which is not a config field (did you mean num_epochs?); "
         "every field is listed in configs.Baseline (prefix helpers with _ to keep them private)"]
+
+
+def test_a_config_file_that_is_not_python_is_one_error_line(tmp_path):
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "text.py").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "binary.py").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00")
+    with pytest.raises(G2NetError, match="passwd is not a Python file; give FILE.py:CLASS"):
+        runner.get_config(f"{tmp_path / 'passwd'}:X")
+    with pytest.raises(G2NetError, match="text.py is not valid Python \\(invalid syntax; .*line 1\\)"):
+        runner.get_config(f"{tmp_path / 'text.py'}:X")
+    with pytest.raises(G2NetError, match="binary.py is not valid Python .*null bytes"):
+        runner.get_config(f"{tmp_path / 'binary.py'}:X")
+    done = run_script("train.py", "--config", f"{tmp_path / 'passwd'}:X", check=False)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: config file {tmp_path / 'passwd'} is not a Python file; give FILE.py:CLASS"]
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "", "..", "."])
+def test_a_config_name_must_be_a_plain_folder_name(name, tmp_path, monkeypatch):
+    """``name`` picks the results folder: one that is a path would train outside G2NET_RESULTS_DIR."""
+    results = tmp_path / "deep" / "results"
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(results))
+    path = tmp_path / "escape.py"
+    path.write_text(f"from configs import Debug\n\n\nclass Escape(Debug):\n    name = {name!r}\n")
+    cfg = runner.get_config(f"{path}:Escape")
+    with pytest.raises(G2NetError, match=f"config Escape: name {name!r} is not a plain name"):
+        runner.experiment_dir(cfg, debug=False)
+    with pytest.raises(G2NetError, match=f"config Escape: name {name!r} is not a plain name"):
+        runner.main(["--config", f"{path}:Escape", "--debug"], pseudo=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["escape.py"]  # no folder made anywhere
+    assert runner.experiment_dir(configs.Debug, debug=True) == results / "Debug_debug"

@@ -2,6 +2,7 @@
 hand computations on a constructed case."""
 from __future__ import annotations
 
+import json
 import math
 
 import h5py
@@ -28,7 +29,7 @@ def case(tmp_path):
     background has stats 1, 4, 6, 8 over four months."""
     writer = StrainWriter(tmp_path / "fg.hdf", ("H1", "L1"))
     key = writer.create_segment(0.0, 500 * 16, 1.0 / 16)
-    writer.write(key, 0, np.zeros((2, 500 * 16)))
+    writer.write(key, 0, np.random.default_rng(0).standard_normal((2, 500 * 16)))
     writer.close()
     with h5py.File(tmp_path / "inj.hdf", "w") as f:
         f["tc"] = [100.0, 200.0, 300.0, 400.0]
@@ -150,3 +151,114 @@ def test_timing_calibration_centres_and_covers_the_errors(tmp_path):
     assert 0.40 < result["var"] < 0.5  # uniform +-0.5: 90% within 0.45
     with pytest.raises(G2NetError, match="only 3 injections"):
         cal.calibrate(errors[:3], 1.7, 0.9)
+
+
+def _run(case, out, labels=None, fg="fg_events.hdf", bg="bg_events.hdf", injections="inj.hdf"):
+    return g2net.search.evaluation.run(str(case / injections), [str(case / "fg.hdf")], [[str(case / fg)]],
+                                       [[str(case / bg)]], labels, out, padding=0.0)
+
+
+@pytest.mark.parametrize("label", ["../../x", "a/b", "", "..", ".", "a\\b"])
+def test_labels_are_names_not_paths(case, label, capsys):
+    out = case / "deep" / "out"
+    with pytest.raises(SystemExit) as done:
+        ev.main(["--injections", str(case / "inj.hdf"), "--foreground-files", str(case / "fg.hdf"),
+                 "--foreground-events", str(case / "fg_events.hdf"),
+                 "--background-events", str(case / "bg_events.hdf"), "--label", label,
+                 "--out", str(out), "--padding", "0"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [(f"error: --label {label!r} is not a plain name; give a file/folder name without "
+                    "path separators or '..' (letters, digits, '-', '_', '.')")]
+    assert not (case / "deep").exists() and not (case / "x.hdf").exists()
+
+
+def test_an_output_that_is_an_input_is_refused(case):
+    """--out beside the trigger files: the default label (the file's stem) would overwrite them."""
+    before = (case / "fg_events.hdf").read_bytes()
+    with pytest.raises(G2NetError, match="fg_events.hdf is also an input"):
+        _run(case, case)
+    assert (case / "fg_events.hdf").read_bytes() == before
+    assert not (case / "summary.json").exists()
+
+
+def _edit(path, dataset=None, index=0, value=np.nan, attr=None):
+    with h5py.File(path, "a") as f:
+        if dataset is not None:
+            values = f[dataset][()]
+            values[index] = value
+            f[dataset][...] = values
+        if attr is not None:
+            f.attrs[attr[0]] = attr[1]
+
+
+@pytest.mark.parametrize("file,dataset", [("fg_events.hdf", "stat"), ("bg_events.hdf", "stat"),
+                                          ("fg_events.hdf", "time"), ("bg_events.hdf", "var")])
+def test_nan_in_trigger_files_is_refused_naming_file_and_dataset(case, file, dataset):
+    _run(case, case / "clean", ["x"])  # the same files evaluate before the edit
+    _edit(case / file, dataset, index=1)
+    with pytest.raises(G2NetError, match=f"{case / file}: dataset {dataset} holds 1 NaN/inf value\\(s\\) "
+                                         "\\(first at index 1\\)") as err:
+        _run(case, case / "out", ["x"])
+    assert "\n" not in str(err.value)
+    assert not (case / "out").exists()  # nothing to write: no folder
+
+
+def test_attributes_and_columns_of_the_wrong_kind_are_one_line(case):
+    _edit(case / "bg_events.hdf", attr=("duration", "four months"))
+    with pytest.raises(G2NetError, match="bg_events.hdf: attribute duration is 'four months', not a number"):
+        _run(case, case / "out")
+    _edit(case / "bg_events.hdf", attr=("duration", 4 * MONTH))
+    with h5py.File(case / "inj.hdf", "a") as f:
+        del f["snr_network"]
+        f["snr_network"] = [20.0, 11.0, 9.0]  # one entry short
+    with pytest.raises(G2NetError, match="tc has 4 entries but snr_network \\(3\\)"):
+        _run(case, case / "out")
+    assert not (case / "out").exists()
+
+
+def test_triggers_of_strain_from_another_simulation_run_are_refused(case):
+    with h5py.File(case / "inj.hdf", "a") as f:
+        f.attrs["run_id"] = "run-a"
+    with h5py.File(case / "fg.hdf", "a") as f:
+        f.attrs["run_id"] = "run-a"
+    write_triggers(case / "old_bg.hdf", [10.0], [1.0], 0.3, attrs={"duration": MONTH, "strain_run_id": "run-b"})
+    with pytest.raises(G2NetError, match="old_bg.hdf is a search of strain from simulate_strain.py run "
+                                         "run-b, but .*inj.hdf is from run run-a"):
+        _run(case, case / "out", bg="old_bg.hdf")
+    assert not (case / "out").exists()
+    with h5py.File(case / "fg.hdf", "a") as f:
+        f.attrs["run_id"] = "run-b"
+    with pytest.raises(G2NetError, match="not from the same simulate_strain.py run"):
+        _run(case, case / "out")
+
+
+def test_summary_is_strict_json_with_null_for_rates_the_background_cannot_reach(case):
+    """Half a month of background cannot measure 1 false alarm per month: null, not NaN."""
+    write_triggers(case / "short_bg.hdf", [10.0, 20.0], [1.0, 4.0], 0.3, attrs={"duration": MONTH / 2})
+    summary = _run(case, case / "out", ["x"], bg="short_bg.hdf")
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in summary.json")
+
+    written = json.loads((case / "out" / "summary.json").read_text(), parse_constant=refuse)
+    assert written == summary
+    at_far = written["searches"]["x"]["at_far_per_month"]
+    assert at_far["1"] == {"distance": None, "volume": None, "volume_error": None, "fraction": None,
+                           "threshold": None}
+    assert at_far["10"]["distance"] == pytest.approx(400 * 0.75 ** (1 / 3))
+
+
+def test_a_failed_write_removes_only_the_folder_the_run_created(case, monkeypatch):
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(g2net.search.evaluation, "plot", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _run(case, case / "new" / "out", ["x"])
+    assert not (case / "new").exists()
+    (case / "mine").mkdir()
+    (case / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(OSError, match="No space"):
+        _run(case, case / "mine", ["x"])
+    assert sorted(p.name for p in (case / "mine").iterdir()) == ["notes.txt", "x.hdf"]

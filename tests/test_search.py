@@ -20,6 +20,7 @@ from g2net.simulation import noise as sim_noise
 from g2net import spectral
 from g2net import whitening
 import search
+import matched_filter as mf_cli
 
 
 def _strain(path, detectors=("H1", "L1"), segments=((100.0, 64),), delta_t=1 / 16):
@@ -105,8 +106,8 @@ def test_wrong_layouts_are_refused_with_one_line(tmp_path):
         StrainFile(good, sample_rate=2048)
     with h5py.File(good, "a") as f:
         f["H1/100"][5] = np.nan
-    with StrainFile(good) as strain, pytest.raises(G2NetError, match="NaN"):
-        strain.read(strain.segments[0])
+    with pytest.raises(G2NetError, match="NaN"):  # the first samples of every segment, on opening
+        StrainFile(good)
 
 
 def test_trigger_files_hold_exactly_what_mlgwsc1_reads(tmp_path):
@@ -274,6 +275,120 @@ def test_time_slides_prepare_each_detector_window_once(loud_strain):
         odd = engine.search_strain(strain, _PeakScorer(), search_options.SearchOptions(
             stride=0.5, slides=TimeSlides(2, 5.25)), progress=False)
     assert not odd["reused_detectors"]
+
+
+# ------------------------------------------------------------------ hostile inputs
+def _no_bank(*args, **kwargs):
+    raise AssertionError("the template bank was built: the refusal came after work had started")
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_search_outputs_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """--output equal to the input (however spelt), an existing file without --overwrite, or a
+    folder: one line, before the config, the model or the bank is touched; nothing changes."""
+    monkeypatch.setattr(g2net.search.matched_filter, "load_or_build_bank", _no_bank)
+    data = tmp_path / "data"
+    data.mkdir()
+    strain = _strain(data / "strain.hdf", segments=((100.0, 4096),), delta_t=1 / 2048)
+    (data / "old.hdf").write_bytes(b"earlier triggers")
+    (data / "folder.hdf").mkdir()
+    before = _files(data)
+    cases = {str(strain): "is also an input", str(data / ".." / "data" / "strain.hdf"): "is also an input",
+             str(data / "old.hdf"): "already exists; pass --overwrite",
+             str(data / "folder.hdf"): "is a folder", str(data / "triggers.txt"): "ending in .hdf",
+             str(data / "old.hdf" / "x.hdf"): "is a file, not a folder"}
+    for output, message in cases.items():
+        # an unknown config would be the error if the output were checked after the config
+        with pytest.raises(G2NetError, match=message) as err:
+            search.main(["--config", "NoSuchConfig", "--input", str(strain), "--output", output])
+        assert "\n" not in str(err.value)
+        with pytest.raises(SystemExit) as done:
+            mf_cli.main(["--strain", str(strain), "--output", output, "--no-progress"])
+        assert done.value.code == 2
+        err_lines = capsys.readouterr().err.strip().splitlines()
+        assert len(err_lines) == 1 and message in err_lines[0], (output, err_lines)
+    assert _files(data) == before and sorted(p.name for p in data.iterdir()) == sorted(
+        ["strain.hdf", "old.hdf", "folder.hdf"])  # no .tmp left, nothing replaced
+    # --overwrite lets an existing trigger file go (the next refusal is the unknown config)...
+    with pytest.raises(G2NetError, match="unknown config"):
+        search.main(["--config", "NoSuchConfig", "--input", str(strain), "--output",
+                     str(data / "old.hdf"), "--overwrite"])
+    # ...but never the input itself
+    with pytest.raises(G2NetError, match="is also an input"):
+        search.main(["--config", "NoSuchConfig", "--input", str(strain), "--output", str(strain),
+                     "--overwrite"])
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--merger-offset", "nan", "not a finite number"), ("--stride", "inf", "not a finite number"),
+    ("--psd-duration", "nan", "not a finite number"), ("--slide-step", "inf", "not a finite number"),
+    ("--threshold", "nan", "not a finite number"), ("--cluster", "0", "must be > 0"),
+    ("--var", "-1", "must be > 0"), ("--stride", "fast", "not a number")])
+def test_non_finite_search_options_are_refused_by_both_commands(option, value, message, tmp_path, capsys):
+    for main, args in ((search.main, ["--config", "Debug", "--input"]), (mf_cli.main, ["--strain"])):
+        with pytest.raises(SystemExit) as done:
+            main([*args, str(tmp_path / "in.hdf"), "--output", str(tmp_path / "out.hdf"), option, value])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert f"error: argument {option}: '{value}'" in err and message in err
+    assert not (tmp_path / "out.hdf").exists()
+    # set through the API, the search refuses them too
+    with pytest.raises(G2NetError, match="--merger-offset nan: must be a finite number"):
+        search_options.SearchOptions(merger_offset=float("nan")).validate(("H1", "L1"), 2048)
+
+
+def test_empty_or_underflowed_strain_is_refused(tmp_path, monkeypatch, capsys):
+    """Strain stored as float16 rounds to 0 (its smallest number is 6e-8): refused on opening,
+    naming the cause, before the matched filter builds its bank; a constant stretch later in a
+    segment is refused when it is read."""
+    monkeypatch.setattr(g2net.search.matched_filter, "load_or_build_bank", _no_bank)
+    noise = np.random.default_rng(0).standard_normal((2, 4096)) * 1e-21
+    for name, dtype, data in (("half.hdf", np.float16, noise), ("zeros.hdf", np.float32, 0 * noise)):
+        writer = StrainWriter(tmp_path / name, ("H1", "L1"), dtype=dtype)
+        writer.write(writer.create_segment(100.0, 4096, 1 / 2048), 0, data)
+        writer.close()
+        with pytest.raises(G2NetError, match=f"H1/100 is constant \\(0\\).*empty or underflowed, stored as "
+                                             f"{np.dtype(dtype).name}"):
+            StrainFile(tmp_path / name)
+        with pytest.raises(SystemExit):
+            mf_cli.main(["--strain", str(tmp_path / name), "--output", str(tmp_path / "t.hdf")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "empty or underflowed" in err[0]
+    assert "smallest number is 6e-08" in str(pytest.raises(G2NetError, StrainFile, tmp_path / "half.hdf").value)
+    n = search_options.PSD_PIECE * 6  # noise over the first samples, then a dead detector
+    writer = StrainWriter(tmp_path / "dead.hdf", ("H1", "L1"))
+    key = writer.create_segment(100.0, n, 1 / 2048)
+    live = np.random.default_rng(1).standard_normal((2, n))
+    live[1, 20000:] = 0.0
+    writer.write(key, 0, live)
+    writer.close()
+    with StrainFile(tmp_path / "dead.hdf") as strain:
+        strain.read(strain.segments[0], 0, 20000)
+        with pytest.raises(G2NetError, match="L1/100 is constant \\(0\\) between samples 20000 and"):
+            strain.read(strain.segments[0], 20000, n, detector=1)
+    assert not (tmp_path / "t.hdf").exists()
+
+
+def test_strain_attributes_that_are_not_numbers_are_one_line(tmp_path, capsys):
+    cases = {"text": ("start_time", "yesterday", "start_time 'yesterday'.*finite GPS time"),
+             "nan": ("start_time", np.nan, "start_time nan.*finite GPS time"),
+             "delta": ("delta_t", "fast", "delta_t 'fast'.*sample spacing")}
+    for name, (attr, value, message) in cases.items():
+        path = _strain(tmp_path / f"{name}.hdf")
+        with h5py.File(path, "a") as f:
+            for det in ("H1", "L1"):  # every detector alike: not a mismatch between them
+                f[det]["100"].attrs[attr] = value
+        with pytest.raises(G2NetError, match=message) as err:
+            StrainFile(path)
+        assert "different segments" not in str(err.value)
+        with pytest.raises(SystemExit):
+            mf_cli.main(["--strain", str(path), "--output", str(tmp_path / "t.hdf")])
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        with pytest.raises(G2NetError, match=message):
+            search.main(["--config", "Debug", "--input", str(path), "--output", str(tmp_path / "t.hdf")])
 
 
 # ------------------------------------------------------------------ detector sets

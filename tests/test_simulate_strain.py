@@ -107,3 +107,82 @@ def test_same_seed_same_bytes_and_refusals(tmp_path):
         parse_detectors("H1,X1")
     with pytest.raises(G2NetError, match="whole number"):
         strain.plan_segments(10.5, None, 0, 0)
+
+
+@pytest.mark.parametrize("option,value", [("--duration", "inf"), ("--gap", "nan"), ("--start-time", "nan"),
+                                          ("--segment-duration", "inf"), ("--padding", "nan")])
+def test_non_finite_options_are_one_argparse_line(option, value, tmp_path, capsys):
+    args = {"--duration": "20", option: value}
+    with pytest.raises(SystemExit) as done:
+        ss.main(["--out", str(tmp_path / "out"), *[x for pair in args.items() for x in pair], "--no-progress"])
+    assert done.value.code == 2
+    assert f"error: argument {option}: '{value}' is not a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_is_one_line_and_the_file_is_kept(tmp_path, capsys):
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(SystemExit) as done:
+        ss.main(["--out", str(tmp_path / "notes"), "--duration", "20", "--no-progress"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --out {tmp_path / 'notes'} is a file, not a folder; give a folder to write into"]
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+def _small(out, seed, *extra):
+    return ss.main(["--out", str(out), "--duration", "20", "--padding", "3", "--seed", str(seed),
+                    "--no-progress", *extra])
+
+
+def test_an_overwrite_killed_between_renames_is_refused_by_the_readers(tmp_path, monkeypatch):
+    """The three files are written under temporary names and renamed together; a kill between
+    the renames leaves a new foreground beside the old background and injections, which every
+    reader refuses (each file records its run); the next --overwrite run repairs the folder."""
+    from g2net.search import evaluation
+    from g2net.search.triggers import write_triggers
+
+    out = tmp_path / "sim"
+    _small(out, 1)
+    with h5py.File(out / "injections.hdf") as f:
+        old_run = f.attrs["run_id"]
+    for name in strain.FILE_NAMES:  # one run, recorded in all three files
+        with h5py.File(out / name) as f:
+            assert f.attrs["run_id"] == old_run
+    renamed = []
+    real_replace = type(out).replace
+
+    def killed_after_one(self, target):
+        if renamed:
+            staged = sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp"))
+            assert staged == [".background.hdf.tmp", ".injections.hdf.tmp"]  # complete, not yet renamed
+            raise KeyboardInterrupt
+        renamed.append(target)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(type(out), "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        _small(out, 2, "--overwrite")
+    monkeypatch.undo()
+    assert [p.name for p in renamed] == ["foreground.hdf"]
+    with h5py.File(out / "foreground.hdf") as f:
+        assert f.attrs["run_id"] != old_run and f.attrs["seed"] == 2
+    for name in ("foreground.hdf", "background.hdf"):
+        with pytest.raises(G2NetError, match="not from the same simulate_strain.py run.*simulate the "
+                                             "folder again") as err:
+            StrainFile(out / name)
+        assert "\n" not in str(err.value)
+    write_triggers(tmp_path / "fg.hdf", [100.0], [1.0], 0.3)
+    with pytest.raises(G2NetError, match="not from the same simulate_strain.py run"):
+        evaluation.run(str(out / "injections.hdf"), [str(out / "foreground.hdf")], [[str(tmp_path / "fg.hdf")]],
+                       [[str(tmp_path / "fg.hdf")]], ["x"], tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+    # a copy of one file alone carries no siblings to compare with: it opens
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "background.hdf").write_bytes((out / "background.hdf").read_bytes())
+    with StrainFile(tmp_path / "alone" / "background.hdf") as alone:
+        assert alone.run_id == old_run
+    _small(out, 2, "--overwrite")
+    with StrainFile(out / "foreground.hdf") as fg, StrainFile(out / "background.hdf") as bg:
+        assert fg.run_id == bg.run_id != old_run
+    assert sorted(p.name for p in out.iterdir()) == sorted(strain.FILE_NAMES)  # no .tmp left

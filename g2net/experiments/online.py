@@ -17,12 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2net.simulation.ml4gw_engine import (
-    ML4GW_APPROXIMANTS,
-    OnlineSimulator,
-    check_ml4gw_approximant,
-    make_generator,
-)
+from g2net.simulation.ml4gw_engine import (ML4GW_APPROXIMANTS, OnlineSimulator,
+                                           check_ml4gw_approximant, make_generator)
 from g2net.simulation.priors import Priors
 from transforms import batched
 from utils import G2NetError, input_dir

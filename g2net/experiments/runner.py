@@ -37,17 +37,8 @@ from g2net.training.runtime import Runtime, for_device, make_loader, setup_runti
 from g2net.training.trainer import Trainer, file_digest, load_checkpoint
 from metrics import roc_auc
 from training_extras import make_tta_dataloader
-from utils import (
-    EXAMPLE_SHAPE,
-    G2NetError,
-    atomic_save_npy,
-    atomic_write,
-    input_dir,
-    notify_me,
-    print_config,
-    results_dir,
-    seed_everything,
-)
+from utils import (EXAMPLE_SHAPE, G2NetError, atomic_save_npy, atomic_write, input_dir, notify_me,
+                   plain_name, print_config, results_dir, seed_everything)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128
@@ -80,9 +71,17 @@ def _load_module(source: str) -> Any:
             raise G2NetError(f"config file {path} not found (--config FILE.py:CLASS)")
         module_name = f"g2net_user_configs.{path.stem}"
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise G2NetError(f"config file {path} is not a Python file; give FILE.py:CLASS")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickling look classes up here
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            sys.modules.pop(module_name, None)
+            where = f"{exc.filename or path}, line {exc.lineno}" if exc.lineno else str(exc.filename or path)
+            raise G2NetError(f"config file {path} is not valid Python ({exc.msg}; {where}); give "
+                             "FILE.py:CLASS with a config class in FILE.py") from None
         return module
     try:
         return importlib.import_module(source)
@@ -322,6 +321,9 @@ def make_trainer(cfg: type, model: torch.nn.Module, checkpoint: Path, runtime: R
 
 # ----------------------------------------------------------------------------- the experiment
 def experiment_dir(cfg: type, debug: bool) -> Path:
+    """``results/<name>`` (``<name>_debug`` for --debug runs); the config's ``name`` must be a
+    plain folder name, so that no run writes outside the results folder."""
+    plain_name(cfg.name, f"config {cfg.__name__}: name")
     return results_dir() / (f"{cfg.name}_debug" if debug else cfg.name)
 
 

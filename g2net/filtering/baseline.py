@@ -31,29 +31,15 @@ import torch
 from tqdm import tqdm
 
 from datasets import load_cache, read_prepared
-from g2net.filtering.bank import (
-    DEFAULT_BANK_SIZE,
-    DEFAULT_CANDIDATES,
-    TemplateBank,
-    bank_cache_path,
-    default_bank_spec,
-    load_or_build_bank,
-)
+from g2net.filtering.bank import (DEFAULT_BANK_SIZE, DEFAULT_CANDIDATES, TemplateBank,
+                                  bank_cache_path, default_bank_spec, load_or_build_bank)
 from g2net.filtering.templates import sliding_max, whitened_unit_templates
 from g2net.simulation import noise
 from g2net.simulation.priors import Priors
 from g2net.whitening import whiten_torch, whitening_kernel
 from prep_data import load_example
-from utils import (
-    DETECTORS,
-    MATCHED_FILTER,
-    N_SAMPLES,
-    SAMPLE_RATE,
-    G2NetError,
-    atomic_save_npy,
-    atomic_write,
-    results_dir,
-)
+from utils import (DETECTORS, MATCHED_FILTER, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy,
+                   atomic_write, results_dir)
 
 MAX_DT_HL = 0.010  # s, largest physical H1-L1 arrival-time difference allowed
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,9 +31,10 @@ import h5py
 import matplotlib
 import numpy as np
 
-from g2net.search.strain_io import segment_spans
+from g2net.search.strain_io import StrainFile, check_same_run, run_id_of
 from g2net.search.triggers import read_triggers
-from utils import G2NetError
+from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
+                   stage_file)
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
@@ -77,9 +79,16 @@ def read_injections(path: str | Path) -> dict[str, np.ndarray]:
     if missing:
         raise G2NetError(f"{path} lacks dataset(s) {', '.join(missing)}; an injection file needs "
                          f"{', '.join(INJECTION_KEYS_NEEDED)} (one entry per injection)")
-    lengths = {len(table[key]) for key in INJECTION_KEYS_NEEDED}
-    if len(lengths) != 1:
-        raise G2NetError(f"{path}: {', '.join(INJECTION_KEYS_NEEDED)} have different lengths")
+    n = len(table["tc"])
+    uneven = [f"{key} ({len(values)})" for key, values in table.items() if len(values) != n]
+    if uneven:
+        raise G2NetError(f"{path}: tc has {n} entries but {', '.join(uneven)}; every dataset holds "
+                         "one entry per injection (simulate_strain.py writes such a file)")
+    for key in INJECTION_KEYS_NEEDED:
+        values = table[key]
+        if values.dtype.kind not in "fiu" or not np.all(np.isfinite(values)):
+            raise G2NetError(f"{path}: dataset {key} holds non-numbers or NaN/inf; every injection "
+                             "needs a finite tc, distance, mass1 and mass2")
     return table
 
 
@@ -241,14 +250,18 @@ def found_fraction_by_snr(result: SearchResult, snr: np.ndarray, per_month: floa
 
 
 def write_result(path: Path, result: SearchResult) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
-        for key, value in result.extra.items():
-            f.create_dataset(key, data=np.asarray(value))
-        f.attrs["label"] = result.label
-        f.attrs["foreground_duration"] = result.foreground_duration
-        f.attrs["background_duration"] = result.background_duration
-    tmp.replace(path)
+    tmp = stage_file(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in result.extra.items():
+                f.create_dataset(key, data=np.asarray(value))
+            f.attrs["label"] = result.label
+            f.attrs["foreground_duration"] = result.foreground_duration
+            f.attrs["background_duration"] = result.background_duration
+        commit_staged(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Path) -> None:
@@ -271,7 +284,7 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
     right.grid(alpha=0.3)
     right.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -288,10 +301,43 @@ def _concat(paths: Sequence[str]) -> tuple[tuple[np.ndarray, ...], list[dict]]:
     return arrays, [p[3] for p in parts]
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by None: strict JSON readers refuse ``NaN``."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _check_runs(injection_file: str | Path, strains: Sequence[tuple[str, str | None]],
+                trigger_files: Sequence[str], trigger_attrs: Sequence[dict]) -> None:
+    """Injections, foreground strain and the strain each trigger file searched (its
+    ``strain_run_id``, when it records one) must come from one simulate_strain.py run."""
+    reference = run_id_of(injection_file)
+    check_same_run([(injection_file, reference), *strains])
+    if reference is None:
+        return
+    for path, attrs in zip(trigger_files, trigger_attrs):
+        searched = attrs.get("strain_run_id")
+        if isinstance(searched, bytes):
+            searched = searched.decode(errors="replace")
+        if searched is not None and str(searched) != reference:
+            raise G2NetError(f"{path} is a search of strain from simulate_strain.py run {searched}, but "
+                             f"{injection_file} is from run {reference}; search the strain that goes "
+                             "with these injections")
+
+
 def run(injection_file: str, foreground_files: Sequence[str], foreground_events: Sequence[Sequence[str]],
         background_events: Sequence[Sequence[str]], labels: Sequence[str] | None = None,
         out: str | Path = "search_evaluation", padding: float = DEFAULT_PADDING) -> dict[str, Any]:
-    """Evaluate one or more searches; write the outputs under ``out``; return the summary."""
+    """Evaluate one or more searches; write the outputs under ``out``; return the summary.
+
+    Everything is read and evaluated before ``out`` is made, so a refused input leaves nothing."""
     if len(foreground_events) != len(background_events):
         raise G2NetError(f"{len(foreground_events)} --foreground-events but {len(background_events)} "
                          "--background-events; give one of each per search")
@@ -301,24 +347,36 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
                          "search or none")
     if not labels:
         labels = [Path(files[0]).stem for files in foreground_events]
+    for label in labels:
+        plain_name(label, "--label")
     if len(set(labels)) != len(labels):
         raise G2NetError(f"labels {labels} repeat; give each search its own --label")
+    if not (math.isfinite(padding) and padding >= 0):
+        raise G2NetError(f"--padding {padding}: must be a finite number of seconds >= 0")
+    inputs = [injection_file, *foreground_files, *(p for files in foreground_events for p in files),
+              *(p for files in background_events for p in files)]
+    out = output_folder(out, "--out")
+    outputs = [out / f"{label}.hdf" for label in labels] + [out / "summary.json", out / "sensitivity.png"]
+    for path in outputs:
+        output_file(path, "--out", overwrite=True, inputs=inputs)
     injections = read_injections(injection_file)
-    spans = segment_spans(foreground_files)
+    spans, strains = [], []
+    for path in foreground_files:
+        with StrainFile(path) as strain:
+            spans.extend((s.start_time, s.end_time) for s in strain.segments)
+            strains.append((path, strain.run_id))
     foreground_duration = float(sum(end - start for start, end in spans))
     inside = injections_inside(spans, np.asarray(injections["tc"], dtype=np.float64), padding)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     snr_key = "snr_network"
     snr = np.asarray(injections[snr_key], dtype=np.float64)[inside] if snr_key in injections else None
     results, summary, snr_tables = [], {"searches": {}}, {}
     for label, fg_files, bg_files in zip(labels, foreground_events, background_events):
-        foreground, _ = _concat(fg_files)
+        foreground, fg_attrs = _concat(fg_files)
         background, bg_attrs = _concat(bg_files)
+        _check_runs(injection_file, strains, [*fg_files, *bg_files], [*fg_attrs, *bg_attrs])
         result = evaluate(label, injections, inside, foreground_duration, foreground, background,
                           background_duration_of(bg_files, bg_attrs))
         results.append(result)
-        write_result(out / f"{label}.hdf", result)
         entry: dict[str, Any] = {
             "injections": result.n_injections, "found_any": int(np.isfinite(result.found_stat).sum()),
             "foreground_seconds": foreground_duration, "background_seconds": result.background_duration,
@@ -334,9 +392,24 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             snr_tables[f"{label} ({f'{far:g}/month' if far else 'any trigger'})"] = \
                 found_fraction_by_snr(result, snr, far)
         summary["searches"][label] = entry
-    plot(results, snr_tables, out / "sensitivity.png")
-    with open(out / "summary.json", "w") as handle:
-        json.dump(summary, handle, indent=2, default=float)
+    # rates the background cannot reach are null (not NaN, which strict JSON readers refuse)
+    summary = _json_safe(summary)
+    text = json.dumps(summary, indent=2, allow_nan=False)
+    created = None  # the highest folder this run makes, removed again if writing fails
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for result in results:
+            write_result(out / f"{result.label}.hdf", result)
+        plot(results, snr_tables, out / "sensitivity.png")
+        atomic_write(out / "summary.json", lambda handle: handle.write(text), mode="w")
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     print_table(results)
     return summary
 

@@ -24,12 +24,8 @@ import numpy as np
 import torch
 
 from g2net.filtering.bank import DEFAULT_BANK_SIZE, TemplateBank, default_bank_spec, load_or_build_bank
-from g2net.filtering.templates import (
-    TEMPLATE_POST_MERGER,
-    sliding_max,
-    template_waveform,
-    whitened_unit_templates,
-)
+from g2net.filtering.templates import (TEMPLATE_POST_MERGER, sliding_max, template_waveform,
+                                       whitened_unit_templates)
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
@@ -149,9 +145,9 @@ def template_seconds(bank: TemplateBank) -> float:
 
 
 def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = DEFAULT_BANK_SIZE,
-        progress: bool = True, slide_step: float | None = None) -> dict[str, Any]:
+        progress: bool = True, slide_step: float | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Search ``strain_path``; ``slide_step`` None: :meth:`StrainMatchedFilter.slide_step`."""
-    output_path = check_output(output)
+    output_path = check_output(output, strain_path, overwrite)
     with StrainFile(strain_path, sample_rate=SAMPLE_RATE) as strain:
         bank = load_or_build_bank(default_bank_spec(bank_size), progress=progress)
         scorer = StrainMatchedFilter(bank, strain.detectors, template_seconds(bank))

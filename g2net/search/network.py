@@ -98,8 +98,9 @@ def config_detectors(cfg: type) -> tuple[str, ...]:
 
 
 def run(config: str, input_path: str | Path, output: str | Path, options: SearchOptions,
-        debug: bool = False, gpu: Sequence[int] | None = None, progress: bool = True) -> dict[str, Any]:
-    output = check_output(output)
+        debug: bool = False, gpu: Sequence[int] | None = None, progress: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
+    output = check_output(output, input_path, overwrite)
     cfg = get_config(config)
     detectors = config_detectors(cfg)
     with StrainFile(input_path, detectors, SAMPLE_RATE) as strain:

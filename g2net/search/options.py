@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from g2net.search.strain_io import StrainFile
 from g2net.search.timeslides import TimeSlides
 from g2net.simulation.priors import Priors
-from utils import N_SAMPLES, G2NetError
+from utils import N_SAMPLES, G2NetError, finite_float, output_file, positive_float
 
 DEFAULT_STRIDE = 0.25  # s between window starts
 
@@ -52,6 +53,12 @@ class SearchOptions:
     reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
 
     def validate(self, detectors: Sequence[str], sample_rate: float) -> None:
+        for f in fields(self):  # the command line refuses these already (utils.finite_float)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise G2NetError(f"--{f.name.replace('_', '-')} {value}: must be a finite number")
+        if not math.isfinite(self.slides.step):
+            raise G2NetError(f"--slide-step {self.slides.step}: must be a finite number")
         window_s = self.window / sample_rate
         stride = self.stride * sample_rate
         if not self.stride > 0 or abs(stride - round(stride)) > 1e-6:
@@ -71,23 +78,24 @@ class SearchOptions:
 def add_search_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by search.py and matched_filter.py --strain."""
     parser.add_argument("--output", required=True, help="trigger file to write (HDF5)")
-    parser.add_argument("--stride", type=float, default=DEFAULT_STRIDE, help="s between windows")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--stride", type=positive_float, default=DEFAULT_STRIDE, help="s between windows")
     parser.add_argument("--slides", type=int, default=0,
                         help="time slides besides the zero lag (background only: shifts detectors)")
-    parser.add_argument("--slide-step", type=float, default=None,
+    parser.add_argument("--slide-step", type=positive_float, default=None,
                         help="s between slides; must exceed the window plus the light travel time "
                              f"(default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
                              "filter the shortest whole number of its strides that does)")
-    parser.add_argument("--psd-duration", type=float, default=DEFAULT_PSD_DURATION,
+    parser.add_argument("--psd-duration", type=positive_float, default=DEFAULT_PSD_DURATION,
                         help="s of data around each block of windows that its PSD is estimated from")
-    parser.add_argument("--cluster", type=float, default=DEFAULT_CLUSTER,
+    parser.add_argument("--cluster", type=positive_float, default=DEFAULT_CLUSTER,
                         help="s: keep the loudest output within this")
-    parser.add_argument("--var", type=float, default=DEFAULT_VAR,
+    parser.add_argument("--var", type=positive_float, default=DEFAULT_VAR,
                         help="s: an injection this close to a trigger counts as found")
-    parser.add_argument("--merger-offset", type=float, default=None,
+    parser.add_argument("--merger-offset", type=finite_float, default=None,
                         help="s from a window's start to the merger time a trigger reports "
                              "(default: the middle of the simulator's tc range, 1.7)")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=finite_float, default=None,
                         help="drop outputs below this before clustering (smaller files)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -104,11 +112,13 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptio
     return SearchOptions(**values)
 
 
-def check_output(path: str | Path) -> Path:
-    path = Path(path)
-    if path.suffix not in (".hdf", ".h5", ".hdf5"):
-        raise G2NetError(f"--output {path}: give an HDF5 file name ending in .hdf")
-    return path
+TRIGGER_SUFFIXES = (".hdf", ".h5", ".hdf5")
+
+
+def check_output(path: str | Path, strain: str | Path, overwrite: bool = False) -> Path:
+    """The trigger file a search may write (:func:`utils.output_file`): an HDF5 name, not the
+    strain it searches, not a folder, not an existing file unless ``overwrite``."""
+    return output_file(path, "--output", overwrite=overwrite, inputs=[strain], suffixes=TRIGGER_SUFFIXES)
 
 
 def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, Any],
@@ -117,4 +127,5 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
             "detectors": ",".join(strain.detectors), "slides": options.slides.n_slides,
             "slide_step": options.slides.step, "stride": options.stride,
             "cluster": options.cluster, "psd_duration": options.psd_duration,
-            "merger_offset": options.merger_offset, "var": options.var, **extra}
+            "merger_offset": options.merger_offset, "var": options.var,
+            **({} if strain.run_id is None else {"strain_run_id": strain.run_id}), **extra}

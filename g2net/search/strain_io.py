@@ -15,6 +15,54 @@ import numpy as np
 
 from utils import DETECTORS, G2NetError
 
+SIMULATION_FILES = ("foreground.hdf", "background.hdf", "injections.hdf")  # one simulate_strain.py run
+
+
+PROBE_SAMPLES = 16384  # samples at the start of every segment checked for strain when a file is opened
+
+
+def _number(value: Any) -> float | None:
+    """An HDF5 attribute as a float, or None when it is text, an array or not a number."""
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)) or np.ndim(value) != 0:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _show(value: Any) -> str:
+    """An attribute value as an error message shows it: numbers plainly, anything else quoted."""
+    number = _number(value)
+    if number is not None:
+        return f"{number:g}"
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode(errors="replace")
+    return repr(str(value)) if isinstance(value, (str, np.str_)) else repr(value)
+
+
+def run_id_of(path: str | Path) -> str | None:
+    """The ``run_id`` attribute simulate_strain.py writes into each of its files (None: none)."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("run_id")
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def check_same_run(named: Sequence[tuple[str | Path, str | None]]) -> None:
+    """Refuse files of different simulate_strain.py runs: ``(path, run_id)`` pairs, None for a file
+    that records no run (MLGWSC-1's own files): ignored unless another file records one."""
+    recorded = [(p, r) for p, r in named if r is not None]
+    if not recorded:
+        return
+    first_path, first = recorded[0]
+    for path, run in named:
+        if run != first:
+            raise G2NetError(f"{path} and {first_path} are not from the same simulate_strain.py run "
+                             f"(run_id {run or 'missing'} vs {first}): a run was interrupted while "
+                             "replacing its files (--overwrite); simulate the folder again")
+
 
 def parse_detectors(text: str | Sequence[str]) -> tuple[str, ...]:
     """``'H1,L1'`` -> ``('H1', 'L1')``, in the pipeline's row order, each known and at most once."""
@@ -68,6 +116,10 @@ class StrainFile:
                              "MLGWSC-1 layout") from exc
         try:
             self.detectors, self.segments = self._validate()
+            self.run_id = run_id_of(self.path)
+            self._check_siblings()
+            for seg in self.segments:  # an empty or underflowed file is refused before any work
+                self.read(seg, 0, PROBE_SAMPLES)
         except G2NetError:
             self._file.close()
             raise
@@ -99,12 +151,18 @@ class StrainFile:
             for key, ds in self._file[det].items():
                 if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
                     raise G2NetError(f"{where}: {det}/{key} is not a 1-D dataset of strain")
+                if ds.dtype.kind not in "fiu":
+                    raise G2NetError(f"{where}: {det}/{key} holds {ds.dtype} values, not strain numbers")
                 if "start_time" not in ds.attrs or "delta_t" not in ds.attrs:
                     raise G2NetError(f"{where}: {det}/{key} lacks the attributes start_time and delta_t")
-                delta_t = float(ds.attrs["delta_t"])
-                if not delta_t > 0:
-                    raise G2NetError(f"{where}: {det}/{key} has delta_t {delta_t!r}")
-                segments.append(Segment(key, float(ds.attrs["start_time"]), delta_t, int(ds.shape[0])))
+                start_time, delta_t = _number(ds.attrs["start_time"]), _number(ds.attrs["delta_t"])
+                if start_time is None or not np.isfinite(start_time):
+                    raise G2NetError(f"{where}: {det}/{key} has start_time {_show(ds.attrs['start_time'])}; "
+                                     "it must be a finite GPS time in seconds")
+                if delta_t is None or not np.isfinite(delta_t) or not delta_t > 0:
+                    raise G2NetError(f"{where}: {det}/{key} has delta_t {_show(ds.attrs['delta_t'])}; it "
+                                     "must be the sample spacing in seconds (> 0)")
+                segments.append(Segment(key, start_time, delta_t, int(ds.shape[0])))
             if not segments:
                 raise G2NetError(f"{where}: detector group {det} holds no segments")
             per_detector[det] = sorted(segments, key=lambda s: s.start_time)
@@ -139,7 +197,33 @@ class StrainFile:
         if not np.all(np.isfinite(data)):
             raise G2NetError(f"{self.path}: segment {segment.key} holds NaN/inf strain between "
                              f"samples {start} and {stop}; cut that stretch out of the file")
+        rows = data.reshape(-1, data.shape[-1])
+        if rows.shape[-1] > 1:
+            flat = np.flatnonzero(rows.min(axis=-1) == rows.max(axis=-1))
+            if len(flat):
+                det = names[int(flat[0])]
+                dtype = self._file[det][segment.key].dtype
+                hint = (f", stored as {dtype}, whose smallest number is {float(np.finfo(dtype).smallest_subnormal):.1g}"
+                        if dtype.kind == "f" and np.finfo(dtype).bits < 32 else f", stored as {dtype}")
+                raise G2NetError(f"{self.path}: {det}/{segment.key} is constant "
+                                 f"({rows[flat[0], 0]:g}) between samples {start} and {stop}: the "
+                                 f"strain is empty or underflowed{hint}; write the strain as float32 "
+                                 "or float64 (strain of ~1e-21 rounds to 0 in float16)")
         return data
+
+    def _check_siblings(self) -> None:
+        """A file of a simulate_strain.py run (``run_id``) is refused beside files of another run."""
+        if self.run_id is None or self.path.name not in SIMULATION_FILES:
+            return
+        named: list[tuple[Path, str | None]] = [(self.path, self.run_id)]
+        for name in SIMULATION_FILES:
+            sibling = self.path.with_name(name)
+            if name != self.path.name and sibling.is_file():
+                try:
+                    named.append((sibling, run_id_of(sibling)))
+                except OSError:
+                    continue  # not HDF5: not a file of a run
+        check_same_run(named)
 
     def attrs(self) -> dict[str, Any]:
         return dict(self._file.attrs)
@@ -187,19 +271,23 @@ class StrainWriter:
         for det, row in zip(self.detectors, data):
             self._file[det][key][start:start + row.shape[-1]] = row.astype(self.dtype, copy=False)
 
-    def close(self) -> None:
+    @property
+    def staged(self) -> Path:
+        """The temporary file the strain is written to until :meth:`commit`."""
+        return self._tmp
+
+    def finish(self) -> None:
+        """Close the file, still under its temporary name (see :meth:`commit`)."""
         self._file.close()
+
+    def commit(self) -> None:
+        """Rename the finished file to its name."""
         self._tmp.replace(self.path)
+
+    def close(self) -> None:
+        self.finish()
+        self.commit()
 
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-
-def segment_spans(paths: Sequence[str | Path]) -> list[tuple[float, float]]:
-    """``(start, end)`` GPS of every segment of the strain files (first detector), as MLGWSC-1 counts them."""
-    spans = []
-    for path in paths:
-        with StrainFile(path) as strain:
-            spans.extend((s.start_time, s.end_time) for s in strain.segments)
-    return spans

@@ -8,13 +8,14 @@ analysed duration (``duration``, time slides included) and how it was made.
 from __future__ import annotations
 
 import bisect
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
-from utils import G2NetError
+from utils import G2NetError, commit_staged, stage_file
 
 TRIGGER_DATASETS = ("time", "stat", "var")
 
@@ -31,15 +32,17 @@ def write_triggers(path: str | Path, time: np.ndarray, stat: np.ndarray, var: np
     if not time.shape == stat.shape == var.shape:
         raise ValueError(f"time {time.shape}, stat {stat.shape} and var {var.shape} differ in length")
     order = np.argsort(time, kind="stable")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
-        for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
-            f.create_dataset(name, data=values[order])
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-    tmp.replace(path)
+    tmp = stage_file(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
+                f.create_dataset(name, data=values[order])
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
+        commit_staged(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -54,13 +57,40 @@ def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             if missing:
                 raise G2NetError(f"{path} lacks dataset(s) {', '.join(missing)}; a trigger file "
                                  "holds time, stat and var (the MLGWSC-1 format)")
+            for name in TRIGGER_DATASETS:
+                if not isinstance(f[name], h5py.Dataset) or f[name].dtype.kind not in "fiu":
+                    raise G2NetError(f"{path}: {name} is not a dataset of numbers; a trigger file "
+                                     "holds time, stat and var as float64 (the MLGWSC-1 format)")
             values = [np.asarray(f[name][()], dtype=np.float64).ravel() for name in TRIGGER_DATASETS]
             attrs = dict(f.attrs)
     except OSError as exc:
         raise G2NetError(f"{path} is not an HDF5 trigger file ({exc})") from exc
     if not values[0].shape == values[1].shape == values[2].shape:
         raise G2NetError(f"{path}: time, stat and var have different lengths")
+    for name, array in zip(TRIGGER_DATASETS, values):
+        bad = np.flatnonzero(~np.isfinite(array))
+        if len(bad):
+            raise G2NetError(f"{path}: dataset {name} holds {len(bad)} NaN/inf value(s) (first at "
+                             f"index {bad[0]}); a trigger needs a finite time, stat and var: fix or "
+                             "rerun the search that wrote it")
+    if "duration" in attrs:
+        attrs["duration"] = _duration(path, attrs["duration"])
     return values[0], values[1], values[2], attrs
+
+
+def _duration(path: Path, value: Any) -> float:
+    """The ``duration`` attribute (analysed seconds) as a finite number >= 0, or one G2NetError."""
+    try:
+        if isinstance(value, (str, bytes)) or np.ndim(value) != 0:
+            raise TypeError
+        duration = float(value)
+    except (TypeError, ValueError):
+        duration = None
+    if duration is None or not math.isfinite(duration) or duration < 0:
+        raise G2NetError(f"{path}: attribute duration is {value!r}, not a number of seconds >= 0; "
+                         "it records the analysed duration (delete the attribute to use the "
+                         "foreground's, as MLGWSC-1 does)")
+    return duration
 
 
 def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.ndarray:

@@ -35,20 +35,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from g2net.simulation import layout, noise
-from g2net.simulation.banks import (
-    BANK_PARAMS,
-    EDGE_TAPER,
-    PolarizationBank,
-    load_polarization_bank,
-    segment_geometry,
-)
+from g2net.simulation.banks import (BANK_PARAMS, EDGE_TAPER, PolarizationBank,
+                                    load_polarization_bank, segment_geometry)
 from g2net.simulation.physics import DEFAULT_APPROXIMANT, F_LOWER, F_REF, REFERENCE_DISTANCE, SNR_BAND
-from g2net.simulation.priors import (
-    Priors,
-    check_positive_fraction,
-    draw_extrinsic_torch,
-    draw_parameters_torch,
-)
+from g2net.simulation.priors import (Priors, check_positive_fraction, draw_extrinsic_torch,
+                                     draw_parameters_torch)
 from g2net.types import PerDetector, PerExample, Strain, Waveform
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, example_path
 

@@ -26,34 +26,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from g2net.simulation import layout
-from g2net.simulation.banks import (
-    BANK_COLUMNS,
-    BANK_FORMAT,
-    BANK_FORMAT_VERSION,
-    BANK_PARAMS,
-    BANK_ROW_COLUMN,
-    CROP_MARGIN,
-    POLARIZATION_BANK_FORMAT,
-    POLARIZATION_BANK_FORMAT_VERSION,
-    SignalBank,
-    bank_generator,
-    bank_rows,
-    load_signal_bank,
-    quantise_signal,
-    segment_geometry,
-    write_npz,
-    write_signal_bank,
-)
+from g2net.simulation.banks import (BANK_COLUMNS, BANK_FORMAT, BANK_FORMAT_VERSION, BANK_PARAMS,
+                                    BANK_ROW_COLUMN, CROP_MARGIN, POLARIZATION_BANK_FORMAT,
+                                    POLARIZATION_BANK_FORMAT_VERSION, SignalBank, bank_generator,
+                                    bank_rows, load_signal_bank, quantise_signal, segment_geometry,
+                                    write_npz, write_signal_bank)
 from g2net.simulation.noise import colored_noise, detector_psd
 from g2net.simulation.physics import (DEFAULT_APPROXIMANT, F_LOWER, F_REF, F_REF_UNRECORDED,
                                       REFERENCE_DISTANCE, SNR_BAND)
-from g2net.simulation.priors import (
-    Priors,
-    check_positive_fraction,
-    draw_parameters,
-    draw_precessing_spins,
-    draw_snr,
-)
+from g2net.simulation.priors import (Priors, check_positive_fraction, draw_parameters,
+                                     draw_precessing_spins, draw_snr)
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, G2NetError, example_path
 
 

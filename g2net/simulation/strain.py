@@ -19,6 +19,7 @@ duration and there is no seam between chunks.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,12 +28,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from g2net.search.strain_io import StrainWriter
+from g2net.search.strain_io import SIMULATION_FILES, StrainWriter
 from g2net.simulation.noise import StreamingNoise
 from g2net.simulation.physics import F_LOWER
 from g2net.simulation.priors import Priors, draw_parameters
 from g2net.simulation.pycbc_engine import injection_signal, optimal_snr
-from utils import DETECTORS, SAMPLE_RATE, G2NetError
+from utils import DETECTORS, SAMPLE_RATE, G2NetError, output_file, output_folder
 
 INJECTION_STEP = 24.0  # s between injections (MLGWSC-1)
 
@@ -58,7 +59,7 @@ POST_MERGER = 1.0  # s of signal kept after the merger (ringdown is over in << 1
 MCHIRP_BNS = 1.4 * 2.0 ** -0.2  # chirp mass of a 1.4+1.4 binary, the chirp distance's reference
 
 
-FILE_NAMES = ("foreground.hdf", "background.hdf", "injections.hdf")
+FILE_NAMES = SIMULATION_FILES
 
 
 PARAMETER_COLUMNS = ["f_ref", "mass1", "mass2", "spin1z", "spin2z", "distance", "chirp_distance", "ra", "dec",
@@ -81,13 +82,16 @@ class StrainPlan:
 def plan_segments(duration: float, segment_duration: float | None, gap: float, start: float,
                   sample_rate: float = SAMPLE_RATE) -> tuple[tuple[float, int], ...]:
     """Whole-second segments of at most ``segment_duration`` s adding up to ``duration`` s, ``gap`` s apart."""
-    if not duration > 0 or duration != int(duration):
+    if not math.isfinite(duration) or not duration > 0 or duration != int(duration):
         raise G2NetError(f"--duration {duration:g}: give a whole number of seconds > 0")
     segment_duration = duration if segment_duration is None else segment_duration
-    if not segment_duration > 0 or segment_duration != int(segment_duration):
+    if not math.isfinite(segment_duration) or not segment_duration > 0 \
+            or segment_duration != int(segment_duration):
         raise G2NetError(f"--segment-duration {segment_duration:g}: give a whole number of seconds > 0")
-    if gap < 0 or gap != int(gap):
+    if not math.isfinite(gap) or gap < 0 or gap != int(gap):
         raise G2NetError(f"--gap {gap:g}: give a whole number of seconds >= 0")
+    if not math.isfinite(start):
+        raise G2NetError(f"--start-time {start:g}: give a finite GPS time")
     segments, left, t = [], int(duration), float(start)
     while left > 0:
         length = min(left, int(segment_duration))
@@ -153,20 +157,33 @@ def _chunks(n_samples: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield start, min(n_samples, start + chunk)
 
 
+def _write_injections(path: Path, rows: list[dict[str, Any]], plan: StrainPlan,
+                      attrs: dict[str, Any]) -> None:
+    """The injection file: one float64 dataset per parameter column, one entry per injection."""
+    low, high = plan.chirp_distance_range
+    columns = PARAMETER_COLUMNS + [f"snr_{d}" for d in plan.detectors] + ["snr_network"]
+    with h5py.File(path, "w") as f:
+        for name in columns:
+            f.create_dataset(name, data=np.array([row[name] for row in rows], dtype=np.float64))
+        f.create_dataset("approximant", data=np.array([row["approximant"] for row in rows], dtype="S"))
+        for key, value in {**attrs, "chirp_distance_min": low, "chirp_distance_max": high,
+                           "injection_step": INJECTION_STEP, "injection_jitter": INJECTION_JITTER}.items():
+            f.attrs[key] = value
+
+
 def simulate_strain(out: str | Path, plan: StrainPlan, overwrite: bool = False, progress: bool = True,
                     dtype: Any = np.float32) -> dict[str, Any]:
     """Write foreground, background and injection files under ``out``; return a summary."""
-    out = Path(out)
-    existing = [name for name in FILE_NAMES if (out / name).exists()]
-    if existing and not overwrite:
-        raise G2NetError(f"--out {out} already holds {', '.join(existing)}; choose another folder or "
-                         "pass --overwrite")
+    out = output_folder(out, "--out")
+    for name in FILE_NAMES:
+        output_file(out / name, "--out", overwrite=overwrite)
     plan.priors.validate(plan.approximant)
     low, high = plan.chirp_distance_range
     if not 0 < low <= high or not math.isfinite(high):
         raise G2NetError(f"--chirp-distance-range {low:g} {high:g}: need 0 < MIN <= MAX (Mpc)")
+    # every file of the run records it: readers refuse a set mixed by an interrupted --overwrite
     attrs = {"sample_rate": plan.sample_rate, "detectors": ",".join(plan.detectors), "seed": plan.seed,
-             "approximant": plan.approximant, "padding": plan.padding}
+             "approximant": plan.approximant, "padding": plan.padding, "run_id": uuid.uuid4().hex}
     times = injection_times(plan)
     fg_rng, bg_rng = (np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(k,)))
                       for k in (1, 2))
@@ -203,21 +220,18 @@ def simulate_strain(out: str | Path, plan: StrainPlan, overwrite: bool = False, 
                     foreground.write(fg_key, lo, data)
                     background.write(bg_key, lo, bg_noise(hi - lo))
                     bar.update((hi - lo) / plan.sample_rate)
-        foreground.close()
-        background.close()
+        foreground.finish()
+        background.finish()
+        _write_injections(out / ".injections.hdf.tmp", rows, plan, attrs)
     except BaseException:
         foreground.abort()
         background.abort()
+        (out / ".injections.hdf.tmp").unlink(missing_ok=True)
         raise
-    columns = PARAMETER_COLUMNS + [f"snr_{d}" for d in plan.detectors] + ["snr_network"]
-    tmp = out / ".injections.hdf.tmp"
-    with h5py.File(tmp, "w") as f:
-        for name in columns:
-            f.create_dataset(name, data=np.array([row[name] for row in rows], dtype=np.float64))
-        f.create_dataset("approximant", data=np.array([row["approximant"] for row in rows], dtype="S"))
-        for key, value in {**attrs, "chirp_distance_min": low, "chirp_distance_max": high,
-                           "injection_step": INJECTION_STEP, "injection_jitter": INJECTION_JITTER}.items():
-            f.attrs[key] = value
-    tmp.replace(out / "injections.hdf")
+    # all three are complete under temporary names; a kill between these renames leaves files of
+    # two runs side by side, which their run_id tells apart (strain_io.check_same_run)
+    foreground.commit()
+    background.commit()
+    (out / ".injections.hdf.tmp").replace(out / "injections.hdf")
     return {"out": str(out), "seconds": total / plan.sample_rate, "segments": len(plan.segments),
             "injections": len(rows), "detectors": plan.detectors}
