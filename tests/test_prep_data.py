@@ -525,36 +525,3 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     assert lines[0] == "venv/bin/python -m pip install -r requirements.txt"
     assert lines[1] == "venv/bin/python -m pip install --no-deps -e ."  # the project, editable
     assert lines[-1].startswith("venv/bin/python -m pytest -q --durations=")
-
-
-def test_load_npy_equals_np_load_and_is_safe_in_threads(tmp_path):
-    """np.load's header parser can crash under threads on CPython 3.11 (cpython#106905)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from utils import load_npy
-
-    rng = np.random.default_rng(0)
-    arrays = [rng.normal(size=(3, 64)), np.asfortranarray(rng.normal(size=(5, 7))),
-              rng.integers(0, 9, size=(4,)).astype(np.int16)]
-    paths = []
-    for i, array in enumerate(arrays):
-        paths.append(tmp_path / f"a{i}.npy")
-        np.save(paths[-1], array)
-    for path, array in zip(paths, arrays):
-        got = load_npy(path)
-        assert got.dtype == array.dtype and np.array_equal(got, np.load(path))
-    many = paths * 400
-    with ThreadPoolExecutor(8) as pool:
-        loaded = list(pool.map(load_npy, many))
-    assert all(np.array_equal(a, np.load(p)) for a, p in zip(loaded, many))
-    np.savez(tmp_path / "z.npy", x=arrays[0])
-    import os
-    os.replace(tmp_path / "z.npy.npz", tmp_path / "z.npy")
-    with pytest.raises(ValueError, match="npz archive"):
-        load_npy(tmp_path / "z.npy")
-    (tmp_path / "short.npy").write_bytes(paths[0].read_bytes()[:-8])
-    with pytest.raises(EOFError, match="ends after"):
-        load_npy(tmp_path / "short.npy")
-    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="objects"):
-        load_npy(tmp_path / "obj.npy")

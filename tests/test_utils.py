@@ -1,6 +1,6 @@
-"""utils.py's file helpers: strict .npy reading (trailing bytes refused), the one reader of
-predictions files as stacking and pseudo-labelling call it, and the one atomic writer of files whose
-leftovers prep_data.py recognises and removes."""
+"""utils.py's file helpers: .npy reading equal to np.load, safe in threads and strict (trailing
+bytes refused); the one reader of predictions files, as stacking and pseudo-labelling call it; and
+the one atomic writer of files, whose leftovers prep_data.py recognises and removes."""
 from __future__ import annotations
 
 import re
@@ -16,7 +16,39 @@ from g2net.training import pseudo
 from utils import G2NetError, atomic_write, load_npy, load_predictions
 
 
-# -- strict .npy reading -------------------------------------------------------------------------
+# -- .npy reading --------------------------------------------------------------------------------
+
+def test_load_npy_equals_np_load_and_is_safe_in_threads(tmp_path):
+    """np.load's header parser can crash under threads on CPython 3.11 (cpython#106905)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(3, 64)), np.asfortranarray(rng.normal(size=(5, 7))),
+              rng.integers(0, 9, size=(4,)).astype(np.int16)]
+    paths = []
+    for i, array in enumerate(arrays):
+        paths.append(tmp_path / f"a{i}.npy")
+        np.save(paths[-1], array)
+    for path, array in zip(paths, arrays):
+        got = load_npy(path)
+        assert got.dtype == array.dtype and np.array_equal(got, np.load(path))
+    many = paths * 400
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(load_npy, many))
+    assert all(np.array_equal(a, np.load(p)) for a, p in zip(loaded, many))
+    np.savez(tmp_path / "z.npy", x=arrays[0])
+    import os
+    os.replace(tmp_path / "z.npy.npz", tmp_path / "z.npy")
+    with pytest.raises(ValueError, match="npz archive"):
+        load_npy(tmp_path / "z.npy")
+    (tmp_path / "short.npy").write_bytes(paths[0].read_bytes()[:-8])
+    with pytest.raises(EOFError, match="ends after"):
+        load_npy(tmp_path / "short.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="objects"):
+        load_npy(tmp_path / "obj.npy")
+
 
 def test_a_valid_npy_followed_by_trailing_bytes_is_refused(tmp_path):
     path = tmp_path / "x.npy"
