@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The continuous-strain measurement of issue 13 (docs/benchmarks.md, "Searching continuous strain"):
+# The continuous-strain measurement (docs/benchmarks.md, "Searching continuous strain"):
 # train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
 # matched filter (background by time slides), evaluate both. Every size is a variable:
 #   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 BANK=64 N_TRAIN=20000 bash scripts/measure_search.sh

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny simulated competition folder, prepared once per test session."""
+"""Shared fixtures and helpers: a tiny simulated competition folder, prepared once per test session;
+running the command-line scripts; quiet prep_data options; one-line error messages."""
 from __future__ import annotations
 
 import os
@@ -24,6 +25,20 @@ def run_script(script: str, *args: str, env: dict[str, str] | None = None, check
         raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def quiet(**kwargs) -> tuple[list[str], dict]:
+    """Keyword arguments for ``prep_data.prepare`` without a progress bar, and the list its printer
+    appends each line to."""
+    lines: list[str] = []
+    return lines, dict(progress=False, printer=lines.append, **kwargs)
+
+
+def one_line_error(excinfo) -> str:
+    """The message of a caught error, asserted to be a single line."""
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
 
 
 @pytest.fixture(scope="session")

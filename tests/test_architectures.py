@@ -1,5 +1,6 @@
-"""SpectroCNN / MultiInstanceSCNN / 1D models: shapes, gradients, mixing semantics, heads,
-channels_last, and the offline pretrained-weights error."""
+"""SpectroCNN / MultiInstanceSCNN / 1D models: shapes, gradients, mixing semantics, heads (timm's
+pooling against torch's adaptive pooling, one head builder for both 2D models), channels_last, and
+the offline pretrained-weights error."""
 from __future__ import annotations
 
 import os
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from architectures import (GeM, ManifoldMixup, MultiInstanceSCNN, PositionalEncoding, SpectroCNN,
-                           TripletAttention, cutmix, sinusoid_table)
+                           TripletAttention, _build_pool, cutmix, sinusoid_table)
 from g2net.frontends import ComplexMorletCWT
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d, densenet201_1d
 
@@ -171,6 +173,56 @@ def test_pooling_and_attention_modules():
     assert torch.allclose(table[1], torch.cos(torch.arange(10.0)))
     assert PositionalEncoding("concat")(x).shape == (2, 5, 5, 6)
     assert torch.allclose(PositionalEncoding("add")(x) - x, sinusoid_table(5, 6), atol=1e-6)
+
+
+# heads: timm's pooling, one builder for SpectroCNN and MultiInstanceSCNN
+REFERENCE_POOLS = {
+    "avg": lambda x: F.adaptive_avg_pool2d(x, 1),
+    "none": lambda x: F.adaptive_avg_pool2d(x, 1),
+    "max": lambda x: F.adaptive_max_pool2d(x, 1),
+    "concat": lambda x: torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], dim=1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFERENCE_POOLS))
+def test_timm_pooling_equals_torch_adaptive_pooling(kind):
+    features = torch.randn(3, 16, 5, 7)
+    pool, out_dim = _build_pool(kind, 16)
+    assert torch.equal(pool(features), REFERENCE_POOLS[kind](features))
+    assert out_dim == pool(features).shape[1]
+
+
+@pytest.mark.parametrize("kind", ["concat", "max", "positional", "gem"])
+def test_spectro_cnn_head_equals_the_pooling_written_out(kind):
+    torch.manual_seed(0)
+    model = SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT,
+                       custom_classifier=kind).eval()
+    x = torch.randn(2, 3, 2048)
+    with torch.no_grad():
+        features = model.backbone(model.make_image(x))
+        if kind in REFERENCE_POOLS:
+            pooled = REFERENCE_POOLS[kind](features)
+        elif kind == "gem":
+            pooled = F.adaptive_avg_pool2d(features.clamp(min=1e-4).pow(3.0), 1).pow(1 / 3.0)
+        else:  # GeM over frequency, positional encoding over time, average
+            rows = F.adaptive_avg_pool2d(features.clamp(min=1e-4).pow(3.0), (1, None)).pow(1 / 3.0)
+            pooled = F.adaptive_avg_pool2d(model.pool[1](rows), 1)
+        assert torch.allclose(model(x), model.head(torch.flatten(pooled, 1)), rtol=0, atol=1e-6)
+
+
+def test_both_models_build_the_same_head_with_the_same_parameter_names():
+    torch.manual_seed(0)
+    single = SpectroCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT,
+                        custom_classifier="gem", custom_attention="triplet")
+    torch.manual_seed(0)
+    multi = MultiInstanceSCNN("resnet18", spectrogram="cwt", spec_params=SMALL_CWT, n_patch=3,
+                              custom_classifier="gem", custom_attention="triplet")
+    keys = [k for k in single.state_dict() if k.startswith(("attention.", "pool.", "head."))]
+    assert keys == [k for k in multi.state_dict() if k.startswith(("attention.", "pool.", "head."))]
+    assert "pool.p" in keys and "head.2.weight" in keys
+    assert multi.head[0].in_features == 3 * single.head[0].in_features == 3 * 512
+    # the same random draws in the same order: identical attention weights
+    assert torch.equal(single.attention.spatial.conv.weight, multi.attention.spatial.conv.weight)
 
 
 def test_channels_last_gives_the_same_logits():

@@ -1,5 +1,5 @@
-"""bench.py: the exact CPU/GPU split of the preprocessing, the noise data set, and a CPU smoke run
-that writes valid JSON and a markdown summary."""
+"""bench.py: the exact CPU/GPU split of the preprocessing, the noise data set, a CPU smoke run
+that writes valid JSON and a markdown summary, and the GPU scripts parsing and asking for OUT."""
 from __future__ import annotations
 
 import json
@@ -216,18 +216,21 @@ def test_results_are_saved_after_every_phase(tmp_path):
     assert row.startswith("| Debug | original |") and " - |" in row
 
 
-def test_device_script_parses_and_asks_for_its_output_folder():
-    """The full script is checked by hand with BENCH_TINY=1 (minutes); here only what is instant."""
+def test_gpu_scripts_parse_and_ask_for_their_output_folder():
+    """The full scripts are checked by hand on the CPU with BENCH_TINY=1 (minutes); here only what is
+    instant: they parse, and without OUT they stop before doing anything."""
     import os
     import subprocess
 
     from conftest import REPO
 
-    script = REPO / "scripts" / "device_bench.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "OUT"}
-    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0 and "set OUT" in done.stderr
+    assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "gpu_common.sh")]).returncode == 0
+    for name in ("gpu_throughput.sh", "gpu_session.sh"):
+        script = REPO / "scripts" / name
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+        env = {k: v for k, v in os.environ.items() if k != "OUT"}
+        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "set OUT" in done.stderr
 
 
 def test_config_fields_amp_precision_and_compile_reach_the_model_and_trainer():

@@ -12,7 +12,7 @@ from utils import G2NetError
 
 ALL = runner.all_configs()
 
-# The competition's 20 stacked models (issue 4), their parents and the image each one sees.
+# The competition's 20 stacked models, their parents and the image each one sees.
 PSEUDO_PARENTS = {
     "Pseudo06": "Nspec12", "Pseudo07": "Nspec16", "Pseudo10": "Nspec16spec13",
     "Pseudo12": "Nspec12arch0", "Pseudo13": "MultiInstance04", "Pseudo14": "Nspec16arch17",

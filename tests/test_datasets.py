@@ -1,9 +1,13 @@
-"""G2NetDataset, the shard sampler and the mixup hooks, on small synthetic arrays."""
+"""G2NetDataset, the shard sampler (a DistributedSampler, equal to a reference sharding) and the
+mixup hooks, on small synthetic arrays."""
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import Sampler
 
 from datasets import CacheView, G2NetDataset
 from g2net.mixing import pair_indices
@@ -106,6 +110,43 @@ def test_shard_sampler_covers_every_index_and_depends_only_on_seed_and_epoch(siz
     again.set_epoch(1)
     assert list(again) != shards[0] or size <= 2
     assert list(shard_sampler(range(size), False)) == list(range(size))
+
+
+class ReferenceShardSampler(Sampler[int]):
+    """A hand-written sharding sampler: the reference for shard_sampler's DistributedSampler."""
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        total = len(self) * self.world
+        order += order[: total - len(order)]
+        return iter(order[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world)
+
+
+@pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2), (159, 2), (47, 4), (0, 1)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_distributed_sampler_yields_the_reference_shards(size, world, shuffle):
+    for rank in range(world):
+        reference = ReferenceShardSampler(size, shuffle, seed=2021 + 3, rank=rank, world=world)
+        sampler = shard_sampler(range(size), shuffle, seed=2021 + 3, rank=rank, world=world)
+        assert isinstance(sampler, torch.utils.data.DistributedSampler)
+        for epoch in (0, 1, 5):
+            reference.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            assert list(sampler) == list(reference) and len(sampler) == len(reference)
 
 
 def test_pos_neg_pairing_mixes_with_negatives_only():

@@ -1,5 +1,5 @@
 """Front-ends: competition image sizes, CWT against independent references, trainable width,
-float32 under autocast, registry and errors."""
+float32 under autocast, FFT sizes (scipy's next_fast_len), registry and errors."""
 from __future__ import annotations
 
 import math
@@ -32,7 +32,7 @@ def as_batch(x: np.ndarray) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float32)[None, None]
 
 
-# image sizes of issue 4's table: (front-end, params, expected (C, H, W))
+# image sizes of the competition models' table: (front-end, params, expected (C, H, W))
 COMPETITION_FRONTENDS = {
     "Resized08aug4 CQT": ("cqt", dict(sample_rate=2048, fmin=16, fmax=1024, hop_length=8), (3, 72, 513)),
     "Nspec12": ("cwt", dict(sample_rate=2048, fmin=16, fmax=1024, wavelet_width=3, stride=8,
@@ -302,6 +302,32 @@ def test_fft_size_is_the_smallest_5_smooth_length():
         size = fft_size(n)
         assert size >= n and smooth(size)
         assert not any(smooth(m) for m in range(n, size))
+
+
+def reference_fft_size(n):
+    """The smallest 5-smooth length, searched over powers of 5 and 3 with doubling."""
+    best = 1 << max(n - 1, 0).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            size = power35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def test_fft_size_is_scipys_next_fast_len_and_the_reference_search():
+    from scipy.fft import next_fast_len
+
+    from g2net.frontends import fft_size
+
+    for n in list(range(1, 3000)) + [4097, 8193, 12289, 65537]:
+        assert fft_size(n) == reference_fft_size(n) == next_fast_len(n, real=True)
+    assert fft_size(0) == reference_fft_size(0) == 1
 
 
 @pytest.mark.parametrize("stride,padding,taps", [(1, 3, 7), (3, 2, 7), (4, 768, 1537), (2, 0, 5)])

@@ -156,10 +156,10 @@ def test_neighbour_matches_measure_spacing(bank):
 
 
 # ------------------------------------------------------------------------------------------------
-# Library calls replacing hand-written twins: equal to the old code (kept here as the reference)
+# Library calls against hand-written reference implementations of the same quantities
 # ------------------------------------------------------------------------------------------------
-def _old_sliding_max(x, radius: int):
-    """matched_filter._sliding_max before F.max_pool1d: doubling (sparse-table trick)."""
+def _reference_sliding_max(x, radius: int):
+    """Reference sliding maximum by doubling (sparse-table trick), without F.max_pool1d."""
     import torch
 
     width = 2 * radius + 1
@@ -173,17 +173,17 @@ def _old_sliding_max(x, radius: int):
 
 @pytest.mark.parametrize("shape, radius", [((2, 50), 0), ((2, 50), 4), ((2, 3, 5, 64), 1),
                                            ((2, 3, 5, 64), 20), ((1, 7, 300), 55)])
-def test_sliding_max_is_max_pool_and_equals_the_old_code(shape, radius):
+def test_sliding_max_is_max_pool_and_equals_the_doubling_reference(shape, radius):
     import torch
 
     x = torch.from_numpy(np.random.default_rng(radius).normal(size=shape)).float()
     x = x[..., 1:]  # a non-contiguous slice, as the filter passes
     got = templates.sliding_max(x, radius)
     assert got.shape == x.shape[:-1] + (x.shape[-1] - 2 * radius,)
-    np.testing.assert_array_equal(got.numpy(), _old_sliding_max(x, radius).numpy())
+    np.testing.assert_array_equal(got.numpy(), _reference_sliding_max(x, radius).numpy())
 
 
-def test_pycbc_conversions_equal_the_old_formulas():
+def test_pycbc_conversions_equal_the_closed_formulas():
     pool = template_bank.candidate_pool(template_bank.BankSpec(n_candidates=300, seed=4))
     m1, m2, s1, s2 = pool["mass1"], pool["mass2"], pool["spin1z"], pool["spin2z"]
     np.testing.assert_allclose(pool["mchirp"], (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2, rtol=1e-13)
@@ -197,7 +197,7 @@ def test_pycbc_conversions_equal_the_old_formulas():
     np.testing.assert_allclose(back2, m2, rtol=1e-12)
 
 
-def test_evaluate_chirp_mass_equals_the_old_formula(tmp_path):
+def test_evaluate_chirp_mass_equals_the_closed_formula(tmp_path):
     import pandas as pd
 
 
@@ -212,8 +212,8 @@ def test_evaluate_chirp_mass_equals_the_old_formula(tmp_path):
                   "snr_network": np.where(target == 1, 10.0, np.nan)}).to_csv(
         tmp_path / "injections.csv", index=False)
     truth = g2net.evaluation.load_truth(tmp_path)
-    old = (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2  # evaluate.chirp_mass before pycbc
-    np.testing.assert_allclose(truth.mchirp[target == 1], old[target == 1], rtol=1e-13)
+    closed = (mass1 * mass2) ** 0.6 / (mass1 + mass2) ** 0.2  # the chirp mass, written out
+    np.testing.assert_allclose(truth.mchirp[target == 1], closed[target == 1], rtol=1e-13)
     assert np.isnan(truth.mchirp[target == 0]).all()
 
 

@@ -1,11 +1,13 @@
-"""prep_data.py: csv contents and order, caches equal to the files, the PSD of the negatives, every
-bad-input error with nothing left behind; plus the setup files (environment.yaml pins, Makefile).
+"""prep_data.py: csv contents and order, caches equal to the files and tied to the csv they were built
+from (datasets.load_cache refuses a stale one), the PSD of the negatives, every bad-input error with
+nothing left behind; plus the setup files (environment.yaml pins, Makefile).
 
 Folders are built here with synthetic arrays (seeded), in the competition layout.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -18,6 +20,8 @@ import pandas as pd
 import pytest
 
 import prep_data
+from conftest import one_line_error, quiet
+from datasets import load_cache
 from utils import G2NetError, example_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,6 +179,59 @@ def test_read_only_input_without_out_is_refused(tmp_path):
         assert not (tmp_path / "input" / "train.csv").exists()
     finally:
         (tmp_path / "input").chmod(0o755)
+
+
+# -- caches tied to the exact table they were built from -----------------------------------------
+
+def test_reordered_labels_drop_the_stale_cache_and_a_kept_copy_is_refused(tmp_path):
+    root = tmp_path / "input"
+    truth = make_folder(root, n_train=12, n_test=5)
+    lines, options = quiet(cache=True)
+    prep_data.prepare(root, **options)
+    cache_file, stamp_file = root / "train_cache.npy", root / "train_cache.json"
+    stamp = json.loads(stamp_file.read_text())
+    assert stamp["table"] == "train.csv" and stamp["shape"] == [12, 3, 4096] and stamp["dtype"] == "float32"
+    cache = load_cache(cache_file, read_csv(root / "train.csv"))
+    np.testing.assert_array_equal(cache, truth["train"][2].astype(np.float32))
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    shutil.copy(cache_file, kept / cache_file.name)
+    shutil.copy(stamp_file, kept / stamp_file.name)
+
+    labels = pd.read_csv(root / "training_labels.csv", dtype={"id": str})
+    labels.iloc[::-1].to_csv(root / "training_labels.csv", index=False)  # same rows, new order
+    lines, options = quiet()
+    prep_data.prepare(root, **options)
+    assert not cache_file.exists() and not stamp_file.exists()
+    assert any("train_cache.npy: it no longer matches train.csv" in line for line in lines)
+    load_cache(root / "test_cache.npy", len(pd.read_csv(root / "test.csv")))  # test side unchanged: kept
+
+    shutil.copy(kept / cache_file.name, cache_file)  # the old cache back beside the new csv
+    shutil.copy(kept / stamp_file.name, stamp_file)
+    for table in (read_csv(root / "train.csv"), 12):
+        with pytest.raises(G2NetError, match=r"earlier train\.csv.*rerun `python prep_data\.py --cache`") as info:
+            load_cache(cache_file, table)
+        one_line_error(info)
+
+    prep_data.prepare(root, **quiet(cache=True)[1])
+    np.testing.assert_array_equal(load_cache(cache_file, read_csv(root / "train.csv")),
+                                  truth["train"][2][::-1].astype(np.float32))
+
+
+def test_load_cache_refuses_a_cache_without_sidecar_or_of_another_table(tmp_path):
+    root = tmp_path / "input"
+    make_folder(root, n_train=6, n_test=3)
+    prep_data.prepare(root, **quiet(cache=True)[1])
+    cache_file = root / "train_cache.npy"
+    with pytest.raises(G2NetError, match="not those of the table given"):
+        load_cache(cache_file, read_csv(root / "train.csv").iloc[::-1])
+    with pytest.raises(G2NetError, match="its csv lists 5 examples"):
+        load_cache(cache_file, 5)
+    (root / "train_cache.json").unlink()
+    with pytest.raises(G2NetError, match="no readable train_cache.json.*prep_data.py --cache"):
+        load_cache(cache_file, 6)
+    prep_data.write_cache_stamp(cache_file, root / "train.csv")  # a cache made by hand, tied by hand
+    assert load_cache(cache_file, 6).shape == (6, 3, 4096)
 
 
 # -- bad inputs: one clear error, nothing written ------------------------------------------------
@@ -468,36 +525,3 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     assert lines[0] == "venv/bin/python -m pip install -r requirements.txt"
     assert lines[1] == "venv/bin/python -m pip install --no-deps -e ."  # the project, editable
     assert lines[-1].startswith("venv/bin/python -m pytest -q --durations=")
-
-
-def test_load_npy_equals_np_load_and_is_safe_in_threads(tmp_path):
-    """np.load's header parser can crash under threads on CPython 3.11 (cpython#106905)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from utils import load_npy
-
-    rng = np.random.default_rng(0)
-    arrays = [rng.normal(size=(3, 64)), np.asfortranarray(rng.normal(size=(5, 7))),
-              rng.integers(0, 9, size=(4,)).astype(np.int16)]
-    paths = []
-    for i, array in enumerate(arrays):
-        paths.append(tmp_path / f"a{i}.npy")
-        np.save(paths[-1], array)
-    for path, array in zip(paths, arrays):
-        got = load_npy(path)
-        assert got.dtype == array.dtype and np.array_equal(got, np.load(path))
-    many = paths * 400
-    with ThreadPoolExecutor(8) as pool:
-        loaded = list(pool.map(load_npy, many))
-    assert all(np.array_equal(a, np.load(p)) for a, p in zip(loaded, many))
-    np.savez(tmp_path / "z.npy", x=arrays[0])
-    import os
-    os.replace(tmp_path / "z.npy.npz", tmp_path / "z.npy")
-    with pytest.raises(ValueError, match="npz archive"):
-        load_npy(tmp_path / "z.npy")
-    (tmp_path / "short.npy").write_bytes(paths[0].read_bytes()[:-8])
-    with pytest.raises(EOFError, match="ends after"):
-        load_npy(tmp_path / "short.npy")
-    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="objects"):
-        load_npy(tmp_path / "obj.npy")

@@ -1,6 +1,10 @@
-"""simulate.py: the competition layout, reproducible bytes, and physics checked against PyCBC."""
+"""simulate.py: the competition layout, reproducible bytes, physics checked against PyCBC, workers
+that keep the task order, and its run record: a finished simulation is replaced only with
+--overwrite (which removes prep_data's outputs), an interrupted one is named and finished by the
+same arguments."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -16,7 +20,10 @@ from g2net.simulation import noise as sim_noise
 from g2net.simulation import physics as sim_physics
 from g2net.simulation import priors as sim_priors
 from g2net.simulation import pycbc_engine
+import prep_data
 import simulate
+from conftest import quiet
+from datasets import load_cache
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, example_path  # noqa: E402
 
 N_TRAIN, N_TEST, SEED = 24, 8, 11
@@ -247,6 +254,14 @@ def test_bad_arguments_are_one_clear_error(tmp_path, capsys, extra, message):
     assert not (tmp_path / "out" / "training_labels.csv").exists()
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_map_in_order_keeps_task_order_for_any_workers(workers):
+    tasks = list(range(50, 0, -1))
+    assert pycbc_engine._map_in_order(str, tasks, workers, "t", "x", progress=False) == [str(t) for t in tasks]
+
+
+# -- the run record: no silent replacement, interrupted runs named and finished ------------------
+
 def test_replaces_a_simulation_but_not_other_data(tmp_path, capsys):
     out = tmp_path / "again"
     small = ["--out", str(out), "--n-test", "0", "--no-progress", "--workers", "1"]
@@ -288,3 +303,52 @@ def test_a_simulation_made_before_f_ref_was_recorded_is_not_finished_with_new_si
     assert sorted(p.name for p in out.rglob("*")) == before
     simulate.main([*args, "--overwrite"])
     assert json.loads((out / layout.RUN_FILE).read_text())["f_ref"] == 20.0
+
+
+SMALL = ["--n-train", "4", "--n-test", "2", "--workers", "1", "--no-progress"]
+
+
+def test_a_finished_simulation_is_replaced_only_with_overwrite_which_removes_prepared_outputs(tmp_path, capsys):
+    out = tmp_path / "sim"
+    simulate.main(["--out", str(out), "--seed", "7", *SMALL])
+    prep_data.prepare(out, **quiet(cache=True, psd=True)[1])
+    before = all_files(out)
+    with pytest.raises(SystemExit):
+        simulate.main(["--out", str(out), "--seed", "8", *SMALL])
+    error = capsys.readouterr().err
+    assert "finished simulation (--n-train 4 --n-test 2 --seed 7)" in error and "--overwrite" in error
+    assert all_files(out) == before
+    simulate.main(["--out", str(out), "--seed", "7", *SMALL])  # same arguments: same bytes, caches valid
+    assert all_files(out) == before
+    load_cache(out / "train_cache.npy", 4)
+    simulate.main(["--out", str(out), "--seed", "8", "--overwrite", *SMALL])
+    for name in prep_data.prepared_files():
+        assert not (out / name).exists(), name
+    assert json.loads((out / layout.RUN_FILE).read_text())["seed"] == 8
+
+
+def test_an_interrupted_simulation_is_named_and_the_same_arguments_finish_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "sim"
+    save = layout.save_example
+    calls = []
+
+    def dying_save(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run is killed after two examples
+        save(path, data)
+
+    monkeypatch.setattr(layout, "save_example", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        simulate.main(["--out", str(out), "--seed", "7", *SMALL])
+    monkeypatch.setattr(layout, "save_example", save)
+    assert not json.loads((out / layout.RUN_FILE).read_text())["complete"]
+    with pytest.raises(SystemExit):
+        simulate.main(["--out", str(out), "--seed", "8", *SMALL])
+    error = capsys.readouterr().err
+    assert "was interrupted (--n-train 4 --n-test 2 --seed 7); rerun with those arguments to finish " \
+           "it, or pass --overwrite" in error and "did not write" not in error
+    simulate.main(["--out", str(out), "--seed", "7", *SMALL])
+    simulate.main(["--out", str(tmp_path / "clean"), "--seed", "7", *SMALL])
+    assert all_files(out) == all_files(tmp_path / "clean")
+    assert json.loads((out / layout.RUN_FILE).read_text())["complete"]

@@ -1,4 +1,5 @@
-"""Stacking into a submission: fake experiment folders with synthetic logits, no training."""
+"""Stacking into a submission: fake experiment folders with synthetic logits, no training; the
+min-max scaling of g2net.stacking and the sigmoid of pseudo-labelling against reference code."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 import stacking
 import g2net.stacking
+from g2net.training import pseudo
 from utils import G2NetError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,3 +276,32 @@ def test_notebook_runs_headless_and_writes_a_valid_submission(world):
     outputs = "".join(output.get("text", "") for cell in notebook.cells
                       if cell.cell_type == "code" for output in cell.outputs)
     assert "stacked OOF AUC" in outputs and "wrote" in outputs
+
+
+# -- min-max scaling and the pseudo-label sigmoid against reference code -------------------------
+
+def reference_minmax(values):
+    low, high = float(np.min(values)), float(np.max(values))
+    if high - low <= 0.0:
+        return np.full_like(values, 0.5, dtype=np.float64)
+    return (values - low) / (high - low)
+
+
+def reference_sigmoid(logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    out = np.empty_like(logits)
+    positive = logits >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-logits[positive]))
+    exp_x = np.exp(logits[~positive])
+    out[~positive] = exp_x / (1.0 + exp_x)
+    return out
+
+
+def test_minmax_and_sigmoid_equal_the_reference_code():
+    values = np.random.default_rng(5).normal(size=200) * 3 + 1
+    np.testing.assert_allclose(g2net.stacking.minmax(values), reference_minmax(values), rtol=0, atol=1e-15)
+    assert g2net.stacking.minmax(values).min() == 0.0 and g2net.stacking.minmax(values).max() == 1.0
+    np.testing.assert_array_equal(g2net.stacking.minmax(np.full(4, 2.0)), np.full(4, 0.5))
+    logits = np.concatenate([values * 10, [-800.0, -50.0, 0.0, 50.0, 800.0]])
+    np.testing.assert_allclose(pseudo.sigmoid(logits), reference_sigmoid(logits), rtol=1e-15, atol=0)
+    assert pseudo.sigmoid(np.array([-800.0]))[0] == 0.0 and pseudo.sigmoid(np.array([800.0]))[0] == 1.0

@@ -1,5 +1,7 @@
-"""Runtime, config checking and the run's artefacts: locks, checkpoint identity, corrupt and unsafe
-files, failed runs."""
+"""The run folder of train.py: one run at a time (a lock the kernel drops with its process),
+predictions tied to the checkpoint they come from, truncated checkpoints and resume points named
+with the fix, checkpoints carrying code refused without running it, resume points of tensors and
+plain values only, and a failed run removing only the folder it created."""
 from __future__ import annotations
 
 import os
@@ -7,61 +9,19 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import Sampler
-
-from conftest import REPO, run_script
 
 import configs
+from conftest import REPO, run_script
 from g2net.experiments import runner
-from g2net.training import runtime as rt
+from g2net.training import trainer
 from g2net.training.trainer import file_digest, load_checkpoint
 from utils import G2NetError, atomic_torch_save
-from g2net.training import trainer
 
 
-class OldShardSampler(Sampler[int]):
-    """The hand-written sampler rt.shard_sampler replaced, verbatim: the reference."""
-
-    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1):
-        self.size, self.shuffle, self.seed, self.rank, self.world = size, shuffle, seed, rank, world
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        total = len(self) * self.world
-        order += order[: total - len(order)]
-        return iter(order[self.rank::self.world])
-
-    def __len__(self) -> int:
-        return -(-self.size // self.world)
-
-
-@pytest.mark.parametrize("size,world", [(10, 1), (10, 3), (7, 2), (159, 2), (47, 4), (0, 1)])
-@pytest.mark.parametrize("shuffle", [True, False])
-def test_distributed_sampler_yields_the_old_shards(size, world, shuffle):
-    for rank in range(world):
-        old = OldShardSampler(size, shuffle, seed=2021 + 3, rank=rank, world=world)
-        new = rt.shard_sampler(range(size), shuffle, seed=2021 + 3, rank=rank, world=world)
-        assert isinstance(new, torch.utils.data.DistributedSampler)
-        for epoch in (0, 1, 5):
-            old.set_epoch(epoch)
-            new.set_epoch(epoch)
-            assert list(new) == list(old) and len(new) == len(old)
-
-
-# ----------------------------------------------------------------------------- run artefacts
 @pytest.fixture(scope="module")
 def trained_fold(simulated_input, tmp_path_factory) -> Path:
     """``train.py --config Debug --limit_fold 0`` once: a results folder with a finished fold 0."""
@@ -225,7 +185,6 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(results, exper
 def test_resume_points_hold_only_tensors_and_plain_values(results):
     """The training state (optimizer, scheduler, scaler, RNG) loads with weights_only=True."""
     import random
-
 
     np.random.seed(5)
     random.seed(5)
