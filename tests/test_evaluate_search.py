@@ -11,7 +11,9 @@ import pytest
 
 import evaluate_search as ev
 import g2net.search.evaluation
-from g2net.search.strain_io import StrainWriter
+import simulate_strain
+from g2net.search import injection_snr
+from g2net.search.strain_io import StrainFile, StrainWriter
 from g2net.search.triggers import write_triggers
 from utils import G2NetError
 
@@ -262,3 +264,138 @@ def test_a_failed_write_removes_only_the_folder_the_run_created(case, monkeypatc
     with pytest.raises(OSError, match="No space"):
         _run(case, case / "mine", ["x"])
     assert sorted(p.name for p in (case / "mine").iterdir()) == ["notes.txt", "x.hdf"]
+
+
+# MLGWSC-1's own files. Their layout, as the challenge's generate_data.py writes it (read from its
+# repository, not copied): strain saved by PyCBC's TimeSeries.save (group <det>/<int GPS start>,
+# float64, gzip, attributes start_time and delta_t; root attributes dataset, detectors, duration,
+# seed, ...), injections by pycbc_create_injections (PyCBC's InjectionSet.write: one dataset per
+# varied parameter, the static ones in the root attributes named by static_args, no SNR). The files
+# below are made by this project's simulator and rewritten in that layout with PyCBC's writers.
+CHALLENGE_STATIC = {"f_ref": 20.0, "f_lower": 20.0, "taper": "start", "spin1x": 0.0, "spin1y": 0.0,
+                    "spin2x": 0.0, "spin2y": 0.0}
+CHALLENGE_VARIED = ("tc", "mass1", "mass2", "spin1z", "spin2z", "ra", "dec", "inclination", "coa_phase",
+                    "polarization", "distance", "chirp_distance")
+
+
+def _challenge_strain(source, path, duration):
+    from pycbc.types import TimeSeries
+
+    with h5py.File(source, "r") as f:
+        for det in f:
+            for key in f[det]:
+                ds = f[det][key]
+                TimeSeries(ds[()].astype(np.float64), delta_t=float(ds.attrs["delta_t"]),
+                           epoch=float(ds.attrs["start_time"])).save(
+                    str(path), group=f"{det}/{int(ds.attrs['start_time'])}")
+    with h5py.File(path, "a") as f:
+        for key, value in {"dataset": 1, "start_offset": 0, "duration": duration, "seed": 5,
+                           "low_frequency_cutoff": 15, "sample_rate": 2048, "filter_duration": 128,
+                           "min_segment_duration": 7200, "real_noise_path": "None",
+                           "slide_buffer": 240, "segment_path": "None"}.items():
+            f.attrs[key] = value
+        f.attrs["detectors"] = np.array(["H1", "L1"], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def challenge_files(tmp_path_factory):
+    """300 s of our H1+L1 strain with 10 injections (seed 5), rewritten in MLGWSC-1's layout."""
+    from pycbc.conversions import mchirp_from_mass1_mass2, q_from_mass1_mass2
+    from pycbc.inject import InjectionSet
+    from pycbc.io import FieldArray
+
+    out = tmp_path_factory.mktemp("mlgwsc1")
+    simulate_strain.main(["--out", str(out / "sim"), "--duration", "300", "--seed", "5", "--no-progress"])
+    for name in ("foreground", "background"):
+        _challenge_strain(out / "sim" / f"{name}.hdf", out / f"{name}.hdf", 300)
+    ours = g2net.search.evaluation.read_injections(out / "sim" / "injections.hdf")
+    columns = {key: ours[key] for key in CHALLENGE_VARIED}
+    columns.update(mchirp=mchirp_from_mass1_mass2(ours["mass1"], ours["mass2"]),
+                   q=q_from_mass1_mass2(ours["mass1"], ours["mass2"]))
+    InjectionSet.write(str(out / "injections.hdf"), FieldArray.from_kwargs(**columns),
+                       static_args={"approximant": ours["approximant"][0].decode(), **CHALLENGE_STATIC},
+                       cmd="pycbc_create_injections --config-files ds1.ini ...")
+    return out, ours
+
+
+def test_challenge_layout_is_what_our_readers_get(challenge_files):
+    out, ours = challenge_files
+    with h5py.File(out / "injections.hdf") as f:  # the layout pycbc_create_injections writes
+        assert f.attrs["injtype"] == "cbc"
+        assert set(f.attrs["static_args"]) == {"approximant", *CHALLENGE_STATIC}
+        assert not any(key.startswith("snr") for key in f.keys())
+        assert f["tc"].shape == (10,) and "approximant" not in f
+    with h5py.File(out / "foreground.hdf") as f:
+        ds = f["H1/1238166018"]
+        assert ds.compression == "gzip" and ds.dtype == np.float64
+        assert set(ds.attrs) == {"start_time", "delta_t"}
+    for name in ("foreground", "background"):
+        with StrainFile(out / f"{name}.hdf", ("H1", "L1"), 2048.0) as strain:
+            assert strain.duration == 300.0 and strain.run_id is None
+            with StrainFile(out / "sim" / f"{name}.hdf") as original:
+                np.testing.assert_allclose(strain.read(strain.segments[0], 1000, 5000),
+                                           original.read(original.segments[0], 1000, 5000))
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    np.testing.assert_array_equal(injections["tc"], ours["tc"])
+
+
+def test_optimal_snrs_of_challenge_injections_agree_with_the_simulators(challenge_files, monkeypatch):
+    """Computed from the parameters (static args included) against the data's Welch PSD: within
+    4% of the SNRs simulate_strain.py recorded against the noise model's table, all offset alike (the
+    table is the 2 s Tukey estimate, whose leakage raises it below 40 Hz); against that table, the
+    same signals give the recorded SNRs to 0.1%."""
+    out, ours = challenge_files
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    inside = g2net.search.evaluation.injections_inside([(1238166018.0, 1238166318.0)], injections["tc"])
+    snr = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    assert snr.source == injection_snr.COMPUTED and inside.sum() == 10
+    ratio = snr.network / ours["snr_network"][inside]
+    assert np.all(np.abs(ratio - 1) < 0.04), ratio
+    assert ratio.max() - ratio.min() < 0.01, ratio
+    for det in ("H1", "L1"):
+        np.testing.assert_allclose(snr.per_detector[det], ours[f"snr_{det}"][inside], rtol=0.04)
+    from g2net.simulation.noise import detector_psd
+
+    monkeypatch.setattr(injection_snr, "data_psd", lambda strain, segment, tc, d, cache=None:
+                        detector_psd(strain.detectors[d], 0.25, 4097, low_frequency_cutoff=20.0))
+    table = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    np.testing.assert_allclose(table.network, ours["snr_network"][inside], rtol=1e-3)
+
+
+def test_evaluation_of_challenge_files_says_where_the_snrs_come_from(challenge_files, tmp_path, capsys):
+    out, ours = challenge_files
+    tc = ours["tc"]
+    write_triggers(tmp_path / "fg.hdf", np.sort(tc + 0.05), ours["snr_network"][np.argsort(tc)], 0.3)
+    write_triggers(tmp_path / "bg.hdf", 1238166018.0 + np.arange(1.0, 300.0, 3.0),
+                   np.linspace(0.0, 6.0, 100), 0.3, attrs={"duration": 100 * 300.0})
+    args = ["--injections", str(out / "injections.hdf"), "--foreground-files", str(out / "foreground.hdf"),
+            "--foreground-events", str(tmp_path / "fg.hdf"), "--background-events", str(tmp_path / "bg.hdf"),
+            "--label", "mf"]
+    summary = ev.main([*args, "--out", str(tmp_path / "computed")])
+    assert summary["optimal_snr"]["source"] == "computed"
+    assert summary["optimal_snr"]["injections_with_snr"] == 10
+    rows = summary["searches"]["mf"]["found_fraction_by_snr_any"]
+    assert sum(r["n"] for r in rows) == 10
+    printed = capsys.readouterr().out
+    assert "found fraction by optimal network SNR, computed: PyCBC waveform, PSD of the data" in printed
+    with h5py.File(tmp_path / "computed" / "mf.hdf") as f:
+        assert f.attrs["optimal_snr_source"] == "computed" and f["optimal-snr"].shape == (10,)
+    summary = ev.main([*args, "--out", str(tmp_path / "skipped"), "--no-compute-snr"])
+    assert summary["optimal_snr"]["source"] == "missing"
+    assert "found_fraction_by_snr_any" not in summary["searches"]["mf"]
+    assert "found fraction by optimal network SNR: none (" in capsys.readouterr().out
+    assert (tmp_path / "skipped" / "sensitivity.png").stat().st_size > 10_000
+
+
+def test_recorded_snrs_are_used_and_missing_ones_explained(case, challenge_files):
+    out, ours = challenge_files
+    recorded = injection_snr.injection_snr(out / "sim" / "injections.hdf", ours, [out / "foreground.hdf"],
+                                           np.ones(len(ours["tc"]), bool))
+    assert recorded.source == injection_snr.RECORDED
+    np.testing.assert_array_equal(recorded.network, ours["snr_network"])
+    with h5py.File(case / "inj.hdf", "a") as f:
+        del f["snr_network"]
+    summary = _run(case, case / "out")
+    assert summary["optimal_snr"]["source"] == "missing"
+    assert "lacks ra, dec, polarization, inclination, coa_phase, approximant" in summary["optimal_snr"]["detail"]
+
