@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import h5py
 import numpy as np
@@ -399,3 +400,173 @@ def test_recorded_snrs_are_used_and_missing_ones_explained(case, challenge_files
     assert summary["optimal_snr"]["source"] == "missing"
     assert "lacks ra, dec, polarization, inclination, coa_phase, approximant" in summary["optimal_snr"]["detail"]
 
+
+# ----------------------------------------------------------------------------- MLGWSC-1 dataset 1
+# Made here as the challenge's generate_data.py makes it, with the same PyCBC calls (no mirror of its
+# repository needed): colored_noise of aLIGOZeroDetHighPower from 15 Hz, injections in
+# pycbc_create_injections' layout with ds1.ini's static args, added by InjectionSet.apply from 20 Hz.
+DS1_STATIC = {"f_ref": 20.0, "f_lower": 20.0, "approximant": "IMRPhenomXPHM", "taper": "start",
+              "spin1x": 0.0, "spin1y": 0.0, "spin1z": 0.0, "spin2x": 0.0, "spin2y": 0.0, "spin2z": 0.0,
+              "mode_array": 22.0}
+DS1_START, DS1_SECONDS = 1238166018, 300
+
+
+def _save_strain(path, series, attrs):
+    for det, ts in series.items():
+        ts.save(str(path), group=f"{det}/{int(ts.start_time)}")
+    with h5py.File(path, "a") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+@pytest.fixture(scope="module")
+def ds1(tmp_path_factory):
+    """300 s of dataset-1 noise in H1 and L1 and three injections at SNR about 8-30."""
+    from pycbc.inject import InjectionSet
+    from pycbc.io import FieldArray
+    from pycbc.noise.reproduceable import colored_noise
+    from pycbc.psd import aLIGOZeroDetHighPower
+
+    out = tmp_path_factory.mktemp("ds1")
+    psd = aLIGOZeroDetHighPower(2048 * 128 // 2 + 1, 1.0 / 128, 15.0)
+    background = {det: colored_noise(psd, DS1_START, DS1_START + DS1_SECONDS, seed=seed,
+                                     sample_rate=2048, low_frequency_cutoff=15.0)
+                  for det, seed in (("H1", 11), ("L1", 12))}
+    _save_strain(out / "background.hdf", background, {"dataset": 1, "seed": 11})
+    params = FieldArray.from_kwargs(
+        tc=DS1_START + np.array([60.3, 150.7, 241.1]), mass1=[35.0, 20.0, 48.0], mass2=[30.0, 15.0, 12.0],
+        distance=[1800.0, 900.0, 2500.0], ra=[0.4, 2.5, 5.1], dec=[-0.3, 0.9, 0.1],
+        inclination=[0.3, 1.2, 2.6], polarization=[0.2, 1.9, 2.8], coa_phase=[1.0, 4.0, 5.5])
+    InjectionSet.write(str(out / "injections.hdf"), params, static_args=DS1_STATIC,
+                       cmd="pycbc_create_injections --config-files ds1.ini ...")
+    injector = InjectionSet(str(out / "injections.hdf"))
+    foreground = {}
+    for det, ts in background.items():  # generate_data.py's make_injections
+        foreground[det] = ts.copy()
+        injector.apply(foreground[det], det, f_lower=20, simulation_ids=[0, 1, 2])
+    _save_strain(out / "foreground.hdf", foreground, {"dataset": 1, "f_lower": 20.0})
+    return out, psd, params
+
+
+def _independent_snrs(params, psd, f_lower=20.0):
+    """sigma of each injection's signal made without InjectionSet: get_td_waveform with the file's
+    static args, the start taper, Detector.project_wave; against the PSD the noise was drawn from."""
+    from pycbc.detector import Detector
+    from pycbc.filter import sigma
+    from pycbc.psd import interpolate
+    from pycbc.waveform import get_td_waveform
+
+    snrs = {"H1": [], "L1": []}
+    for row in params:
+        hp, hc = get_td_waveform(approximant="IMRPhenomXPHM", mass1=row["mass1"], mass2=row["mass2"],
+                                 distance=row["distance"], inclination=row["inclination"],
+                                 coa_phase=row["coa_phase"], f_lower=f_lower, f_ref=20.0,
+                                 mode_array=[(2, 2)], delta_t=1.0 / 2048)
+        hp.start_time += row["tc"]
+        hc.start_time += row["tc"]
+        hp, hc = hp.taper_timeseries("start"), hc.taper_timeseries("start")
+        for det in snrs:
+            signal = Detector(det).project_wave(hp, hc, row["ra"], row["dec"], row["polarization"])
+            signal.resize(16 * 2048)
+            htilde = signal.to_frequencyseries()
+            snrs[det].append(sigma(htilde, psd=interpolate(psd, htilde.delta_f, length=len(htilde)),
+                                   low_frequency_cutoff=f_lower))
+    return {det: np.array(values) for det, values in snrs.items()}
+
+
+def test_computed_snr_is_pycbc_sigma_of_the_projected_waveform(ds1):
+    """The Welch PSD of 300 s of the data and the injection file's own waveform give, per detector,
+    PyCBC's sigma of the same signal projected by Detector against the generating PSD within 2%."""
+    out, psd, params = ds1
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    inside = g2net.search.evaluation.injections_inside([(DS1_START, DS1_START + DS1_SECONDS)],
+                                                       injections["tc"])
+    snr = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    assert snr.source == injection_snr.COMPUTED and inside.tolist() == [True, True, True]
+    expected = _independent_snrs(params, psd)
+    for det in ("H1", "L1"):
+        np.testing.assert_allclose(snr.per_detector[det], expected[det], rtol=0.02)
+    network = np.hypot(expected["H1"], expected["L1"])
+    np.testing.assert_allclose(snr.network, network, rtol=0.02)
+    assert 6 < network.min() and network.max() < 60  # a range where a wrong scale would show
+    # the signal starts at the foreground's f_lower (generate_data.py's 20 Hz): from 30 Hz it loses SNR
+    low = _independent_snrs(params[:1], psd, f_lower=30.0)
+    assert np.hypot(low["H1"], low["L1"])[0] < 0.97 * snr.network[0]
+
+
+def test_evaluation_of_dataset1_fills_the_snr_table_for_every_injection(ds1, tmp_path, capsys):
+    out, psd, params = ds1
+    write_triggers(tmp_path / "fg.hdf", np.asarray(params["tc"]) + 0.05, [12.0, 3.0, 9.0], 0.3)
+    write_triggers(tmp_path / "bg.hdf", DS1_START + np.arange(1.0, 300.0, 3.0), np.linspace(0.0, 6.0, 100),
+                   0.3, attrs={"duration": 100 * 300.0})
+    summary = ev.main(["--injections", str(out / "injections.hdf"), "--foreground-files",
+                       str(out / "foreground.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                       "--background-events", str(tmp_path / "bg.hdf"), "--label", "mf",
+                       "--out", str(tmp_path / "eval")])
+    assert summary["optimal_snr"]["source"] == "computed"
+    assert summary["optimal_snr"]["injections_with_snr"] == 3
+    assert summary["optimal_snr"]["detail"].startswith("computed for 3 of 3 injections")
+    expected = _independent_snrs(params, psd)
+    network = np.hypot(expected["H1"], expected["L1"])
+    # the lowest rate the 30,000 s of background measures is 100/month: threshold 5.94, so the
+    # injections with stats 12 and 9 are found, the one with 3 is missed
+    found = np.array([True, False, True])
+    bins = np.digitize(network, g2net.search.evaluation.SNR_BINS) - 1
+    rows = {(g2net.search.evaluation.SNR_BINS[b], int((bins == b).sum()), float(found[bins == b].mean()))
+            for b in set(bins)}
+    table = summary["searches"]["mf"]["found_fraction_by_snr_at_100_per_month"]
+    assert {(r["snr_low"], r["n"], r["found_fraction"]) for r in table} == rows
+    assert sum(r["n"] for r in summary["searches"]["mf"]["found_fraction_by_snr_any"]) == 3
+    with h5py.File(tmp_path / "eval" / "mf.hdf") as f:
+        assert f["optimal-snr"].shape == (3,)
+        np.testing.assert_allclose(f["optimal-snr"][()], network, rtol=0.02)
+        np.testing.assert_allclose(f["optimal-snr-L1"][()], expected["L1"], rtol=0.02)
+    printed = capsys.readouterr().out
+    assert "found fraction by optimal network SNR, computed: PyCBC waveform, PSD of the data" in printed
+    assert "mf (100/month)" in printed
+
+
+def test_injections_without_a_psd_are_counted_and_said(ds1, tmp_path, capsys):
+    """A foreground segment too short for a Welch PSD: the injection in it gets no SNR, and the
+    summary, table and figure say how many and why."""
+    from pycbc.types import load_timeseries
+
+    out, _, params = ds1
+    short = {det: load_timeseries(str(out / "foreground.hdf"), group=f"{det}/{DS1_START}")
+             .time_slice(DS1_START + 50, DS1_START + 70) for det in ("H1", "L1")}
+    _save_strain(tmp_path / "short.hdf", short, {"f_lower": 20.0})
+    write_triggers(tmp_path / "fg.hdf", [float(params["tc"][0])], [12.0], 0.3)
+    write_triggers(tmp_path / "bg.hdf", [DS1_START + 1.0], [1.0], 0.3, attrs={"duration": 1000.0})
+    summary = ev.main(["--injections", str(out / "injections.hdf"), "--foreground-files",
+                       str(tmp_path / "short.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                       "--background-events", str(tmp_path / "bg.hdf"), "--label", "mf", "--padding", "0",
+                       "--out", str(tmp_path / "eval")])
+    detail = summary["optimal_snr"]["detail"]
+    assert summary["optimal_snr"]["injections_with_snr"] == 0
+    assert detail.startswith("computed for 0 of 1 injections")
+    assert detail.endswith("none for 1 (no PSD: foreground segment shorter than 32 s)")
+    assert f"found fraction by optimal network SNR: none ({detail})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda f: f.attrs.__setitem__("approximant", "NoSuchApproximant"),
+     r"injections.hdf: injection 0 \(tc 1238166078.300\): PyCBC cannot make its H1 signal "
+     r"\(ValueError: Approximant NoSuchApproximant not available\)"),
+    (lambda f: f.attrs.__setitem__("injtype", "nonsense"), "PyCBC cannot read it as an injection file"),
+])
+def test_injection_files_pycbc_cannot_use_are_refused_with_one_line(ds1, tmp_path, edit, message, capsys):
+    import shutil
+
+    out, _, params = ds1
+    shutil.copy(out / "injections.hdf", tmp_path / "injections.hdf")
+    with h5py.File(tmp_path / "injections.hdf", "a") as f:
+        edit(f)
+    write_triggers(tmp_path / "fg.hdf", np.asarray(params["tc"]), [1.0, 2.0, 3.0], 0.3)
+    with pytest.raises(SystemExit) as exc:
+        ev.main(["--injections", str(tmp_path / "injections.hdf"), "--foreground-files",
+                 str(out / "foreground.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                 "--background-events", str(tmp_path / "fg.hdf"), "--out", str(tmp_path / "eval")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "eval").exists()

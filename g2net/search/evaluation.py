@@ -35,7 +35,7 @@ import h5py
 import matplotlib
 import numpy as np
 
-from g2net.search.injection_snr import MISSING, InjectionSNR, injection_snr
+from g2net.search.injection_snr import InjectionSNR, injection_snr
 from g2net.search.strain_io import StrainFile, check_same_run, run_id_of
 from g2net.search.triggers import read_triggers
 from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
@@ -298,9 +298,12 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
     right.grid(alpha=0.3)
     if snr_tables:
         right.legend()
-    if snr is not None and snr.source == MISSING:
+    if snr is not None and (snr.network is None or not np.isfinite(snr.network).any()):
         right.text(0.5, 0.5, fill(f"no optimal SNRs: {snr.detail}", 50), transform=right.transAxes,
                    ha="center", va="center", fontsize=9)
+    elif snr is not None and not np.isfinite(snr.network).all():
+        right.text(0.02, 0.02, fill(f"optimal SNRs {snr.detail.split(': ')[0]} ({snr.detail.split('; ')[-1]})", 70),
+                   transform=right.transAxes, ha="left", va="bottom", fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
@@ -460,7 +463,7 @@ def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None
               f"({len(result.thresholds)} triggers); 'not reached': background too short")
     if snr is None:
         return
-    if not snr_tables:
+    if not any(snr_tables.values()):
         print(f"found fraction by optimal network SNR: none ({snr.detail})")
         return
     bins = [(r["snr_low"], r["snr_high"]) for r in max(snr_tables.values(), key=len)]

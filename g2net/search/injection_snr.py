@@ -8,8 +8,11 @@ only the source parameters: one dataset per varied parameter and, in the file's 
 
 - the signal each detector saw: ``pycbc.inject.InjectionSet(file).make_strain_from_inj_object``,
   the very call generate_data.py's injection makes (``get_td_waveform`` with the row's parameters
-  and every static one, taper, ``Detector.project_wave``), from the row's ``f_lower`` (else 20 Hz,
-  what generate_data.py passes);
+  and every static one, ``f_ref`` included, taper, ``Detector.project_wave``), from the
+  foreground's ``f_lower`` attribute (the value generate_data.py passed to ``InjectionSet.apply``,
+  20 Hz), else the row's ``f_lower``, else 20 Hz. On dataset 1 made by the challenge's own
+  generate_data.py (scripts/mlgwsc1_dataset.py) these signals equal foreground minus background to
+  float64 rounding (5e-38 against 1e-22);
 - the PSD of the data itself around the injection: ``pycbc.psd.welch`` (median of 4 s Hann
   segments, half overlapping) of ``PSD_SECONDS`` (512) s of the foreground strain around ``tc``
   (centred within ``PSD_STEP`` / 2 s of it, moved inside the segment near its ends), interpolated
@@ -35,6 +38,7 @@ import numpy as np
 
 from g2net.search.strain_io import StrainFile
 from g2net.simulation.physics import F_LOWER
+from utils import G2NetError
 
 RECORDED, COMPUTED, MISSING = "recorded", "computed", "missing"
 
@@ -140,15 +144,41 @@ def optimal_snr(signal, psd, f_lower: float) -> float:
     return float(sigma(htilde, psd=fine, low_frequency_cutoff=f_lower))
 
 
+def injection_f_lower(strain: StrainFile, row, fieldnames: Sequence[str]) -> float:
+    """The frequency the injected signals start at: the foreground's ``f_lower`` attribute
+    (generate_data.py's make_injections records the value it passes to ``InjectionSet.apply``, which
+    overrides every row's), else the row's ``f_lower``, else ``F_LOWER``."""
+    value = strain.attrs().get("f_lower")
+    if value is not None and np.ndim(value) == 0 and np.isfinite(float(value)) and float(value) > 0:
+        return float(value)
+    return float(row["f_lower"]) if "f_lower" in fieldnames else F_LOWER
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
 def compute_snrs(injection_file: str | Path, foreground_files: Sequence[str | Path], indices: np.ndarray,
-                 progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Per-detector and network optimal SNRs of the injections ``indices`` (NaN where the strain
-    does not hold the injection or is too short for a PSD)."""
+    does not hold the injection or is too short for a PSD) and how many lack one, by reason.
+
+    A file PyCBC cannot read as injections, or a row it cannot make a waveform of, is refused with
+    one line (G2NetError) naming the file and the row."""
     from pycbc.inject import InjectionSet  # deferred: pycbc
 
-    injector = InjectionSet(str(injection_file))
-    table = injector.table
+    name = Path(injection_file).name
+    try:
+        injector = InjectionSet(str(injection_file))
+        table = injector.table
+    except Exception as exc:  # pycbc raises anything from KeyError to ValueError here
+        raise G2NetError(f"{injection_file}: PyCBC cannot read it as an injection file "
+                         f"({_one_line(exc)})") from exc
     strains = [StrainFile(path) for path in foreground_files]
+    reasons = {"outside the foreground files": 0,
+               f"no PSD: foreground segment shorter than {MIN_PSD_SECONDS:g} s": 0}
+    outside, short = reasons
     try:
         detectors = strains[0].detectors
         snrs = {det: np.full(len(indices), np.nan) for det in detectors}
@@ -158,14 +188,21 @@ def compute_snrs(injection_file: str | Path, foreground_files: Sequence[str | Pa
             tc = float(row["tc"])
             found = _locate(strains, tc)
             if found is None:
+                reasons[outside] += 1
                 continue
             strain, segment = found
-            f_lower = float(row["f_lower"]) if "f_lower" in table.fieldnames else F_LOWER
+            f_lower = injection_f_lower(strain, row, table.fieldnames)
             for d, det in enumerate(strain.detectors):
                 psd = data_psd(strain, segment, tc, d, cache=cache)
                 if psd is None:
+                    reasons[short] += d == 0
                     continue
-                signal = injector.make_strain_from_inj_object(row, segment.delta_t, det, f_lower=f_lower)
+                try:
+                    signal = injector.make_strain_from_inj_object(row, segment.delta_t, det,
+                                                                  f_lower=f_lower)
+                except Exception as exc:  # LAL and PyCBC raise RuntimeError, ValueError, ...
+                    raise G2NetError(f"{name}: injection {int(index)} (tc {tc:.3f}): PyCBC cannot make "
+                                     f"its {det} signal ({_one_line(exc)})") from exc
                 snrs[det][k] = optimal_snr(signal, psd, f_lower)
             if progress and (k + 1) % 100 == 0:
                 print(f"optimal SNR of {k + 1}/{len(indices)} injections", flush=True)
@@ -173,7 +210,7 @@ def compute_snrs(injection_file: str | Path, foreground_files: Sequence[str | Pa
         for strain in strains:
             strain.close()
     network = np.sqrt(sum(values ** 2 for values in snrs.values()))
-    return snrs, network
+    return snrs, network, {reason: n for reason, n in reasons.items() if n}
 
 
 def injection_snr(injection_file: str | Path, injections: dict[str, np.ndarray],
@@ -194,10 +231,12 @@ def injection_snr(injection_file: str | Path, injections: dict[str, np.ndarray],
     if reason is not None:
         return InjectionSNR(MISSING, reason)
     indices = np.flatnonzero(inside)
-    per_detector, network = compute_snrs(injection_file, foreground_files, indices,
-                                         progress=len(indices) >= 500)
+    per_detector, network, lacking = compute_snrs(injection_file, foreground_files, indices,
+                                                  progress=len(indices) >= 500)
     detail = (f"computed for {int(np.isfinite(network).sum())} of {len(indices)} injections: "
               f"{Path(injection_file).name}'s parameters (pycbc.inject.InjectionSet, static args "
               f"included), sigma against pycbc.psd.welch of {PSD_SECONDS:g} s of the foreground "
               f"around each injection ({PSD_SEGMENT:g} s Hann segments, median)")
+    if lacking:
+        detail += "; none for " + ", ".join(f"{n} ({reason})" for reason, n in lacking.items())
     return InjectionSNR(COMPUTED, detail, network, per_detector)
