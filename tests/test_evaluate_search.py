@@ -2,6 +2,7 @@
 hand computations on a constructed case."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -570,3 +571,103 @@ def test_injection_files_pycbc_cannot_use_are_refused_with_one_line(ds1, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
     assert not (tmp_path / "eval").exists()
+
+
+# ----------------------------------------------------------------------------- scripts/mlgwsc1_dataset.py
+FAKE_GENERATE_DATA = """
+import argparse, csv, os, sys
+import h5py, numpy as np
+import ligo.segments  # generate_data.py imports it: found on --deps
+parser = argparse.ArgumentParser()
+for flag in ("-d", "-s", "--duration", "-f", "-b", "-i"):
+    parser.add_argument(flag)
+parser.add_argument("--verbose", action="store_true")
+args = parser.parse_args()
+assert os.environ["HTTPS_PROXY"] == "http://127.0.0.1:9"
+if os.environ.get("FAKE_FAIL"):
+    open(args.f, "w").close()
+    sys.exit(3)
+rows = list(csv.reader(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "segments.csv"))))
+start, end = int(rows[1][1]), int(rows[1][2])
+n = int(args.duration) * 2048
+rng = np.random.default_rng(int(args.s))
+for path in (args.f, args.b):
+    with h5py.File(path, "w") as f:
+        for det in ("H1", "L1"):
+            ds = f.create_dataset(f"{det}/{start}", data=rng.standard_normal(n) * 1e-21)
+            ds.attrs["start_time"], ds.attrs["delta_t"] = float(start), 1 / 2048
+with h5py.File(args.i, "w") as f:
+    f["tc"] = np.arange(start + 24.0, end, 24.0)
+"""
+
+
+@pytest.fixture
+def fake_checkout(tmp_path):
+    """A folder shaped like the challenge's repository whose generate_data.py writes files of its
+    layout (noise, injection times every 24 s over the whole segments.csv segment), and a --deps
+    folder holding a stand-in ligo.segments."""
+    checkout = tmp_path / "mlgwsc1"
+    checkout.mkdir()
+    (checkout / "generate_data.py").write_text(FAKE_GENERATE_DATA)
+    (checkout / "segments.py").write_text("")
+    (checkout / "ds1.ini").write_text("[variable_params]\n")
+    for folder in ("ligo", "ligo/segments"):
+        (tmp_path / "deps" / folder).mkdir(parents=True)
+        (tmp_path / "deps" / folder / "__init__.py").write_text("")
+    return checkout
+
+
+def test_dataset_script_runs_generate_data_on_a_private_copy_with_its_segments(fake_checkout, tmp_path):
+    import mlgwsc1_dataset as ds
+
+    before = sorted(p.name for p in fake_checkout.iterdir())
+    record = ds.make_dataset(fake_checkout, 120, tmp_path / "out", seed=3, start=1000000000,
+                             deps=tmp_path / "deps", install=False)
+    assert sorted(p.name for p in fake_checkout.iterdir()) == before  # nothing written into it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "background.hdf", "foreground.hdf", "injections.hdf", "mlgwsc1_dataset.json"]
+    # generate_data.py skips segments under 7200 s: the one it is given is 7200 s, cut to 120 s
+    assert record["segments_csv"] == "index,start,end\n0,1000000000,1000007200\n"
+    assert record["strain_seconds"] == 120.0 and record["segments"] == [[1e9, 1e9 + 120]]
+    # injections every 24 s over 7200 s; 5 in the data (24..120 s, ends included), 2 (48, 72 s) more
+    # than 30 s from its ends
+    assert (record["injections_in_file"], record["injections_in_data"], record["injections_counted"]) == (299, 5, 2)
+    assert record["generate_data_sha256"] == hashlib.sha256(FAKE_GENERATE_DATA.encode()).hexdigest()
+    assert json.loads((tmp_path / "out" / "mlgwsc1_dataset.json").read_text())["seed"] == 3
+    with h5py.File(tmp_path / "out" / "foreground.hdf") as f:
+        assert f.attrs["injection-file"] == str(tmp_path / "out" / "injections.hdf")
+    with pytest.raises(G2NetError, match="exist; give --overwrite"):
+        ds.make_dataset(fake_checkout, 120, tmp_path / "out", 3, deps=tmp_path / "deps", install=False)
+
+
+def test_dataset_script_reads_a_mirror_and_refuses_with_one_line(fake_checkout, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    import mlgwsc1_dataset as ds
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(fake_checkout)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    subprocess.run(["git", "clone", "-q", "--mirror", str(fake_checkout), str(tmp_path / "mirror")], check=True)
+    files, commit = ds.challenge_files(tmp_path / "mirror")
+    assert files["generate_data.py"].decode() == FAKE_GENERATE_DATA and len(commit) == 40
+    assert ds.challenge_files(fake_checkout)[1] == commit
+    (fake_checkout / "ds1.ini").unlink()
+    with pytest.raises(G2NetError, match="lacks ds1.ini"):
+        ds.challenge_files(fake_checkout)
+    with pytest.raises(G2NetError, match="no generate_data.py and is no git directory"):
+        ds.challenge_files(tmp_path / "deps")
+    with pytest.raises(G2NetError, match="lacks ligo.segments .* pip install ligo-segments"):
+        monkeypatch.setattr(ds, "_has_ligo_segments", lambda: False)
+        ds.make_dataset(tmp_path / "mirror", 120, tmp_path / "out", 3, deps=tmp_path / "none", install=False)
+    monkeypatch.setenv("FAKE_FAIL", "1")  # generate_data.py fails after writing part of a file
+    with pytest.raises(G2NetError, match=r"generate_data.py failed \(exit status 3\)"):
+        ds.make_dataset(tmp_path / "mirror", 120, tmp_path / "out", 3, deps=tmp_path / "deps", install=False)
+    assert list((tmp_path / "out").iterdir()) == []  # nothing that looks complete, no .partial
+    for duration, seed, match in ((60, 1, "give more than 60 s"), (120, -1, "seed >= 0")):
+        with pytest.raises(G2NetError, match=match):
+            ds.make_dataset(tmp_path / "mirror", duration, tmp_path / "o2", seed, deps=tmp_path / "deps")
