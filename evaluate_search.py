@@ -21,6 +21,10 @@ Outputs in ``--out``: ``<label>.hdf`` per search with MLGWSC-1's output keys (pl
 ``summary.json``, ``sensitivity.png`` (sensitive distance against false alarms per month, every
 search on one plot, and the found fraction by optimal SNR at the lowest of 1, 10, 100, 1000 false
 alarms per month that the background measures).
+Optimal SNRs: the injection file's ``snr_network`` when it records one (simulate_strain.py); else
+(MLGWSC-1's injection files) computed for every counted injection from the file's parameters
+(PyCBC, static args included) against a Welch PSD of the foreground around it
+(``--no-compute-snr`` skips this); the table, summary.json and the figure say which.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="search_evaluation", help="output folder")
     parser.add_argument("--padding", type=nonnegative_float, default=DEFAULT_PADDING,
                         help="s at each segment end whose injections are not counted (MLGWSC-1: 30)")
+    parser.add_argument("--no-compute-snr", action="store_true",
+                        help="when the injection file records no optimal SNRs, do not compute them "
+                             "(the found-fraction-by-SNR table and panel stay empty)")
     return parser
 
 
@@ -51,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     return run(args.injections, args.foreground_files, args.foreground_events, args.background_events,
-               args.label, args.out, args.padding)
+               args.label, args.out, args.padding, not args.no_compute_snr)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 hand computations on a constructed case."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 
 import h5py
 import numpy as np
@@ -11,7 +13,9 @@ import pytest
 
 import evaluate_search as ev
 import g2net.search.evaluation
-from g2net.search.strain_io import StrainWriter
+import simulate_strain
+from g2net.search import injection_snr
+from g2net.search.strain_io import StrainFile, StrainWriter
 from g2net.search.triggers import write_triggers
 from utils import G2NetError
 
@@ -262,3 +266,408 @@ def test_a_failed_write_removes_only_the_folder_the_run_created(case, monkeypatc
     with pytest.raises(OSError, match="No space"):
         _run(case, case / "mine", ["x"])
     assert sorted(p.name for p in (case / "mine").iterdir()) == ["notes.txt", "x.hdf"]
+
+
+# MLGWSC-1's own files. Their layout, as the challenge's generate_data.py writes it (read from its
+# repository, not copied): strain saved by PyCBC's TimeSeries.save (group <det>/<int GPS start>,
+# float64, gzip, attributes start_time and delta_t; root attributes dataset, detectors, duration,
+# seed, ...), injections by pycbc_create_injections (PyCBC's InjectionSet.write: one dataset per
+# varied parameter, the static ones in the root attributes named by static_args, no SNR). The files
+# below are made by this project's simulator and rewritten in that layout with PyCBC's writers.
+CHALLENGE_STATIC = {"f_ref": 20.0, "f_lower": 20.0, "taper": "start", "spin1x": 0.0, "spin1y": 0.0,
+                    "spin2x": 0.0, "spin2y": 0.0}
+CHALLENGE_VARIED = ("tc", "mass1", "mass2", "spin1z", "spin2z", "ra", "dec", "inclination", "coa_phase",
+                    "polarization", "distance", "chirp_distance")
+
+
+def _challenge_strain(source, path, duration):
+    from pycbc.types import TimeSeries
+
+    with h5py.File(source, "r") as f:
+        for det in f:
+            for key in f[det]:
+                ds = f[det][key]
+                TimeSeries(ds[()].astype(np.float64), delta_t=float(ds.attrs["delta_t"]),
+                           epoch=float(ds.attrs["start_time"])).save(
+                    str(path), group=f"{det}/{int(ds.attrs['start_time'])}")
+    with h5py.File(path, "a") as f:
+        for key, value in {"dataset": 1, "start_offset": 0, "duration": duration, "seed": 5,
+                           "low_frequency_cutoff": 15, "sample_rate": 2048, "filter_duration": 128,
+                           "min_segment_duration": 7200, "real_noise_path": "None",
+                           "slide_buffer": 240, "segment_path": "None"}.items():
+            f.attrs[key] = value
+        f.attrs["detectors"] = np.array(["H1", "L1"], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def challenge_files(tmp_path_factory):
+    """300 s of our H1+L1 strain with 10 injections (seed 5), rewritten in MLGWSC-1's layout."""
+    from pycbc.conversions import mchirp_from_mass1_mass2, q_from_mass1_mass2
+    from pycbc.inject import InjectionSet
+    from pycbc.io import FieldArray
+
+    out = tmp_path_factory.mktemp("mlgwsc1")
+    simulate_strain.main(["--out", str(out / "sim"), "--duration", "300", "--seed", "5", "--no-progress"])
+    for name in ("foreground", "background"):
+        _challenge_strain(out / "sim" / f"{name}.hdf", out / f"{name}.hdf", 300)
+    ours = g2net.search.evaluation.read_injections(out / "sim" / "injections.hdf")
+    columns = {key: ours[key] for key in CHALLENGE_VARIED}
+    columns.update(mchirp=mchirp_from_mass1_mass2(ours["mass1"], ours["mass2"]),
+                   q=q_from_mass1_mass2(ours["mass1"], ours["mass2"]))
+    InjectionSet.write(str(out / "injections.hdf"), FieldArray.from_kwargs(**columns),
+                       static_args={"approximant": ours["approximant"][0].decode(), **CHALLENGE_STATIC},
+                       cmd="pycbc_create_injections --config-files ds1.ini ...")
+    return out, ours
+
+
+def test_challenge_layout_is_what_our_readers_get(challenge_files):
+    out, ours = challenge_files
+    with h5py.File(out / "injections.hdf") as f:  # the layout pycbc_create_injections writes
+        assert f.attrs["injtype"] == "cbc"
+        assert set(f.attrs["static_args"]) == {"approximant", *CHALLENGE_STATIC}
+        assert not any(key.startswith("snr") for key in f.keys())
+        assert f["tc"].shape == (10,) and "approximant" not in f
+    with h5py.File(out / "foreground.hdf") as f:
+        ds = f["H1/1238166018"]
+        assert ds.compression == "gzip" and ds.dtype == np.float64
+        assert set(ds.attrs) == {"start_time", "delta_t"}
+    for name in ("foreground", "background"):
+        with StrainFile(out / f"{name}.hdf", ("H1", "L1"), 2048.0) as strain:
+            assert strain.duration == 300.0 and strain.run_id is None
+            with StrainFile(out / "sim" / f"{name}.hdf") as original:
+                np.testing.assert_allclose(strain.read(strain.segments[0], 1000, 5000),
+                                           original.read(original.segments[0], 1000, 5000))
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    np.testing.assert_array_equal(injections["tc"], ours["tc"])
+
+
+def test_optimal_snrs_of_challenge_injections_agree_with_the_simulators(challenge_files, monkeypatch):
+    """Computed from the parameters (static args included) against the data's Welch PSD: within
+    4% of the SNRs simulate_strain.py recorded against the noise model's table, all offset alike (the
+    table is the 2 s Tukey estimate, whose leakage raises it below 40 Hz); against that table, the
+    same signals give the recorded SNRs to 0.1%."""
+    out, ours = challenge_files
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    inside = g2net.search.evaluation.injections_inside([(1238166018.0, 1238166318.0)], injections["tc"])
+    snr = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    assert snr.source == injection_snr.COMPUTED and inside.sum() == 10
+    ratio = snr.network / ours["snr_network"][inside]
+    assert np.all(np.abs(ratio - 1) < 0.04), ratio
+    assert ratio.max() - ratio.min() < 0.01, ratio
+    for det in ("H1", "L1"):
+        np.testing.assert_allclose(snr.per_detector[det], ours[f"snr_{det}"][inside], rtol=0.04)
+    from g2net.simulation.noise import detector_psd
+
+    monkeypatch.setattr(injection_snr, "data_psd", lambda strain, segment, tc, d, cache=None:
+                        detector_psd(strain.detectors[d], 0.25, 4097, low_frequency_cutoff=20.0))
+    table = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    np.testing.assert_allclose(table.network, ours["snr_network"][inside], rtol=1e-3)
+
+
+def test_evaluation_of_challenge_files_says_where_the_snrs_come_from(challenge_files, tmp_path, capsys):
+    out, ours = challenge_files
+    tc = ours["tc"]
+    write_triggers(tmp_path / "fg.hdf", np.sort(tc + 0.05), ours["snr_network"][np.argsort(tc)], 0.3)
+    write_triggers(tmp_path / "bg.hdf", 1238166018.0 + np.arange(1.0, 300.0, 3.0),
+                   np.linspace(0.0, 6.0, 100), 0.3, attrs={"duration": 100 * 300.0})
+    args = ["--injections", str(out / "injections.hdf"), "--foreground-files", str(out / "foreground.hdf"),
+            "--foreground-events", str(tmp_path / "fg.hdf"), "--background-events", str(tmp_path / "bg.hdf"),
+            "--label", "mf"]
+    summary = ev.main([*args, "--out", str(tmp_path / "computed")])
+    assert summary["optimal_snr"]["source"] == "computed"
+    assert summary["optimal_snr"]["injections_with_snr"] == 10
+    rows = summary["searches"]["mf"]["found_fraction_by_snr_any"]
+    assert sum(r["n"] for r in rows) == 10
+    printed = capsys.readouterr().out
+    assert "found fraction by optimal network SNR, computed: PyCBC waveform, PSD of the data" in printed
+    with h5py.File(tmp_path / "computed" / "mf.hdf") as f:
+        assert f.attrs["optimal_snr_source"] == "computed" and f["optimal-snr"].shape == (10,)
+    summary = ev.main([*args, "--out", str(tmp_path / "skipped"), "--no-compute-snr"])
+    assert summary["optimal_snr"]["source"] == "missing"
+    assert "found_fraction_by_snr_any" not in summary["searches"]["mf"]
+    assert "found fraction by optimal network SNR: none (" in capsys.readouterr().out
+    assert (tmp_path / "skipped" / "sensitivity.png").stat().st_size > 10_000
+
+
+def test_recorded_snrs_are_used_and_missing_ones_explained(case, challenge_files):
+    out, ours = challenge_files
+    recorded = injection_snr.injection_snr(out / "sim" / "injections.hdf", ours, [out / "foreground.hdf"],
+                                           np.ones(len(ours["tc"]), bool))
+    assert recorded.source == injection_snr.RECORDED
+    np.testing.assert_array_equal(recorded.network, ours["snr_network"])
+    with h5py.File(case / "inj.hdf", "a") as f:
+        del f["snr_network"]
+    summary = _run(case, case / "out")
+    assert summary["optimal_snr"]["source"] == "missing"
+    assert "lacks ra, dec, polarization, inclination, coa_phase, approximant" in summary["optimal_snr"]["detail"]
+
+
+# ----------------------------------------------------------------------------- MLGWSC-1 dataset 1
+# Made here as the challenge's generate_data.py makes it, with the same PyCBC calls (no mirror of its
+# repository needed): colored_noise of aLIGOZeroDetHighPower from 15 Hz, injections in
+# pycbc_create_injections' layout with ds1.ini's static args, added by InjectionSet.apply from 20 Hz.
+DS1_STATIC = {"f_ref": 20.0, "f_lower": 20.0, "approximant": "IMRPhenomXPHM", "taper": "start",
+              "spin1x": 0.0, "spin1y": 0.0, "spin1z": 0.0, "spin2x": 0.0, "spin2y": 0.0, "spin2z": 0.0,
+              "mode_array": 22.0}
+DS1_START, DS1_SECONDS = 1238166018, 300
+
+
+def _save_strain(path, series, attrs):
+    for det, ts in series.items():
+        ts.save(str(path), group=f"{det}/{int(ts.start_time)}")
+    with h5py.File(path, "a") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+@pytest.fixture(scope="module")
+def ds1(tmp_path_factory):
+    """300 s of dataset-1 noise in H1 and L1 and three injections at SNR about 8-30."""
+    from pycbc.inject import InjectionSet
+    from pycbc.io import FieldArray
+    from pycbc.noise.reproduceable import colored_noise
+    from pycbc.psd import aLIGOZeroDetHighPower
+
+    out = tmp_path_factory.mktemp("ds1")
+    psd = aLIGOZeroDetHighPower(2048 * 128 // 2 + 1, 1.0 / 128, 15.0)
+    background = {det: colored_noise(psd, DS1_START, DS1_START + DS1_SECONDS, seed=seed,
+                                     sample_rate=2048, low_frequency_cutoff=15.0)
+                  for det, seed in (("H1", 11), ("L1", 12))}
+    _save_strain(out / "background.hdf", background, {"dataset": 1, "seed": 11})
+    params = FieldArray.from_kwargs(
+        tc=DS1_START + np.array([60.3, 150.7, 241.1]), mass1=[35.0, 20.0, 48.0], mass2=[30.0, 15.0, 12.0],
+        distance=[1800.0, 900.0, 2500.0], ra=[0.4, 2.5, 5.1], dec=[-0.3, 0.9, 0.1],
+        inclination=[0.3, 1.2, 2.6], polarization=[0.2, 1.9, 2.8], coa_phase=[1.0, 4.0, 5.5])
+    InjectionSet.write(str(out / "injections.hdf"), params, static_args=DS1_STATIC,
+                       cmd="pycbc_create_injections --config-files ds1.ini ...")
+    injector = InjectionSet(str(out / "injections.hdf"))
+    foreground = {}
+    for det, ts in background.items():  # generate_data.py's make_injections
+        foreground[det] = ts.copy()
+        injector.apply(foreground[det], det, f_lower=20, simulation_ids=[0, 1, 2])
+    _save_strain(out / "foreground.hdf", foreground, {"dataset": 1, "f_lower": 20.0})
+    return out, psd, params
+
+
+def _independent_snrs(params, psd, f_lower=20.0):
+    """sigma of each injection's signal made without InjectionSet: get_td_waveform with the file's
+    static args, the start taper, Detector.project_wave; against the PSD the noise was drawn from."""
+    from pycbc.detector import Detector
+    from pycbc.filter import sigma
+    from pycbc.psd import interpolate
+    from pycbc.waveform import get_td_waveform
+
+    snrs = {"H1": [], "L1": []}
+    for row in params:
+        hp, hc = get_td_waveform(approximant="IMRPhenomXPHM", mass1=row["mass1"], mass2=row["mass2"],
+                                 distance=row["distance"], inclination=row["inclination"],
+                                 coa_phase=row["coa_phase"], f_lower=f_lower, f_ref=20.0,
+                                 mode_array=[(2, 2)], delta_t=1.0 / 2048)
+        hp.start_time += row["tc"]
+        hc.start_time += row["tc"]
+        hp, hc = hp.taper_timeseries("start"), hc.taper_timeseries("start")
+        for det in snrs:
+            signal = Detector(det).project_wave(hp, hc, row["ra"], row["dec"], row["polarization"])
+            signal.resize(16 * 2048)
+            htilde = signal.to_frequencyseries()
+            snrs[det].append(sigma(htilde, psd=interpolate(psd, htilde.delta_f, length=len(htilde)),
+                                   low_frequency_cutoff=f_lower))
+    return {det: np.array(values) for det, values in snrs.items()}
+
+
+def test_computed_snr_is_pycbc_sigma_of_the_projected_waveform(ds1):
+    """The Welch PSD of 300 s of the data and the injection file's own waveform give, per detector,
+    PyCBC's sigma of the same signal projected by Detector against the generating PSD within 2%."""
+    out, psd, params = ds1
+    injections = g2net.search.evaluation.read_injections(out / "injections.hdf")
+    inside = g2net.search.evaluation.injections_inside([(DS1_START, DS1_START + DS1_SECONDS)],
+                                                       injections["tc"])
+    snr = injection_snr.injection_snr(out / "injections.hdf", injections, [out / "foreground.hdf"], inside)
+    assert snr.source == injection_snr.COMPUTED and inside.tolist() == [True, True, True]
+    expected = _independent_snrs(params, psd)
+    for det in ("H1", "L1"):
+        np.testing.assert_allclose(snr.per_detector[det], expected[det], rtol=0.02)
+    network = np.hypot(expected["H1"], expected["L1"])
+    np.testing.assert_allclose(snr.network, network, rtol=0.02)
+    assert 6 < network.min() and network.max() < 60  # a range where a wrong scale would show
+    # the signal starts at the foreground's f_lower (generate_data.py's 20 Hz): from 30 Hz it loses SNR
+    low = _independent_snrs(params[:1], psd, f_lower=30.0)
+    assert np.hypot(low["H1"], low["L1"])[0] < 0.97 * snr.network[0]
+
+
+def test_evaluation_of_dataset1_fills_the_snr_table_for_every_injection(ds1, tmp_path, capsys):
+    out, psd, params = ds1
+    write_triggers(tmp_path / "fg.hdf", np.asarray(params["tc"]) + 0.05, [12.0, 3.0, 9.0], 0.3)
+    write_triggers(tmp_path / "bg.hdf", DS1_START + np.arange(1.0, 300.0, 3.0), np.linspace(0.0, 6.0, 100),
+                   0.3, attrs={"duration": 100 * 300.0})
+    summary = ev.main(["--injections", str(out / "injections.hdf"), "--foreground-files",
+                       str(out / "foreground.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                       "--background-events", str(tmp_path / "bg.hdf"), "--label", "mf",
+                       "--out", str(tmp_path / "eval")])
+    assert summary["optimal_snr"]["source"] == "computed"
+    assert summary["optimal_snr"]["injections_with_snr"] == 3
+    assert summary["optimal_snr"]["detail"].startswith("computed for 3 of 3 injections")
+    expected = _independent_snrs(params, psd)
+    network = np.hypot(expected["H1"], expected["L1"])
+    # the lowest rate the 30,000 s of background measures is 100/month: threshold 5.94, so the
+    # injections with stats 12 and 9 are found, the one with 3 is missed
+    found = np.array([True, False, True])
+    bins = np.digitize(network, g2net.search.evaluation.SNR_BINS) - 1
+    rows = {(g2net.search.evaluation.SNR_BINS[b], int((bins == b).sum()), float(found[bins == b].mean()))
+            for b in set(bins)}
+    table = summary["searches"]["mf"]["found_fraction_by_snr_at_100_per_month"]
+    assert {(r["snr_low"], r["n"], r["found_fraction"]) for r in table} == rows
+    assert sum(r["n"] for r in summary["searches"]["mf"]["found_fraction_by_snr_any"]) == 3
+    with h5py.File(tmp_path / "eval" / "mf.hdf") as f:
+        assert f["optimal-snr"].shape == (3,)
+        np.testing.assert_allclose(f["optimal-snr"][()], network, rtol=0.02)
+        np.testing.assert_allclose(f["optimal-snr-L1"][()], expected["L1"], rtol=0.02)
+    printed = capsys.readouterr().out
+    assert "found fraction by optimal network SNR, computed: PyCBC waveform, PSD of the data" in printed
+    assert "mf (100/month)" in printed
+
+
+def test_injections_without_a_psd_are_counted_and_said(ds1, tmp_path, capsys):
+    """A foreground segment too short for a Welch PSD: the injection in it gets no SNR, and the
+    summary, table and figure say how many and why."""
+    from pycbc.types import load_timeseries
+
+    out, _, params = ds1
+    short = {det: load_timeseries(str(out / "foreground.hdf"), group=f"{det}/{DS1_START}")
+             .time_slice(DS1_START + 50, DS1_START + 70) for det in ("H1", "L1")}
+    _save_strain(tmp_path / "short.hdf", short, {"f_lower": 20.0})
+    write_triggers(tmp_path / "fg.hdf", [float(params["tc"][0])], [12.0], 0.3)
+    write_triggers(tmp_path / "bg.hdf", [DS1_START + 1.0], [1.0], 0.3, attrs={"duration": 1000.0})
+    summary = ev.main(["--injections", str(out / "injections.hdf"), "--foreground-files",
+                       str(tmp_path / "short.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                       "--background-events", str(tmp_path / "bg.hdf"), "--label", "mf", "--padding", "0",
+                       "--out", str(tmp_path / "eval")])
+    detail = summary["optimal_snr"]["detail"]
+    assert summary["optimal_snr"]["injections_with_snr"] == 0
+    assert detail.startswith("computed for 0 of 1 injections")
+    assert detail.endswith("none for 1 (no PSD: foreground segment shorter than 32 s)")
+    assert f"found fraction by optimal network SNR: none ({detail})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda f: f.attrs.__setitem__("approximant", "NoSuchApproximant"),
+     r"injections.hdf: injection 0 \(tc 1238166078.300\): PyCBC cannot make its H1 signal "
+     r"\(ValueError: Approximant NoSuchApproximant not available\)"),
+    (lambda f: f.attrs.__setitem__("injtype", "nonsense"), "PyCBC cannot read it as an injection file"),
+])
+def test_injection_files_pycbc_cannot_use_are_refused_with_one_line(ds1, tmp_path, edit, message, capsys):
+    import shutil
+
+    out, _, params = ds1
+    shutil.copy(out / "injections.hdf", tmp_path / "injections.hdf")
+    with h5py.File(tmp_path / "injections.hdf", "a") as f:
+        edit(f)
+    write_triggers(tmp_path / "fg.hdf", np.asarray(params["tc"]), [1.0, 2.0, 3.0], 0.3)
+    with pytest.raises(SystemExit) as exc:
+        ev.main(["--injections", str(tmp_path / "injections.hdf"), "--foreground-files",
+                 str(out / "foreground.hdf"), "--foreground-events", str(tmp_path / "fg.hdf"),
+                 "--background-events", str(tmp_path / "fg.hdf"), "--out", str(tmp_path / "eval")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "eval").exists()
+
+
+# ----------------------------------------------------------------------------- scripts/mlgwsc1_dataset.py
+FAKE_GENERATE_DATA = """
+import argparse, csv, os, sys
+import h5py, numpy as np
+import ligo.segments  # generate_data.py imports it: found on --deps
+parser = argparse.ArgumentParser()
+for flag in ("-d", "-s", "--duration", "-f", "-b", "-i"):
+    parser.add_argument(flag)
+parser.add_argument("--verbose", action="store_true")
+args = parser.parse_args()
+assert os.environ["HTTPS_PROXY"] == "http://127.0.0.1:9"
+if os.environ.get("FAKE_FAIL"):
+    open(args.f, "w").close()
+    sys.exit(3)
+rows = list(csv.reader(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "segments.csv"))))
+start, end = int(rows[1][1]), int(rows[1][2])
+n = int(args.duration) * 2048
+rng = np.random.default_rng(int(args.s))
+for path in (args.f, args.b):
+    with h5py.File(path, "w") as f:
+        for det in ("H1", "L1"):
+            ds = f.create_dataset(f"{det}/{start}", data=rng.standard_normal(n) * 1e-21)
+            ds.attrs["start_time"], ds.attrs["delta_t"] = float(start), 1 / 2048
+with h5py.File(args.i, "w") as f:
+    f["tc"] = np.arange(start + 24.0, end, 24.0)
+"""
+
+
+@pytest.fixture
+def fake_checkout(tmp_path):
+    """A folder shaped like the challenge's repository whose generate_data.py writes files of its
+    layout (noise, injection times every 24 s over the whole segments.csv segment), and a --deps
+    folder holding a stand-in ligo.segments."""
+    checkout = tmp_path / "mlgwsc1"
+    checkout.mkdir()
+    (checkout / "generate_data.py").write_text(FAKE_GENERATE_DATA)
+    (checkout / "segments.py").write_text("")
+    (checkout / "ds1.ini").write_text("[variable_params]\n")
+    for folder in ("ligo", "ligo/segments"):
+        (tmp_path / "deps" / folder).mkdir(parents=True)
+        (tmp_path / "deps" / folder / "__init__.py").write_text("")
+    return checkout
+
+
+def test_dataset_script_runs_generate_data_on_a_private_copy_with_its_segments(fake_checkout, tmp_path):
+    import mlgwsc1_dataset as ds
+
+    before = sorted(p.name for p in fake_checkout.iterdir())
+    record = ds.make_dataset(fake_checkout, 120, tmp_path / "out", seed=3, start=1000000000,
+                             deps=tmp_path / "deps", install=False)
+    assert sorted(p.name for p in fake_checkout.iterdir()) == before  # nothing written into it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "background.hdf", "foreground.hdf", "injections.hdf", "mlgwsc1_dataset.json"]
+    # generate_data.py skips segments under 7200 s: the one it is given is 7200 s, cut to 120 s
+    assert record["segments_csv"] == "index,start,end\n0,1000000000,1000007200\n"
+    assert record["strain_seconds"] == 120.0 and record["segments"] == [[1e9, 1e9 + 120]]
+    # injections every 24 s over 7200 s; 5 in the data (24..120 s, ends included), 2 (48, 72 s) more
+    # than 30 s from its ends
+    assert (record["injections_in_file"], record["injections_in_data"], record["injections_counted"]) == (299, 5, 2)
+    assert record["generate_data_sha256"] == hashlib.sha256(FAKE_GENERATE_DATA.encode()).hexdigest()
+    assert json.loads((tmp_path / "out" / "mlgwsc1_dataset.json").read_text())["seed"] == 3
+    with h5py.File(tmp_path / "out" / "foreground.hdf") as f:
+        assert f.attrs["injection-file"] == str(tmp_path / "out" / "injections.hdf")
+    with pytest.raises(G2NetError, match="exist; give --overwrite"):
+        ds.make_dataset(fake_checkout, 120, tmp_path / "out", 3, deps=tmp_path / "deps", install=False)
+
+
+def test_dataset_script_reads_a_mirror_and_refuses_with_one_line(fake_checkout, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    import mlgwsc1_dataset as ds
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(fake_checkout)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    subprocess.run(["git", "clone", "-q", "--mirror", str(fake_checkout), str(tmp_path / "mirror")], check=True)
+    files, commit = ds.challenge_files(tmp_path / "mirror")
+    assert files["generate_data.py"].decode() == FAKE_GENERATE_DATA and len(commit) == 40
+    assert ds.challenge_files(fake_checkout)[1] == commit
+    (fake_checkout / "ds1.ini").unlink()
+    with pytest.raises(G2NetError, match="lacks ds1.ini"):
+        ds.challenge_files(fake_checkout)
+    with pytest.raises(G2NetError, match="no generate_data.py and is no git directory"):
+        ds.challenge_files(tmp_path / "deps")
+    with pytest.raises(G2NetError, match="lacks ligo.segments .* pip install ligo-segments"):
+        monkeypatch.setattr(ds, "_has_ligo_segments", lambda: False)
+        ds.make_dataset(tmp_path / "mirror", 120, tmp_path / "out", 3, deps=tmp_path / "none", install=False)
+    monkeypatch.setenv("FAKE_FAIL", "1")  # generate_data.py fails after writing part of a file
+    with pytest.raises(G2NetError, match=r"generate_data.py failed \(exit status 3\)"):
+        ds.make_dataset(tmp_path / "mirror", 120, tmp_path / "out", 3, deps=tmp_path / "deps", install=False)
+    assert list((tmp_path / "out").iterdir()) == []  # nothing that looks complete, no .partial
+    for duration, seed, match in ((60, 1, "give more than 60 s"), (120, -1, "seed >= 0")):
+        with pytest.raises(G2NetError, match=match):
+            ds.make_dataset(tmp_path / "mirror", duration, tmp_path / "o2", seed, deps=tmp_path / "deps")

@@ -16,7 +16,10 @@ Definitions follow MLGWSC-1 (Schäfer et al. 2023, gwastro/ml-mock-data-challeng
 :func:`run` writes ``<label>.hdf`` per search with MLGWSC-1's output keys (plus a few of ours),
 ``summary.json`` and ``sensitivity.png`` (sensitive distance against false alarms per month, and
 the found fraction by optimal SNR at the lowest of 1, 10, 100, 1000 false alarms per month that
-the background measures).
+the background measures). The optimal SNRs are the injection file's ``snr_network`` when it records
+them (simulate_strain.py), else computed from its parameters and the foreground's own PSD
+(:mod:`g2net.search.injection_snr`: MLGWSC-1's injection files); the table, ``summary.json`` and
+the figure say which, or why there are none.
 """
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from textwrap import fill
 from typing import Any, Sequence
 
 import h5py
 import matplotlib
 import numpy as np
 
+from g2net.search.injection_snr import InjectionSNR, injection_snr
 from g2net.search.strain_io import StrainFile, check_same_run, run_id_of
 from g2net.search.triggers import read_triggers
 from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
@@ -249,12 +254,19 @@ def found_fraction_by_snr(result: SearchResult, snr: np.ndarray, per_month: floa
     return rows
 
 
-def write_result(path: Path, result: SearchResult) -> None:
+def write_result(path: Path, result: SearchResult, snr: InjectionSNR | None = None) -> None:
     tmp = stage_file(path)
     try:
         with h5py.File(tmp, "w") as f:
             for key, value in result.extra.items():
                 f.create_dataset(key, data=np.asarray(value))
+            if snr is not None and snr.network is not None:  # per counted injection, as found-stat
+                f.create_dataset("optimal-snr", data=snr.network)
+                for det, values in snr.per_detector.items():
+                    f.create_dataset(f"optimal-snr-{det}", data=values)
+            if snr is not None:
+                f.attrs["optimal_snr_source"] = snr.source
+                f.attrs["optimal_snr_detail"] = snr.detail
             f.attrs["label"] = result.label
             f.attrs["foreground_duration"] = result.foreground_duration
             f.attrs["background_duration"] = result.background_duration
@@ -264,7 +276,8 @@ def write_result(path: Path, result: SearchResult) -> None:
         raise
 
 
-def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Path) -> None:
+def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Path,
+         snr: InjectionSNR | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -279,10 +292,18 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
     for label, rows in snr_tables.items():
         centres = [(r["snr_low"] + min(r["snr_high"], 40.0)) / 2 for r in rows]
         right.plot(centres, [r["found_fraction"] for r in rows], marker="o", label=label)
-    right.set(xlabel="optimal network SNR", ylabel="found fraction", ylim=(-0.02, 1.02),
+    where = "" if snr is None else f" ({snr.label})"
+    right.set(xlabel=f"optimal network SNR{where}", ylabel="found fraction", ylim=(-0.02, 1.02),
               title="found at the lowest false-alarm rate measured")
     right.grid(alpha=0.3)
-    right.legend()
+    if snr_tables:
+        right.legend()
+    if snr is not None and (snr.network is None or not np.isfinite(snr.network).any()):
+        right.text(0.5, 0.5, fill(f"no optimal SNRs: {snr.detail}", 50), transform=right.transAxes,
+                   ha="center", va="center", fontsize=9)
+    elif snr is not None and not np.isfinite(snr.network).all():
+        right.text(0.02, 0.02, fill(f"optimal SNRs {snr.detail.split(': ')[0]} ({snr.detail.split('; ')[-1]})", 70),
+                   transform=right.transAxes, ha="left", va="bottom", fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
@@ -334,7 +355,8 @@ def _check_runs(injection_file: str | Path, strains: Sequence[tuple[str, str | N
 
 def run(injection_file: str, foreground_files: Sequence[str], foreground_events: Sequence[Sequence[str]],
         background_events: Sequence[Sequence[str]], labels: Sequence[str] | None = None,
-        out: str | Path = "search_evaluation", padding: float = DEFAULT_PADDING) -> dict[str, Any]:
+        out: str | Path = "search_evaluation", padding: float = DEFAULT_PADDING,
+        compute_snr: bool = True) -> dict[str, Any]:
     """Evaluate one or more searches; write the outputs under ``out``; return the summary.
 
     Everything is read and evaluated before ``out`` is made, so a refused input leaves nothing."""
@@ -367,9 +389,17 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             strains.append((path, strain.run_id))
     foreground_duration = float(sum(end - start for start, end in spans))
     inside = injections_inside(spans, np.asarray(injections["tc"], dtype=np.float64), padding)
-    snr_key = "snr_network"
-    snr = np.asarray(injections[snr_key], dtype=np.float64)[inside] if snr_key in injections else None
-    results, summary, snr_tables = [], {"searches": {}}, {}
+    if not inside.any():
+        raise G2NetError("the foreground files contain no injections away from the segment ends; "
+                         "simulate a longer stretch or lower --padding")
+    for files in (*foreground_events, *background_events):
+        _concat(files)  # refuse a bad trigger file before the optimal SNRs are computed
+    snr_info = injection_snr(injection_file, injections, foreground_files, inside, compute_snr)
+    snr = snr_info.network
+    results, snr_tables = [], {}
+    summary: dict[str, Any] = {"optimal_snr": {
+        "source": snr_info.source, "detail": snr_info.detail,
+        "injections_with_snr": 0 if snr is None else int(np.isfinite(snr).sum())}, "searches": {}}
     for label, fg_files, bg_files in zip(labels, foreground_events, background_events):
         foreground, fg_attrs = _concat(fg_files)
         background, bg_attrs = _concat(bg_files)
@@ -403,18 +433,19 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
     out.mkdir(parents=True, exist_ok=True)
     try:
         for result in results:
-            write_result(out / f"{result.label}.hdf", result)
-        plot(results, snr_tables, out / "sensitivity.png")
+            write_result(out / f"{result.label}.hdf", result, snr_info)
+        plot(results, snr_tables, out / "sensitivity.png", snr_info)
         atomic_write(out / "summary.json", lambda handle: handle.write(text), mode="w")
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    print_table(results)
+    print_table(results, snr_info, snr_tables)
     return summary
 
 
-def print_table(results: Sequence[SearchResult]) -> None:
+def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None,
+                snr_tables: dict[str, list] | None = None) -> None:
     header = "search".ljust(20) + "".join(f"{f'{f:g}/month':>14}" for f in TABLE_FARS)
     print("sensitive distance [Mpc] (found fraction) at a false-alarm rate")
     print(header)
@@ -430,3 +461,15 @@ def print_table(results: Sequence[SearchResult]) -> None:
               f"{int(np.isfinite(result.found_stat).sum())} found by any trigger; background "
               f"{result.background_duration / SECONDS_PER_MONTH:.3g} months "
               f"({len(result.thresholds)} triggers); 'not reached': background too short")
+    if snr is None:
+        return
+    if not any(snr_tables.values()):
+        print(f"found fraction by optimal network SNR: none ({snr.detail})")
+        return
+    bins = [(r["snr_low"], r["snr_high"]) for r in max(snr_tables.values(), key=len)]
+    print(f"found fraction by optimal network SNR, {snr.label}:\n  {snr.detail}")
+    print("search".ljust(32) + "".join(f"{f'{lo:g}-{hi:g}':>9}" for lo, hi in bins))
+    for label, rows in snr_tables.items():
+        by_bin = {(r["snr_low"], r["snr_high"]): r["found_fraction"] for r in rows}
+        print(label[:32].ljust(32) + "".join(
+            (f"{by_bin[b]:9.2f}" if b in by_bin else " " * 9) for b in bins))
