@@ -478,6 +478,20 @@ class Seq03wOnline(Seq03w):
     online = dict(Baseline.online, steps_per_epoch=1000)
 
 
+class Demo2detOnline(Demo2det):
+    """``Demo2det`` on online H1+L1 batches (the network SNR prior over H1 and L1): 450 steps of 32."""
+    train_source = "online"
+    online = dict(Baseline.online, steps_per_epoch=450)
+
+
+class Seq03w2detOnline(Seq03w2det):
+    """``Seq03w2det`` (the larger two-detector model: Seq03's 1D network) on online H1+L1 batches:
+    300 steps of 64 per epoch, 5 epochs."""
+    train_source = "online"
+    num_epochs = 5
+    online = dict(Baseline.online, steps_per_epoch=300)
+
+
 class Nspec16Online(Nspec16):
     """``Nspec16`` on online batches: 1,000 steps of 64 per epoch."""
     train_source = "online"

@@ -5,6 +5,11 @@ the 2 s examples of a prepared folder and writes them in the experiment layout u
 ``results/matched_filter/`` (g2net.filtering.baseline; evaluate.py and stacking.py read it);
 ``--check-bank N`` measures the template bank on N injections instead.
 
+``python matched_filter.py --build-reference-bank [--minimal-match 0.97] [--bank-file FILE]`` places
+the strain search's reference bank with PyCBC's pycbc_brute_bank (g2net.filtering.reference_bank;
+default file data/reference_bank.hdf); ``--check-reference-bank N --prior search|mlgwsc1`` reports
+its fitting factor on N injections of that prior.
+
 ``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-size N]`` searches
 continuous strain instead (g2net.search.matched_filter, docs/search.md).
 """
@@ -19,6 +24,7 @@ import torch
 
 from g2net.filtering.bank import (DEFAULT_BANK_SIZE, DEFAULT_CANDIDATES, coverage_report,
                                   default_bank_spec, load_or_build_bank)
+from g2net.filtering import reference_bank
 from g2net.filtering.baseline import run_split
 from g2net.search import matched_filter as strain_filter
 from g2net.search.options import add_search_options, options_from_args
@@ -46,7 +52,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only measure the bank: best match of N default-prior injections")
     parser.add_argument("--check-seed", type=int, default=1,
                         help="seed of the --check-bank injections")
+    bank = parser.add_argument_group("the strain search's reference bank")
+    bank.add_argument("--build-reference-bank", action="store_true",
+                      help="place it with pycbc_brute_bank (whole IMRPhenomD inspirals from 20 Hz "
+                           "over the simulator's masses and aligned spins) and write --bank-file")
+    bank.add_argument("--check-reference-bank", type=int, default=0, metavar="N",
+                      help="report the fitting factor of --bank-file on N injections of --prior")
+    bank.add_argument("--bank-file", type=Path, default=reference_bank.REFERENCE_BANK_FILE,
+                      help="reference bank file (default data/reference_bank.hdf)")
+    bank.add_argument("--minimal-match", type=float, default=reference_bank.BankRecipe.minimal_match)
+    bank.add_argument("--prior", choices=("search", "mlgwsc1"), default="search",
+                      help="search: the simulator's prior and PSD; mlgwsc1: MLGWSC-1 dataset 1's "
+                           "(non-spinning IMRPhenomXPHM (2,2), aLIGOZeroDetHighPower)")
+    bank.add_argument("--workers", type=int, default=1, help="processes of pycbc_brute_bank")
     return parser
+
+
+def reference_bank_command(args: argparse.Namespace) -> dict[str, Any]:
+    """--build-reference-bank / --check-reference-bank."""
+    if args.build_reference_bank:
+        if args.workers < 1:
+            raise G2NetError(f"--workers {args.workers}: must be >= 1")
+        bank = reference_bank.build(args.bank_file,
+                                    reference_bank.BankRecipe(minimal_match=args.minimal_match),
+                                    workers=args.workers)
+        print(f"placed {len(bank)} templates (minimal match {args.minimal_match:g}) -> {args.bank_file}")
+    if args.check_reference_bank < 1:
+        return {}
+    bank = reference_bank.load(args.bank_file)
+    if args.prior == "search":
+        injections, psd, approximant = reference_bank.search_prior_injections(
+            args.check_reference_bank, args.check_seed), "simulator", None
+    else:
+        injections, psd, approximant = reference_bank.mlgwsc1_dataset1_injections(
+            args.check_reference_bank, args.check_seed), "aLIGOZeroDetHighPower", None
+    factors = reference_bank.fitting_factors(bank, injections, psd, approximant)
+    summary = reference_bank.summarize(factors, args.minimal_match)
+    print(f"{args.bank_file} ({len(bank)} templates) on {summary['n']} injections of the {args.prior} "
+          f"prior: fitting factor median {summary['median']:.4f}, 5th percentile {summary['p5']:.4f}, "
+          f"minimum {summary['min']:.4f}, {summary[f'fraction_at_least_{args.minimal_match:g}']:.1%} "
+          f">= {args.minimal_match:g}")
+    return summary
 
 
 def build_strain_parser() -> argparse.ArgumentParser:
@@ -66,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
         return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
                                  not args.no_progress, args.slide_step, args.overwrite)
     args = build_parser().parse_args(arguments)
+    if args.build_reference_bank or args.check_reference_bank:
+        return reference_bank_command(args)
     if args.batch_size < 1:
         raise G2NetError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.threads < 1:

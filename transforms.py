@@ -191,6 +191,9 @@ class SelectDetectors(Transform):
                              f"{', '.join(DETECTORS)}, got {x.shape}")
         return x[..., self._rows, :]
 
+    def batched(self, x: Strain, g: torch.Generator) -> Strain:
+        return x[:, self._rows]
+
 
 class Normalize(_BatchedPreprocessing, Transform):
     """Divide each detector's strain by its typical amplitude, bringing all rows to order one."""

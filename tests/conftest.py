@@ -37,7 +37,9 @@ def quiet(**kwargs) -> tuple[list[str], dict]:
     return lines, dict(progress=False, printer=lines.append, **kwargs)
 
 
-RUN_FOLDER_NOISE = (".lock", "*.log")  # what any train.py run rewrites or adds: its lock and its log
+# what any train.py run rewrites or adds: its lock, its log and the progress files that follow a
+# running training (history.csv, learning_curve.png); never a model or predictions
+RUN_FOLDER_NOISE = (".lock", "*.log", "history.csv", "learning_curve.png")
 
 
 def file_digests(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, str]:

@@ -372,3 +372,25 @@ def test_bad_online_settings_are_refused_with_a_message():
                          (Xphm, "polarisation bank")):
         with pytest.raises(utils.G2NetError, match=message):
             online_source.online_settings(cfg)
+
+
+def test_a_two_detector_source_makes_h1_l1_with_the_snr_prior_over_them():
+    """Demo2detOnline's source: V1 stays empty, the network SNR is over H1 and L1 (as
+    simulate.py --detectors H1,L1 writes), and SelectDetectors keeps the two rows in the batch."""
+    simulator = ml4gw_engine.OnlineSimulator(sim_priors.Priors(snr_range=(10, 12)), detectors=("H1", "L1"))
+    g = torch.Generator().manual_seed(0)
+    batch = simulator.sample(g, 8, torch.ones(8))
+    assert torch.all(batch.data[:, 2] == 0) and torch.all(batch.signal[:, 2] == 0)
+    assert torch.all(torch.isnan(batch.params["snr_V1"]))
+    network = torch.sqrt(batch.params["snr_H1"] ** 2 + batch.params["snr_L1"] ** 2)
+    torch.testing.assert_close(network, batch.params["snr_network"])
+    assert torch.all((batch.params["snr_network"] >= 10) & (batch.params["snr_network"] <= 12))
+    # the clean signal really has that SNR in the two detectors
+    torch.testing.assert_close(torch.sqrt((simulator.optimal_snr(batch.signal)[:, :2] ** 2).sum(-1)),
+                               batch.params["snr_network"], rtol=1e-6, atol=1e-6)
+    select = transforms.SelectDetectors(("H1", "L1"))
+    assert torch.equal(transforms.batched(select)(batch.data, g), batch.data[:, :2])
+    cfg = runner.get_config("Demo2detOnline")
+    source = online_source.make_source(cfg, torch.device("cpu"), seed=0, max_steps=1)
+    x, y = next(iter(source))
+    assert x.shape == (32, 2, 4096) and source.simulator.absent == [2]

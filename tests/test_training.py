@@ -26,6 +26,7 @@ import g2net.stacking
 import stacking
 from g2net.experiments import runner
 from g2net.training import runtime as rt
+from g2net.training.history import COLUMNS as HISTORY_COLUMNS
 from utils import G2NetError, cli_errors
 
 
@@ -68,6 +69,25 @@ def test_debug_run_writes_every_output_with_its_shape(debug_run):
     assert len(epoch_lines) == cv * configs.Debug.num_epochs
     assert all("valid_loss=" in l and "valid_auc=" in l and "lr=" in l for l in epoch_lines)
     assert "out-of-fold AUC" in done.stdout
+
+
+def test_debug_run_writes_its_history_and_learning_curve(debug_run):
+    env, out, _ = debug_run
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert list(zip(history["fold"], history["epoch"])) == [(k, e) for k in range(configs.Debug.cv)
+                                                           for e in range(configs.Debug.num_epochs)]
+    for k, rows in history.groupby("fold"):
+        state = torch.load(out / f"fold{k}.pt", weights_only=True)["state"]
+        np.testing.assert_allclose(rows["valid_auc"], [h["score"] for h in state["history"]])
+        np.testing.assert_allclose(rows["train_loss"], [h["train_loss"] for h in state["history"]])
+        assert rows["best"].tolist() == [int(e == state["best_epoch"]) for e in rows["epoch"]]
+        # every training example of the fold is seen once an epoch (the last partial batch dropped)
+        batch = configs.Debug.batch_size
+        assert rows["examples"].tolist() == [SIM_TRAIN // 2 // batch * batch] * configs.Debug.num_epochs
+        assert rows["examples_seen"].tolist() == list(np.cumsum(rows["examples"]))
+        np.testing.assert_allclose(rows["elapsed_seconds"], np.cumsum(rows["seconds"]), atol=2e-3)
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_tta_is_the_mean_of_plain_and_flipped_logits(debug_run, simulated_input):
@@ -127,6 +147,10 @@ def test_resume_after_sigkill_is_bit_identical(debug_run, tmp_path):
     assert "resumed from" in done.stdout
     for name in ("outoffolds.npy", "predictions.npy"):
         assert np.array_equal(np.load(out / name), np.load(reference / name)), name
+    # the resumed fold's history continues its own rows: the same epochs and figures as unbroken
+    numbers = ["fold", "epoch", "train_loss", "valid_loss", "valid_auc", "lr", "examples_seen", "best"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv")[numbers],
+                                  pd.read_csv(reference / "history.csv")[numbers])
 
 
 def test_unknown_config_lists_the_closest_names(experiment_env):

@@ -138,7 +138,8 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
         bank = Path(settings["signal_bank"])
         bank = bank if bank.is_absolute() else input_dir() / bank
     where = torch.device(settings["device"]) if settings["device"] else device
-    simulator = OnlineSimulator(make_priors(settings), settings["approximant"], bank, where)
+    simulator = OnlineSimulator(make_priors(settings), settings["approximant"], bank, where,
+                                tuple(cfg.detectors))
     steps = int(settings["steps_per_epoch"])
     steps = min(steps, max_steps) if max_steps is not None else steps
     return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank)

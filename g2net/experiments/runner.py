@@ -32,6 +32,7 @@ from architectures import PretrainedWeightsUnavailable
 from configs import Baseline, check_params
 from datasets import CacheView, load_cache, read_prepared, resolve_path
 from g2net.experiments.online import make_source
+from g2net.training.history import HistoryWriter
 from g2net.training.pseudo import load_parent_predictions, pseudo_targets, validate_pseudo_labels
 from g2net.training.runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
 from g2net.training.trainer import Trainer, file_digest, load_checkpoint
@@ -428,6 +429,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     model = wrap_model(build_model(cfg), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar, generator)
     trainer.state["data"] = data.trained_on  # which data this fold's model learns from
+    trainer.callbacks.append(HistoryWriter(out_dir, fold))  # history.csv, learning_curve.png
     state = trainer.fit(train_loader, valid_loader, num_epochs, resume=args.resume)
     if runtime.distributed:
         dist.barrier()  # rank 0 finishes writing the checkpoint before any rank loads it to predict

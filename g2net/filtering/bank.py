@@ -80,6 +80,19 @@ class TemplateBank:
         return len(self.mchirp)
 
     @property
+    def spins(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(spin1z, spin2z)``: equal-spin templates (both ``chi_eff``)."""
+        return self.chi_eff, self.chi_eff
+
+    @property
+    def approximant(self) -> str:
+        return self.spec.approximant
+
+    @property
+    def f_lower(self) -> float:
+        return self.spec.f_lower
+
+    @property
     def masses(self) -> tuple[np.ndarray, np.ndarray]:
         from pycbc import conversions
 

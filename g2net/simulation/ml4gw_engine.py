@@ -226,9 +226,15 @@ class OnlineSimulator(torch.nn.Module):
 
     def __init__(self, priors: Priors = Priors(), approximant: str = "IMRPhenomD",
                  bank: PolarizationBank | str | Path | None = None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", detectors: tuple[str, ...] = DETECTORS):
         super().__init__()
         self.priors = priors
+        unknown = [d for d in detectors if d not in DETECTORS]
+        if unknown or not detectors:
+            raise G2NetError(f"detectors {detectors}: give a subset of {', '.join(DETECTORS)}")
+        # the network: rows of other detectors stay zero (no noise, no signal) and the SNR prior
+        # is over the network, as simulate.py --detectors writes them
+        self.absent = [i for i, name in enumerate(DETECTORS) if name not in detectors]
         self.bank = load_polarization_bank(bank) if isinstance(bank, (str, Path)) else bank
         if self.bank is None:
             priors.validate(DEFAULT_APPROXIMANT)
@@ -272,6 +278,7 @@ class OnlineSimulator(torch.nn.Module):
         """One batch from generator ``g`` (on this module's device); ``target`` fixes the labels."""
         target = self.targets(g, batch) if target is None else target.to(self.device, torch.float64)
         data = self.noise(g, batch)
+        data[:, self.absent] = 0.0
         positives = torch.nonzero(target > 0.5).flatten()
         signal = torch.zeros_like(data)
         params = {c: torch.full((batch,), math.nan, dtype=torch.float64, device=self.device)
@@ -305,8 +312,10 @@ class OnlineSimulator(torch.nn.Module):
             hp, hc = self.bank_waveforms[rows, 0], self.bank_waveforms[rows, 1]
         strain = self.projector(hp.double(), hc.double(), params["ra"], params["dec"],
                                 params["polarization"], params["gps_start"].double(), params["tc"])
+        strain[:, self.absent] = 0.0
         snrs = self.optimal_snr(strain)
-        network = torch.sqrt((snrs ** 2).sum(-1))
+        snrs[:, self.absent] = math.nan
+        network = torch.sqrt(torch.nansum(snrs ** 2, dim=-1))
         if not bool(torch.all(network > 0)):
             raise G2NetError("a signal misses the window (its merger time is outside it); narrow "
                              "tc_range")

@@ -194,6 +194,7 @@ class Trainer:
         self.loader_generator = loader_generator
         self.is_main = is_main
         self.stop_training = False
+        self._epoch_examples = 0  # training examples of the last epoch, every rank's
         self._train_source: Any = None  # a generated training stream (online.OnlineSource) to checkpoint
         self.state: dict[str, Any] = {"epoch": -1, "best_score": None, "best_epoch": -1,
                                       "history": [], "finished": False}
@@ -320,14 +321,16 @@ class Trainer:
                 self._check_finite(loss_sum, epoch)
                 bar.set_postfix(loss=f"{float(loss_sum) / count:.4f}")
         self._check_finite(loss_sum, epoch)
-        return self._reduce_mean(loss_sum, count)
+        mean, self._epoch_examples = self._reduce_mean(loss_sum, count)
+        return mean
 
-    def _reduce_mean(self, total: torch.Tensor, count: int) -> float:
+    def _reduce_mean(self, total: torch.Tensor, count: int) -> tuple[float, int]:
+        """Mean over every rank's examples, and how many examples that was."""
         if dist.is_available() and dist.is_initialized():
             packed = torch.stack([total.float(), torch.tensor(float(count), device=total.device)])
             dist.all_reduce(packed)
-            return float(packed[0] / packed[1])
-        return float(total) / max(count, 1)
+            return float(packed[0] / packed[1]), int(packed[1])
+        return float(total) / max(count, 1), count
 
     @torch.no_grad()
     def predict(self, loader: Iterable, desc: str = "predict") -> np.ndarray:
@@ -402,7 +405,8 @@ class Trainer:
             seconds = time.time() - tic
             self.state["history"].append({"epoch": epoch, "train_loss": train_loss,
                                           "valid_loss": valid_loss, "score": score, "lr": lr,
-                                          "seconds": seconds, **monitors})
+                                          "seconds": seconds, "examples": self._epoch_examples,
+                                          **monitors})
             extra = "".join(f" {name}={value:.5f}" for name, value in monitors.items())
             self.log(f"epoch {epoch:3d}  train_loss={train_loss:.5f}  valid_loss={valid_loss:.5f}  "
                      f"valid_auc={score:.5f}{extra}  lr={lr:.3e}  {seconds:.1f}s"
