@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from g2net.mixing import PAIRINGS, check_choice, mix, mix_targets, partner_index, sample_lam
-from utils import EXAMPLE_SHAPE, G2NetError, cache_stamp_path, read_cache_stamp, read_table, table_digest
+from utils import (EXAMPLE_SHAPE, G2NetError, cache_stamp_path, format_ids, numeric_column, read_cache_stamp,
+                   read_table, table_digest, unique_ids)
 
 
 class CacheView:
@@ -86,8 +87,21 @@ def read_prepared(path: Path, what: str) -> pd.DataFrame:
         hint = (f"put the competition files (or python simulate.py output) in {path.parent}/ "
                 f"and run python prep_data.py --cache to make the {what} table "
                 "(G2NET_INPUT_DIR chooses another input folder)")
-    table = read_table(path, ["id", "path"], hint)
-    table["path"] = [str(resolve_path(p, path.parent)) for p in table["path"]]
+    columns = ["id", "path", "target"] if what == "training" else ["id", "path"]
+    table = read_table(path, columns, hint)
+    remedy = (f"rerun python prep_data.py --cache for {path.parent}: it writes {path.name} from the "
+              "competition files")
+    if len(table) == 0:
+        raise G2NetError(f"{path} lists no examples; {remedy}")
+    unique_ids(table, path, remedy)
+    paths = table["path"].astype(str)
+    wrong = paths[~paths.str.endswith(".npy")]
+    if len(wrong):
+        raise G2NetError(f"{path}: {len(wrong)} paths are not .npy example files "
+                         f"({format_ids(map(repr, wrong), 3)}); {remedy}")
+    if what == "training":
+        table["target"] = numeric_column(table, "target", path, remedy)
+    table["path"] = [str(resolve_path(p, path.parent)) for p in paths]
     return table
 
 

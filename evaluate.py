@@ -18,11 +18,10 @@ automatically when it has been run. Writes to ``--out`` (default ``results/evalu
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Sequence
 
-from g2net.evaluation import N_BOOTSTRAP, OUT_NAME, evaluate
-from utils import G2NetError, cli_errors
+from g2net.evaluation import MAX_BOOTSTRAP, N_BOOTSTRAP, OUT_NAME, evaluate
+from utils import cli_errors, int_in, path_arg
 
 
 @cli_errors
@@ -30,15 +29,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", nargs="+", default=[], metavar="NAME",
                         help="experiment folders under the results folder")
-    parser.add_argument("--submission", type=Path, default=None,
+    parser.add_argument("--submission", type=path_arg, default=None,
                         help="also evaluate a submission csv (id,target)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=path_arg, default=None,
                         help=f"output folder (default: <results>/{OUT_NAME})")
-    parser.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP,
-                        help="bootstrap resamples of the AUC interval")
+    parser.add_argument("--bootstrap", default=N_BOOTSTRAP,
+                        type=int_in(10, MAX_BOOTSTRAP, " (more resamples no longer move the 95% "
+                                                        "interval; they only take longer)"),
+                        help=f"bootstrap resamples of the AUC interval (10 to {MAX_BOOTSTRAP})")
     args = parser.parse_args(argv)
-    if args.bootstrap < 10:
-        raise G2NetError(f"--bootstrap must be at least 10, got {args.bootstrap}")
     evaluate(args.experiments, args.submission, args.out, args.bootstrap)
 
 

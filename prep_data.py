@@ -47,7 +47,8 @@ from tqdm import tqdm
 from g2net.spectral import estimate_psd
 from utils import (EXAMPLE_SHAPE, SAMPLE_RATE, G2NetError, atomic_write, cache_stamp,
                    cache_stamp_path, cli_errors, commit_staged, cpu_count, example_path, format_ids,
-                   input_dir, load_npy, read_cache_stamp, stage_file, table_stamp_of_csv)
+                   input_dir, load_npy, path_arg, positive_int, read_cache_stamp, stage_file,
+                   table_stamp_of_csv)
 
 LABELS_CSV = "training_labels.csv"
 SUBMISSION_CSV = "sample_submission.csv"
@@ -460,7 +461,7 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
     started = time.perf_counter()
     root = Path(input_folder) if input_folder is not None else input_dir()
     out_dir = Path(out_folder) if out_folder is not None else root
-    workers = workers or default_workers()
+    workers = default_workers() if workers is None else workers  # 0 is refused, not the default
     if workers < 1:
         raise G2NetError(f"--workers must be at least 1, not {workers}")
     if not root.is_dir():
@@ -543,15 +544,15 @@ def prepare(input_folder: str | os.PathLike | None = None, out_folder: str | os.
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", type=Path, default=None,
+    parser.add_argument("--input", type=path_arg, default=None,
                         help="competition-layout folder (default: $G2NET_INPUT_DIR or input/)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=path_arg, default=None,
                         help="where the csvs, caches and psd.npy go (default: the input folder)")
     parser.add_argument("--cache", action="store_true",
                         help="also write train_cache.npy / test_cache.npy, float32 (N, 3, 4096)")
     parser.add_argument("--psd", action="store_true",
                         help="also write psd.npy (3, 2049): average one-sided PSD of the negatives")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help=f"reader threads (default: {default_workers()} here)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

@@ -18,7 +18,7 @@ import argparse
 from typing import Sequence
 
 from g2net.stacking import BLEND_CHOICES, STACK_NAME, run_stacking
-from utils import cli_errors
+from utils import cli_errors, positive_float
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -26,7 +26,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None,
                         help="experiment names under the results folder (default: every one with "
                              "out-of-fold and test predictions)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="ridge regularisation")
+    parser.add_argument("--alpha", type=positive_float, default=1.0, help="ridge regularisation (> 0)")
     parser.add_argument("--submit", choices=BLEND_CHOICES, default=STACK_NAME,
                         help="which blend goes into submission.csv")
     return parser.parse_args(argv)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -32,14 +33,29 @@ class G2NetError(Exception):
     """An error caused by the user's inputs: printed as one clear message, no traceback."""
 
 
+def env_folder(variable: str, default: str) -> Path:
+    """The folder an environment variable names, ``default`` when it is unset.
+
+    A variable set to an empty (or blank) value is refused: ``Path("")`` is the current folder, so
+    an empty ``G2NET_RESULTS_DIR`` would otherwise train into wherever the command was started.
+    """
+    value = os.environ.get(variable)
+    if value is None:
+        return Path(default)
+    if not value.strip() or "\0" in value:
+        raise G2NetError(f"{variable} is set but {'empty' if not value.strip() else 'not a path'}; "
+                         f"unset it (default {default}/) or set it to a folder")
+    return Path(value)
+
+
 def input_dir() -> Path:
     """Folder holding the competition files (``G2NET_INPUT_DIR``, default ``input/``)."""
-    return Path(os.environ.get("G2NET_INPUT_DIR", "input"))
+    return env_folder("G2NET_INPUT_DIR", "input")
 
 
 def results_dir() -> Path:
     """Folder receiving every experiment's outputs (``G2NET_RESULTS_DIR``, default ``results/``)."""
-    return Path(os.environ.get("G2NET_RESULTS_DIR", "results"))
+    return env_folder("G2NET_RESULTS_DIR", "results")
 
 
 def example_path(root: str | os.PathLike, split: str, example_id: str) -> Path:
@@ -89,6 +105,70 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def float_in(low: float | None = None, high: float | None = None, why: str = "") -> Callable[[str], float]:
+    """argparse ``type``: a finite number in ``[low, high]`` (``why`` explains the upper bound)."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be >= {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {high:g}{why}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def whole_number(text: str) -> int:
+    """argparse ``type``: an integer; ``1e3`` and ``1000.0`` are read as 1000, ``1.5``, ``nan`` and
+    ``inf`` are refused."""
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        pass
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def int_in(low: int | None = None, high: int | None = None, why: str = "") -> Callable[[str], int]:
+    """argparse ``type``: a whole number in ``[low, high]`` (``why`` explains the upper bound)."""
+
+    def parse(text: str) -> int:
+        value = whole_number(text)
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be >= {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {high}{why}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = int_in(1)  # argparse ``type``: a whole number >= 1 (counts, sizes, worker processes)
+nonnegative_int = int_in(0)  # argparse ``type``: a whole number >= 0 (seeds, fold and GPU ids, workers)
+
+
+def path_arg(text: str) -> Path:
+    """argparse ``type`` of every file or folder option: a path that is not empty.
+
+    ``Path("")`` is the current folder, so ``--out ""`` would write wherever the command was
+    started; ``.`` says so explicitly.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name (. for the "
+                                         "current folder)")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a NUL byte; give a file or folder name")
+    return Path(text)
+
+
 def plain_name(name: Any, what: str) -> str:
     """``name`` when it can be one file or folder name inside another folder, else G2NetError.
 
@@ -122,23 +202,42 @@ def _check_parent(folder: Path, option: str, target: Path) -> None:
         raise G2NetError(f"{option} {target}: folder {existing} is not writable; choose another path")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies somewhere below it (links resolved)."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+def _named(path: str | os.PathLike, option: str) -> Path:
+    if isinstance(path, str) and not path.strip():
+        raise G2NetError(f"{option} is empty; give a file or folder name (. for the current folder)")
+    return Path(path)
+
+
 def output_file(path: str | os.PathLike, option: str = "--output", *, overwrite: bool = False,
-                inputs: Iterable[str | os.PathLike] = (), suffixes: Sequence[str] = ()) -> Path:
+                inputs: Iterable[str | os.PathLike] = (),
+                input_folders: Iterable[str | os.PathLike] = (),
+                suffixes: Sequence[str] = ()) -> Path:
     """The one decision whether a command may write the file ``path``, taken before any work.
 
-    Refused (:class:`G2NetError`, one line): a name without one of ``suffixes`` (when given), the
-    same file as one of ``inputs`` (writing it would destroy an input), a folder, an existing file
-    unless ``overwrite``, or a path under a file or a read-only folder.
+    Refused (:class:`G2NetError`, one line): an empty name, a folder, a name without one of
+    ``suffixes`` (when given), the same file as one of ``inputs`` (writing it would destroy an input), a path
+    inside one of ``input_folders`` (the competition layout or data folder the command reads), an
+    existing file unless ``overwrite``, or a path under a file or a read-only folder.
     """
-    path = Path(path)
+    path = _named(path, option)
+    if path.is_dir():
+        raise G2NetError(f"{option} {path} is a folder; give the name of a file to write")
     if suffixes and path.suffix not in suffixes:
         raise G2NetError(f"{option} {path}: give a file name ending in {' or '.join(suffixes)}")
     for source in inputs:
         if _same_path(path, Path(source)):
             raise G2NetError(f"{option} {path} is also an input ({source}); writing it would destroy "
                              "the input: choose another output file")
-    if path.is_dir():
-        raise G2NetError(f"{option} {path} is a folder; give the name of a file to write")
+    for folder in input_folders:
+        if _inside(path, Path(folder)):
+            raise G2NetError(f"{option} {path} lies in {folder}, the input folder this command "
+                             "reads; write the output somewhere else")
     if path.exists() or path.is_symlink():
         if not overwrite:
             raise G2NetError(f"{option} {path} already exists; pass --overwrite to replace it or "
@@ -149,12 +248,18 @@ def output_file(path: str | os.PathLike, option: str = "--output", *, overwrite:
     return path
 
 
-def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Whether a command may write into the folder ``path`` (made when missing): it is not a file
-    and it (or the nearest existing folder above it) is writable. Taken before any work."""
-    path = Path(path)
+def output_folder(path: str | os.PathLike, option: str = "--out", *,
+                  input_folders: Iterable[str | os.PathLike] = ()) -> Path:
+    """Whether a command may write into the folder ``path`` (made when missing): not empty, not a
+    file, not inside one of ``input_folders``, and it (or the nearest existing folder above it) is
+    writable. Taken before any work."""
+    path = _named(path, option)
     if path.exists() and not path.is_dir():
         raise G2NetError(f"{option} {path} is a file, not a folder; give a folder to write into")
+    for folder in input_folders:
+        if _inside(path, Path(folder)):
+            raise G2NetError(f"{option} {path} lies in {folder}, the input folder this command "
+                             "reads; write the output somewhere else")
     _check_parent(path, option, path)
     return path
 
@@ -269,6 +374,114 @@ def table_digest(ids: Iterable[str], paths: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+# ----------------------------------------------------------------------------- data identity
+DATA_RECORD = "data.json"  # in an experiment folder: which data each predictions file was made from
+SIMULATION_RECORD = "simulation.json"  # in a simulated input folder: the run that made its bytes
+
+DATA_PARTS = {"train": "train.csv (its ids or labels)", "test": "test.csv (its ids)",
+              "simulation": f"{SIMULATION_RECORD} (another simulation run)"}
+
+
+def rows_digest(ids: Iterable[Any], targets: Iterable[Any] | None = None) -> str:
+    """SHA-256 of a table's ids (and targets, as floats) in order: which examples, which labels."""
+    digest = hashlib.sha256()
+    if targets is None:
+        for example_id in ids:
+            digest.update(f"{example_id}\n".encode())
+    else:
+        for example_id, target in zip(ids, targets, strict=True):
+            digest.update(f"{example_id}\t{float(target)!r}\n".encode())
+    return digest.hexdigest()
+
+
+def simulation_digest(folder: str | os.PathLike) -> str | None:
+    """SHA-256 of the simulation record in ``folder`` (its arguments, not whether it finished), or
+    None for data that was not simulated there."""
+    try:
+        record = json.loads((Path(folder) / SIMULATION_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    record = {k: v for k, v in record.items() if k != "complete"}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def data_identity(folder: str | os.PathLike, train_ids: Iterable[Any] | None = None,
+                  train_targets: Iterable[Any] | None = None,
+                  test_ids: Iterable[Any] | None = None) -> dict[str, Any]:
+    """Which data a command sees: digests of the training ids and labels, of the test ids (in
+    order), and of the simulation record of ``folder`` (the input folder). Parts not given are
+    absent; this record travels with every predictions file (:func:`write_data_record`)."""
+    identity: dict[str, Any] = {"simulation": simulation_digest(folder)}
+    if train_ids is not None:
+        identity["train"] = rows_digest(train_ids, train_targets)
+    if test_ids is not None:
+        identity["test"] = rows_digest(test_ids)
+    return identity
+
+
+def identity_differences(recorded: dict[str, Any], current: dict[str, Any],
+                         parts: Iterable[str] = tuple(DATA_PARTS)) -> list[str]:
+    """The parts (of ``parts``) on which two identities disagree; a part either side lacks (or
+    records as None) is not compared."""
+    return [part for part in parts
+            if recorded.get(part) is not None and current.get(part) is not None
+            and recorded[part] != current[part]]
+
+
+def describe_differences(parts: Iterable[str]) -> str:
+    return ", ".join(DATA_PARTS[part] for part in parts)
+
+
+def read_data_record(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``files`` entries of ``folder/DATA_RECORD`` (empty when missing or unreadable)."""
+    try:
+        record = json.loads((Path(folder) / DATA_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = record.get("files") if isinstance(record, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def write_data_record(folder: str | os.PathLike, files: dict[str, dict[str, Any]]) -> None:
+    """Record, for each file name of ``files`` (written in ``folder`` just before), the identity of
+    the data its rows belong to and the file's own sha256; other entries of the record are kept."""
+    folder = Path(folder)
+    entries = read_data_record(folder)
+    for name, identity in files.items():
+        entries[name] = {**identity, "sha256": file_sha256(folder / name)}
+    atomic_write(folder / DATA_RECORD,
+                 lambda f: f.write(json.dumps({"files": entries}, indent=1, sort_keys=True)), mode="w")
+
+
+def check_data_record(path: str | os.PathLike, current: dict[str, Any], what: str, remedy: str,
+                      parts: Iterable[str] = tuple(DATA_PARTS)) -> bool:
+    """Refuse a predictions file made from other data than ``current`` (one G2NetError naming
+    ``what``, the experiment, and ``remedy``, how to make it again); True when it was checked, False
+    when its folder holds no record of it (made before records were kept)."""
+    path = Path(path)
+    entry = read_data_record(path.parent).get(path.name)
+    if not isinstance(entry, dict):
+        return False
+    if entry.get("sha256") != file_sha256(path):
+        raise G2NetError(f"{what}: {path} is not the file its {DATA_RECORD} describes (it changed "
+                         f"since it was written); {remedy}")
+    differ = identity_differences(entry, current, parts)
+    if differ:
+        raise G2NetError(f"{what}: {path.name} was made from other data than the input folder "
+                         f"holds now (another {describe_differences(differ)}); {remedy}")
+    return True
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cache_stamp_path(cache_path: str | os.PathLike) -> Path:
     """The sidecar ``<name>.json`` beside a cache (``train_cache.npy`` -> ``train_cache.json``)."""
     return Path(cache_path).with_suffix(".json")
@@ -333,6 +546,76 @@ def default_num_workers() -> int:
     return 0 if n <= 2 else min(n - 1, 16)
 
 
+def cap_workers(requested: int, option: str, tasks: int | None = None,
+                printer: Callable[[str], None] = print) -> int:
+    """``requested`` worker processes, capped at this machine's CPUs (and at ``tasks``, when given):
+    more processes than CPUs only cost memory, a million of them gets the command killed. The cap
+    is said in one line."""
+    limit = cpu_count() if tasks is None else max(1, min(cpu_count(), tasks))
+    if requested <= limit:
+        return requested
+    printer(f"{option} {requested}: this machine has {cpu_count()} CPUs"
+            + (f" and the job {tasks} tasks" if tasks is not None and tasks < cpu_count() else "")
+            + f"; using {limit} processes")
+    return limit
+
+
+def free_disk(path: str | os.PathLike) -> int:
+    """Bytes free on the file system that ``path`` (or the nearest existing folder above it) is on."""
+    existing = Path(os.path.abspath(path))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can still get: the kernel's ``MemAvailable``, lowered to
+    what the container's cgroup limit leaves; None where neither can be read."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            found.append(max(limit - usage, 0))
+    return min(found) if found else None
+
+
+def gigabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def check_room(request: str, folder: str | os.PathLike, disk: int = 0, memory: int = 0,
+               remedy: str = "ask for less") -> None:
+    """Refuse (one G2NetError) a request that needs more disk under ``folder`` or more memory than
+    this machine has free, before any of it is started. ``request`` names it (the options),
+    ``remedy`` says what to change."""
+    if disk > 0:
+        free = free_disk(folder)
+        if disk > free:
+            raise G2NetError(f"{request} needs about {gigabytes(disk)} of disk but {folder} has "
+                             f"{gigabytes(free)} free; {remedy}")
+    if memory > 0:
+        free = available_memory()
+        if free is not None and memory > free:
+            raise G2NetError(f"{request} needs about {gigabytes(memory)} of memory but this machine "
+                             f"has {gigabytes(free)} available; {remedy}")
+
+
 def print_config(cfg: Any, printer: Callable[[str], None] = print) -> None:
     """Print every public field of a config class (its own and inherited), one per line."""
     printer(f"config: {cfg.__name__ if isinstance(cfg, type) else type(cfg).__name__}")
@@ -364,7 +647,7 @@ def notify_me(message: str, timeout: float = 5.0) -> bool:
 
 
 def read_table(path: str | os.PathLike, columns: Iterable[str], remedy: str):
-    """A csv with ids kept as text, checked to exist and to hold ``columns``.
+    """A csv with ids kept as text, checked to exist, to be a readable csv and to hold ``columns``.
 
     ``remedy`` finishes the error message: what the user should run or provide.
     """
@@ -373,8 +656,36 @@ def read_table(path: str | os.PathLike, columns: Iterable[str], remedy: str):
     path = Path(path)
     if not path.is_file():
         raise G2NetError(f"{path} not found; {remedy}")
-    table = pd.read_csv(path, dtype={"id": str})
+    try:
+        table = pd.read_csv(path, dtype={"id": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise G2NetError(f"{path} is not a readable csv ({reason}); {remedy}") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise G2NetError(f"{path} has no column {', '.join(missing)}; {remedy}")
     return table
+
+
+def numeric_column(table: Any, column: str, path: str | os.PathLike, remedy: str,
+                   low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """``table[column]`` as float64, every value a number in ``[low, high]``, or one G2NetError
+    naming the first offending ids (labels such as ``yes``, empty cells, NaN)."""
+    import pandas as pd
+
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+    if bad.any():
+        ids = table["id"][bad] if "id" in table else np.flatnonzero(bad)
+        raise G2NetError(f"{path}: {int(bad.sum())} {column} values are not numbers in "
+                         f"[{low:g}, {high:g}] (ids {format_ids(map(str, ids))}); {remedy}")
+    return values
+
+
+def unique_ids(table: Any, path: str | os.PathLike, remedy: str) -> None:
+    """Refuse a table listing an id more than once (its rows could not be told apart)."""
+    ids = table["id"].astype(str)
+    repeated = ids[ids.duplicated()].unique()
+    if len(repeated):
+        raise G2NetError(f"{path}: {len(repeated)} ids appear more than once ({format_ids(repeated)})"
+                         f"; keep one row per id. {remedy[:1].upper() + remedy[1:]}")

@@ -27,12 +27,17 @@ import numpy as np
 import pandas as pd
 
 from metrics import roc_auc
-from utils import MATCHED_FILTER, G2NetError, atomic_write, input_dir, read_table, results_dir
+from utils import (MATCHED_FILTER, G2NetError, atomic_write, check_data_record, data_identity,
+                   input_dir, load_predictions, output_file, output_folder, read_table, results_dir,
+                   unique_ids)
 
 FALSE_ALARM_PROBABILITIES = (0.01, 0.001)
 
 
 N_BOOTSTRAP = 1000
+
+
+MAX_BOOTSTRAP = 100_000  # beyond this the 2.5/97.5 percentiles no longer move; 1e9 would run for days
 
 
 BOOTSTRAP_SEED = 0
@@ -45,6 +50,9 @@ N_MCHIRP_BINS = 4
 
 
 OUT_NAME = "evaluation"
+
+
+OUTPUT_FILES = ("auc.csv", "efficiency.csv", "auc_by_mchirp.csv", "efficiency.png", "roc.png", "report.md")
 
 
 @dataclass
@@ -72,12 +80,16 @@ def load_truth(root: Path | None = None) -> Truth:
     labels = read_table(root / "test_labels.csv", ["id", "target"], simulated)
     injections = read_table(root / "injections.csv", ["id", "target", "mass1", "mass2", "snr_network"],
                        simulated)
+    unique_ids(labels, root / "test_labels.csv", simulated)
     labels = labels.set_index(labels["id"].astype(str))["target"]
     missing = [i for i in order if i not in labels.index]
     if missing:
         raise G2NetError(f"test_labels.csv lacks {len(missing)} test ids (e.g. {missing[0]}); it "
                          "belongs to another simulation: rerun simulate.py and prep_data.py")
-    target = labels.reindex(order).to_numpy(dtype=np.int64)
+    target = pd.to_numeric(labels.reindex(order), errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isin(target, (0, 1)).all():
+        raise G2NetError("test_labels.csv holds targets that are not 0 or 1; rerun simulate.py")
+    target = target.astype(np.int64)
     if not np.isin(target, (0, 1)).all() or target.min() == target.max():
         raise G2NetError("test_labels.csv must hold both 0 (noise) and 1 (signal) targets; "
                          "simulate a test set with positives and negatives")
@@ -96,21 +108,31 @@ def load_truth(root: Path | None = None) -> Truth:
     return Truth(ids=order, target=target, snr_network=snr, mchirp=mchirp)
 
 
-def load_scores(name: str, n_test: int) -> np.ndarray:
+def load_scores(name: str, n_test: int, identity: dict | None = None) -> np.ndarray:
     """Fold-mean test logits ``(N_test,)`` of ``results/<name>/predictions.npy``, over the folds
-    that were predicted (a run with ``--limit_fold`` leaves the others NaN)."""
+    that were predicted (a run with ``--limit_fold`` leaves the others NaN). With ``identity``
+    (:func:`utils.data_identity` of the test set), predictions recorded as made from another test
+    set or simulation are refused."""
     path = results_dir() / name / "predictions.npy"
+    retrain = ("run `python matched_filter.py --split test`" if name == MATCHED_FILTER else
+               f"retrain it on the current data: python train.py --config {name} (train_pseudo.py "
+               "for a pseudo config)")
     if not path.is_file():
         remedy = ("run `python matched_filter.py --split test`" if name == MATCHED_FILTER else
                   f"run `python predict.py --config {name}` (or train it) first")
         raise G2NetError(f"experiment '{name}' has no test predictions ({path}); {remedy}")
-    scores = np.load(path).astype(np.float64)
+    scores = load_predictions(path, retrain)
+    stored_shape = scores.shape
     if scores.ndim == 3 and scores.shape[-1] == 1:
         scores = scores[..., 0]
     if scores.ndim != 2 or scores.shape[1] != n_test:
-        raise G2NetError(f"{path} has shape {np.load(path, mmap_mode='r').shape}, expected "
+        raise G2NetError(f"{path} has shape {stored_shape}, expected "
                          f"(cv, {n_test}, 1) for this input folder's {n_test} test examples; "
                          "predict again on the current test.csv")
+    if identity is not None and not check_data_record(path, identity, f"experiment '{name}'", retrain,
+                                                      ("test", "simulation")):
+        print(f"warning: experiment {name} has no record of the data its predictions.npy came from "
+              "(made before data.json was kept), so it cannot be checked against the input folder")
     # untrained folds are all-NaN rows (train.py --limit_fold); any other NaN is a broken file
     complete = np.isfinite(scores).all(axis=1)
     untrained = ~np.isfinite(scores).any(axis=1)
@@ -122,6 +144,7 @@ def load_scores(name: str, n_test: int) -> np.ndarray:
 def load_submission(path: Path, truth: Truth) -> np.ndarray:
     """Scores of a submission csv (``id,target``) in ``test.csv`` order."""
     table = read_table(path, ["id", "target"], "a submission has the columns id,target")
+    unique_ids(table, path, "regenerate the submission")
     table = table.set_index(table["id"].astype(str))
     missing = [i for i in truth.ids if i not in table.index]
     if missing:
@@ -374,17 +397,24 @@ def write_report(out: Path, truth: Truth, aucs: pd.DataFrame, efficiency: pd.Dat
 def evaluate(experiments: Sequence[str], submission: Path | None = None,
              out: Path | None = None, n_resamples: int = N_BOOTSTRAP) -> Path:
     """Write the report and its tables and figures; returns the path of ``report.md``."""
+    if not 10 <= n_resamples <= MAX_BOOTSTRAP:
+        raise G2NetError(f"--bootstrap {n_resamples}: give 10 to {MAX_BOOTSTRAP} resamples")
+    out = results_dir() / OUT_NAME if out is None else Path(out)
+    output_folder(out, "--out", input_folders=[input_dir()])  # decided before any work
+    for name in OUTPUT_FILES:
+        output_file(out / name, "--out", overwrite=True,
+                    inputs=[submission] if submission is not None else [])
     truth = load_truth()
     names = list(dict.fromkeys(experiments))
     if MATCHED_FILTER not in names and (results_dir() / MATCHED_FILTER / "predictions.npy").is_file():
         names.append(MATCHED_FILTER)
-    scores = {name: load_scores(name, len(truth)) for name in names}
+    identity = data_identity(input_dir(), test_ids=truth.ids)
+    scores = {name: load_scores(name, len(truth), identity) for name in names}
     if submission is not None:
         scores[Path(submission).stem] = load_submission(Path(submission), truth)
     if not scores:
         raise G2NetError("nothing to evaluate: name experiments with --experiments or pass "
                          "--submission")
-    out = results_dir() / OUT_NAME if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     aucs = auc_table(truth, scores, n_resamples)
     efficiency = efficiency_table(truth, scores)

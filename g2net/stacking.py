@@ -15,6 +15,7 @@ it never includes rows a ridge was fitted on and is comparable with the single-m
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,7 +27,9 @@ from sklearn.preprocessing import minmax_scale
 
 from g2net.training.pseudo import sigmoid
 from metrics import roc_auc
-from utils import G2NetError, atomic_write, input_dir, load_predictions, read_table, results_dir
+from utils import (MATCHED_FILTER, G2NetError, atomic_write, check_data_record, data_identity,
+                   input_dir, load_predictions, numeric_column, output_file, read_table, results_dir,
+                   unique_ids)
 
 OOF_FILES = ("outoffolds_tta.npy", "outoffolds.npy")  # preferred first
 
@@ -64,6 +67,7 @@ class Inputs:
     test_ids: np.ndarray
     sample_ids: np.ndarray  # order of sample_submission.csv
     test_labels: np.ndarray | None = None  # (n_test,) aligned to test_ids, simulator only
+    identity: dict | None = None  # utils.data_identity of these tables: what predictions must match
 
     @property
     def n_train(self) -> int:
@@ -85,6 +89,7 @@ class Experiment:
     test_file: str
     oof_file: str | None
     note: str = ""  # why the experiment cannot be stacked, if it cannot
+    unrecorded: list[str] = field(default_factory=list)  # files without a record of their data
 
     @property
     def complete_test_folds(self) -> np.ndarray:
@@ -114,6 +119,9 @@ def load_inputs(printer: Printer = print) -> Inputs:
     train = read_table(input_dir() / "train.csv", ("id", "target"), remedy)
     test = read_table(input_dir() / "test.csv", ("id",), remedy)
     sample = read_table(input_dir() / "sample_submission.csv", ("id",), remedy)
+    for name, table in (("train.csv", train), ("test.csv", test), ("sample_submission.csv", sample)):
+        unique_ids(table, input_dir() / name, remedy)
+    targets = numeric_column(train, "target", input_dir() / "train.csv", "rebuild it with prep_data.py")
     unknown = sorted(set(sample["id"]) - set(test["id"]))
     if unknown:
         raise G2NetError(f"sample_submission.csv has {len(unknown)} ids that test.csv lacks "
@@ -121,16 +129,19 @@ def load_inputs(printer: Printer = print) -> Inputs:
     labels = None
     labels_path = input_dir() / "test_labels.csv"
     if labels_path.is_file():
-        table = pd.read_csv(labels_path, dtype={"id": str}).set_index("id")["target"]
-        aligned = table.reindex(test["id"])
+        table = read_table(labels_path, ("id", "target"), "rerun simulate.py, or remove it")
+        unique_ids(table, labels_path, "rerun simulate.py, or remove it")
+        table = table.set_index("id")["target"]
+        aligned = pd.to_numeric(table.reindex(test["id"]), errors="coerce")
         if aligned.isna().any():
             printer(f"warning: {labels_path} lacks labels for {int(aligned.isna().sum())} test ids; "
                   "test AUCs are not reported")
         else:
             labels = aligned.to_numpy(dtype=np.float64)
-    return Inputs(train_ids=train["id"].to_numpy(), targets=train["target"].to_numpy(dtype=np.float64),
+    return Inputs(train_ids=train["id"].to_numpy(), targets=targets,
                   test_ids=test["id"].to_numpy(), sample_ids=sample["id"].to_numpy(),
-                  test_labels=labels)
+                  test_labels=labels,
+                  identity=data_identity(input_dir(), train["id"], targets, test["id"]))
 
 
 def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
@@ -149,8 +160,33 @@ def discover_experiments(results: str | os.PathLike | None = None) -> list[str]:
                   and _first_existing(folder, OOF_FILES) and _first_existing(folder, TEST_FILES))
 
 
-def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
-    """Load one experiment's predictions (``*_tta.npy`` preferred) as probabilities."""
+def retrain_command(name: str) -> str:
+    """How to make an experiment's predictions again on the current data."""
+    if name == MATCHED_FILTER:
+        return "run the matched filter on the current data: python matched_filter.py --split train and --split test"
+    return (f"retrain it on the current data: python train.py --config {name} (train_pseudo.py for a "
+            "pseudo config)")
+
+
+def check_data(name: str, folder: Path, identity: dict | None, files: Sequence[tuple[Path | None, tuple]],
+               ) -> list[str]:
+    """Refuse predictions of ``name`` made from other data than ``identity`` (the input folder's):
+    each file against its ``utils.DATA_RECORD`` entry, on the given parts; returns the names of
+    the files without a record (made before records were kept)."""
+    if identity is None:
+        return []
+    unrecorded = []
+    for path, parts in files:
+        if path is not None and not check_data_record(path, identity, f"experiment '{name}'",
+                                                      retrain_command(name), parts):
+            unrecorded.append(path.name)
+    return unrecorded
+
+
+def load_experiment(name: str, n_train: int, n_test: int, identity: dict | None = None) -> Experiment:
+    """Load one experiment's predictions (``*_tta.npy`` preferred) as probabilities; with
+    ``identity`` (:func:`utils.data_identity` of the input folder), predictions recorded as made
+    from other data are refused."""
     folder = results_dir() / name
     test_path = _first_existing(folder, TEST_FILES)
     if test_path is None:
@@ -194,9 +230,13 @@ def load_experiment(name: str, n_train: int, n_test: int) -> Experiment:
         if folds.shape[0] != n_train:
             raise G2NetError(f"experiment '{name}': {FOLDS_FILE} has {folds.shape[0]} rows but "
                              f"train.csv has {n_train}; {remedy}")
+    unrecorded = check_data(name, folder, identity, [
+        (test_path, ("train", "test", "simulation")), (oof_path, ("train", "simulation")),
+        (folder / FOLDS_FILE if folds is not None else None, ("train", "simulation"))])
     return Experiment(name=name, test=sigmoid(test), oof=None if oof is None else sigmoid(oof),
                       folds=folds, test_file=test_path.name,
-                      oof_file=oof_path.name if oof_path is not None else None, note=note)
+                      oof_file=oof_path.name if oof_path is not None else None, note=note,
+                      unrecorded=unrecorded)
 
 
 def load_experiments(names: Sequence[str] | None, inputs: Inputs,
@@ -210,6 +250,10 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
             raise G2NetError(f"no experiment folder under {results} holds both out-of-fold and test "
                              "predictions; train some with train.py / train_pseudo.py, or set "
                              "G2NET_RESULTS_DIR")
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise G2NetError(f"--models names {', '.join(repeated)} more than once; give each experiment "
+                         "once (a model stacked with itself only shares its own weight)")
     missing = [n for n in names if _first_existing(results / n, TEST_FILES) is None]
     if missing:
         printer(f"not found (no predictions under {results}): {', '.join(missing)}")
@@ -218,7 +262,7 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
         if name in missing:
             continue
         try:
-            experiments.append(load_experiment(name, inputs.n_train, inputs.n_test))
+            experiments.append(load_experiment(name, inputs.n_train, inputs.n_test, inputs.identity))
         except G2NetError as exc:
             if not discovered:
                 raise
@@ -229,6 +273,10 @@ def load_experiments(names: Sequence[str] | None, inputs: Inputs,
                          + (f" (not found: {', '.join(missing)})" if missing else "")
                          + "; train them on the current input folder or check the names")
     for exp in experiments:
+        if exp.unrecorded:
+            printer(f"warning: experiment {exp.name} has no record of the data its "
+                    f"{', '.join(exp.unrecorded)} came from (made before {results / exp.name}/data.json "
+                    "was kept), so it cannot be checked against the input folder; retrain it to be sure")
         tta = " (TTA)" if exp.test_file.endswith("_tta.npy") else ""
         printer(f"loaded {exp.name}: test {exp.test.shape[0]} x {exp.test.shape[1]}{tta}"
                 + (f", out-of-fold from {exp.oof_file}" if exp.oof is not None else f"; {exp.note}"))
@@ -448,9 +496,14 @@ def run_stacking(model_names: Sequence[str] | None = None, alpha: float = 1.0,
     """Every step: load, AUC table, heatmap, stack and blends, report and submission files."""
     if submit not in BLEND_CHOICES:
         raise G2NetError(f"unknown blend '{submit}' to submit; choose one of {', '.join(BLEND_CHOICES)}")
+    if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha > 0):
+        raise G2NetError(f"alpha {alpha!r}: the ridge regularisation must be a finite number > 0")
+    results = results_dir()
+    for name in (HEATMAP_FILE, REPORT_FILE, SUBMISSION_FILE):  # decided before any work
+        output_file(results / name, "the results folder (G2NET_RESULTS_DIR)", overwrite=True,
+                    input_folders=[input_dir()])
     inputs = load_inputs(printer)
     experiments, missing = load_experiments(model_names, inputs, printer)
-    results = results_dir()
     heatmap = correlation_heatmap(prediction_correlations(experiments), results / HEATMAP_FILE)
     usable = stackable(experiments, printer)
     blends = make_blends(usable, inputs, alpha)

@@ -2,7 +2,10 @@
 running the command-line scripts; quiet prep_data options; one-line error messages."""
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +19,10 @@ SIM_TRAIN, SIM_TEST = 160, 48
 
 
 def run_script(script: str, *args: str, env: dict[str, str] | None = None, check: bool = True,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+               timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run one of the project's command-line scripts with this interpreter, output captured."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    result = subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, env=full_env,
+    result = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=full_env,
                             capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n"
@@ -32,6 +35,32 @@ def quiet(**kwargs) -> tuple[list[str], dict]:
     appends each line to."""
     lines: list[str] = []
     return lines, dict(progress=False, printer=lines.append, **kwargs)
+
+
+# what any train.py run rewrites or adds: its lock, its log and the progress files that follow a
+# running training (history.csv, learning_curve.png); never a model or predictions
+RUN_FOLDER_NOISE = (".lock", "*.log", "history.csv", "learning_curve.png")
+
+
+def file_digests(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under ``root`` (or of ``root`` itself when it is a file), by path
+    relative to ``root``; names matching a pattern of ``ignore`` are left out."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)) if p != root else p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files if not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignore)}
+
+
+def assert_untouched(before: dict[str, str], root: Path, ignore: tuple[str, ...] = (),
+                     new_files: tuple[str, ...] = ()) -> None:
+    """Every file of ``before`` (:func:`file_digests`) is still there with the same bytes, and no
+    file was added but names matching ``ignore`` or ``new_files``."""
+    after = file_digests(root, ignore)
+    changed = sorted(name for name in before if after.get(name) != before[name])
+    assert not changed, f"changed or removed: {changed}"
+    added = sorted(name for name in after if name not in before
+                   and not any(fnmatch.fnmatch(Path(name).name, p) for p in new_files))
+    assert not added, f"added: {added}"
 
 
 def one_line_error(excinfo) -> str:
@@ -58,3 +87,20 @@ def experiment_env(simulated_input, tmp_path, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture(scope="session")
+def trained_fold(simulated_input, tmp_path_factory) -> Path:
+    """``train.py --config Debug --limit_fold 0`` once: a results folder with a finished fold 0."""
+    results = tmp_path_factory.mktemp("trained")
+    run_script("train.py", "--config", "Debug", "--limit_fold", "0", "--silent",
+               env={"G2NET_INPUT_DIR": str(simulated_input), "G2NET_RESULTS_DIR": str(results)})
+    return results / "Debug"
+
+
+@pytest.fixture
+def results(trained_fold, experiment_env) -> Path:
+    """A private copy of the trained folder, as ``results/Debug`` of this test's environment."""
+    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Debug"
+    shutil.copytree(trained_fold, out)
+    return out

@@ -3,6 +3,7 @@ that writes valid JSON and a markdown summary, and the GPU scripts parsing and a
 from __future__ import annotations
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -268,3 +269,74 @@ def test_frontend_method_reaches_the_wavelet_front_end():
     args = bench.build_parser().parse_args(["--config", "Seq03aug3", "--frontend-method", "fft"])
     with pytest.raises(G2NetError, match="no spectrogram front-end"):
         throughput.bench_config(configs.Seq03aug3, args)
+
+
+# -- bad requests: one line, exit 2, checked before the run; scratch data never in the current folder
+
+def bench_error(argv: list[str], capsys) -> str:
+    """bench.py in this process: exit status 2 and the error line (after argparse's usage)."""
+    with pytest.raises(SystemExit) as caught:
+        bench.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-size", "0", "'0': must be >= 1"),
+    ("--batch-size", "-4", "'-4': must be >= 1"),
+    ("--num-workers", "-1", "'-1': must be >= 0"),
+    ("--steps", "1.5", "'1.5' is not a whole number"),
+    ("--n-train", "0", "'0': must be >= 1"),
+    ("--json", "", "an empty path; give a file or folder name (. for the current folder)"),
+    ("--results-dir", "", "an empty path; give a file or folder name (. for the current folder)"),
+])
+def test_bad_numbers_and_empty_paths_are_refused_by_argparse(tmp_path, monkeypatch, capsys, option,
+                                                            value, message):
+    monkeypatch.chdir(tmp_path)
+    line = bench_error(["--config", "Debug", "--synthetic", option, value], capsys)
+    assert line.endswith(f"error: argument {option}: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_naming_an_input_or_a_folder_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    from conftest import assert_untouched, file_digests
+
+    data = tmp_path / "input"
+    data.mkdir()
+    (data / "training_labels.csv").write_text("id,target\naaa111,1\n")
+    (tmp_path / "a.json").write_text('{"label": "a"}')
+    (tmp_path / "taken").mkdir()
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(data))
+    before = file_digests(tmp_path)
+    labels = data / "training_labels.csv"
+    assert bench_error(["--config", "Debug", "--json", str(labels)], capsys) == (
+        f"error: --json {labels}: give a file name ending in .json")
+    inside = data / "bench.json"
+    assert bench_error(["--config", "Debug", "--json", str(inside)], capsys) == (
+        f"error: --json {inside} lies in {data}, the input folder this command reads; write the output "
+        "somewhere else")
+    folder = tmp_path / "taken"  # found only after the whole run before: now before any work
+    assert bench_error(["--config", "Debug", "--json", str(folder)], capsys) == (
+        f"error: --json {folder} is a folder; give the name of a file to write")
+    summarized = tmp_path / "a.json"
+    assert bench_error(["--summarize", str(summarized), "--json", str(summarized)], capsys) == (
+        f"error: --json {summarized} is also an input ({summarized}); writing it would destroy the "
+        "input: choose another output file")
+    assert_untouched(before, tmp_path)
+
+
+def test_synthetic_data_goes_to_a_removed_temporary_folder_not_the_current_one(tmp_path, monkeypatch):
+    here, scratch = tmp_path / "here", tmp_path / "tmp"
+    here.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = bench.main(["--config", "Debug", "--synthetic", "--n-train", "16", "--n-valid", "8",
+                         "--batch-size", "8", "--phases", "data", "--setting", "original"])
+    assert result["data_examples_per_s"] > 0
+    assert list(here.iterdir()) == [] and list(scratch.iterdir()) == []
+    with pytest.raises(SystemExit) as caught:
+        bench.main(["--synthetic", "--prepare-only", "--n-train", "4", "--n-valid", "2"])
+    assert caught.value.code == 2 and list(here.iterdir()) == []

@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import evaluate
 import g2net.evaluation
+import utils
+from conftest import assert_untouched, file_digests
 from metrics import roc_auc
 from utils import G2NetError
 
@@ -162,3 +165,73 @@ def test_untrained_folds_are_skipped_and_stray_nan_refused(tmp_path, monkeypatch
     np.save(path, partial)
     with pytest.raises(G2NetError, match="NaN or infinite"):
         g2net.evaluation.load_scores("weak", len(target))
+
+
+# -- which data the predictions were made from; bad options and inputs: one line, nothing written
+
+def evaluate_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as caught:
+        evaluate.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    line = err.splitlines()[-1]
+    return line[line.index("error: "):]  # argparse puts the program's name before it
+
+
+def test_predictions_of_another_test_set_or_simulation_are_refused(tmp_path, monkeypatch, capsys):
+    root, results, target, *_ = _toy_folder(tmp_path, monkeypatch)
+    ids = pd.read_csv(root / "test.csv", dtype={"id": str})["id"]
+    other = utils.data_identity(root, test_ids=[f"x{i:09x}" for i in range(len(ids))])  # same size
+    utils.write_data_record(results / "strong", {"predictions.npy": other})
+    before = file_digests(tmp_path)
+    line = evaluate_error(["--experiments", "strong", "weak", "--bootstrap", "20"], capsys)
+    assert line == ("error: experiment 'strong': predictions.npy was made from other data than the "
+                    "input folder holds now (another test.csv (its ids)); retrain it on the current "
+                    "data: python train.py --config strong (train_pseudo.py for a pseudo config)")
+    (root / "simulation.json").write_text('{"seed": 1, "complete": true}')
+    utils.write_data_record(results / "strong", {"predictions.npy": utils.data_identity(root, test_ids=ids)})
+    (root / "simulation.json").write_text('{"seed": 2, "complete": true}')
+    before = file_digests(tmp_path)
+    assert "(another simulation.json (another simulation run))" in evaluate_error(
+        ["--experiments", "strong", "--bootstrap", "20"], capsys)
+    assert_untouched(before, tmp_path)
+    (root / "simulation.json").write_text('{"seed": 1, "complete": true}')  # the one it was made from
+    g2net.evaluation.evaluate(["strong", "weak"], n_resamples=20)
+    assert "warning: experiment weak has no record" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage, argv, message", [
+    (None, ["--bootstrap", "1e9"], "error: argument --bootstrap: '1e9': must be at most 100000 (more "
+                                   "resamples no longer move the 95% interval; they only take longer)"),
+    (lambda root, results, tmp: (tmp / "taken").write_text("mine"), ["--out", "{tmp}/taken"],
+     "error: --out {tmp}/taken is a file, not a folder; give a folder to write into"),
+    (None, ["--out", "{root}/evaluation"],
+     "error: --out {root}/evaluation lies in {root}, the input folder this command reads; write the "
+     "output somewhere else"),
+    (lambda root, results, tmp: (results / "weak" / "predictions.npy").write_bytes(
+        (results / "weak" / "predictions.npy").read_bytes()[:-100]), [],
+     "error: {results}/weak/predictions.npy is not a readable predictions array (the file ends after"),
+    (lambda root, results, tmp: np.save(results / "weak" / "predictions.npy",
+                                        np.array([{"a": 1}], dtype=object), allow_pickle=True), [],
+     "error: {results}/weak/predictions.npy is not a readable predictions array (an array of Python "
+     "objects (pickles are refused))"),
+    (lambda root, results, tmp: (tmp / "sub.csv").write_text(
+        "id,target\n" + "".join(f"{i:010x},0.5\n" for i in range(1200)) + "0000000000,0.1\n"),
+     ["--submission", "{tmp}/sub.csv"],
+     "error: {tmp}/sub.csv: 1 ids appear more than once (0000000000); keep one row per id. Regenerate "
+     "the submission"),
+    (lambda root, results, tmp: (tmp / "sub.csv").write_bytes(bytes(range(128, 256)) * 8),
+     ["--submission", "{tmp}/sub.csv"], "error: {tmp}/sub.csv is not a readable csv ('utf-8' codec"),
+])
+def test_bad_options_and_files_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, damage,
+                                                              argv, message):
+    root, results, *_ = _toy_folder(tmp_path, monkeypatch)
+    if damage is not None:
+        damage(root, results, tmp_path)
+    before = file_digests(tmp_path)
+    fill = dict(root=root, results=results, tmp=tmp_path)
+    line = evaluate_error(["--experiments", "strong", "weak", "--bootstrap", "20",
+                           *[a.format(**fill) for a in argv]], capsys)
+    assert line.startswith(message.format(**fill))
+    assert_untouched(before, tmp_path)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import predict
 import prep_data
-from conftest import REPO, one_line_error
-from utils import G2NetError, example_path
+from conftest import REPO, RUN_FOLDER_NOISE, assert_untouched, file_digests, one_line_error
+from utils import G2NetError, cli_errors, example_path
 
 
 def predict_folder(tmp_path: Path, ids: list[str], arrays: dict[str, object] | None = None,
@@ -89,3 +90,72 @@ def test_predict_and_prep_data_share_one_checker():
     assert predict.check_split is prep_data.check_split
     source = (REPO / "predict.py").read_text()
     assert "read_csv" not in source and "np.load(" not in source
+
+
+# -- where the scores go: decided before any work, never onto an input ---------------------------
+
+def predict_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as caught:
+        cli_errors(predict.main)(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+@pytest.fixture
+def new_data(tmp_path) -> Path:
+    """A competition-layout folder to score, with its training labels beside it."""
+    root = predict_folder(tmp_path, ["aaa111", "bbb222"])
+    (root / "training_labels.csv").write_text("id,target\nccc333,1\n")
+    return root
+
+
+@pytest.mark.parametrize("target, message", [
+    ("sample_submission.csv", "is also an input ({root}/sample_submission.csv); writing it would "
+                              "destroy the input: choose another output file"),
+    ("training_labels.csv", "lies in {root}, the input folder this command reads; write the output "
+                            "somewhere else"),
+    ("test/a/a/a/aaa111.npy", "give a file name ending in .csv"),
+    ("test/scores.csv", "lies in {root}, the input folder this command reads"),
+])
+def test_out_naming_an_input_or_the_input_folder_is_refused(results, new_data, tmp_path, capsys,
+                                                            target, message):
+    before = file_digests(tmp_path, RUN_FOLDER_NOISE)
+    line = predict_error(["--config", "Debug", "--input", str(new_data), "--out", str(new_data / target)],
+                         capsys)
+    assert line.startswith(f"error: --out {new_data / target}") and message.format(root=new_data) in line
+    assert_untouched(before, tmp_path, RUN_FOLDER_NOISE)
+
+
+def test_out_naming_a_folder_or_an_existing_file_is_refused(results, new_data, tmp_path, capsys):
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "kept.csv").write_text("id,target\nmine,1\n")
+    before = file_digests(tmp_path, RUN_FOLDER_NOISE)
+    line = predict_error(["--config", "Debug", "--input", str(new_data), "--out", str(tmp_path / "scores")],
+                         capsys)
+    assert line == f"error: --out {tmp_path / 'scores'} is a folder; give the name of a file to write"
+    line = predict_error(["--config", "Debug", "--input", str(new_data), "--out", str(tmp_path / "kept.csv")],
+                         capsys)
+    assert line == (f"error: --out {tmp_path / 'kept.csv'} already exists; pass --overwrite to replace it "
+                    "or choose another name")
+    assert_untouched(before, tmp_path, RUN_FOLDER_NOISE)
+    predict.main(["--config", "Debug", "--input", str(new_data), "--out", str(tmp_path / "kept.csv"),
+                  "--overwrite"])
+    assert list(pd.read_csv(tmp_path / "kept.csv")["id"]) == ["aaa111", "bbb222"]
+
+
+def test_files_and_input_together_are_refused(new_data, tmp_path, capsys):
+    before = file_digests(tmp_path)
+    line = predict_error(["--config", "Debug", "--input", str(new_data), "--files",
+                          str(new_data / "test" / "a" / "a" / "a" / "aaa111.npy")], capsys)
+    assert line == ("error: --files scores the files given; --input and --split choose a folder of the "
+                    "competition layout instead: give one or the other")
+    assert_untouched(before, tmp_path)
+
+
+def test_debug_without_a_debug_run_names_the_run_and_the_command(results, new_data, capsys):
+    line = predict_error(["--config", "Debug", "--input", str(new_data), "--debug"], capsys)
+    assert line == (f"error: no fold checkpoints (fold<k>.pt) in {results.parent / 'Debug_debug'}: the "
+                    "--debug run of Debug has not been trained yet; train it first (python train.py "
+                    "--config Debug --debug)")

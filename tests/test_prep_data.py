@@ -361,8 +361,9 @@ def test_missing_input_folder_bad_workers_and_psd_without_negatives(tmp_path):
 
     root = tmp_path / "input"
     make_folder(root, n_train=4, n_test=1)
-    with pytest.raises(G2NetError, match=r"--workers must be at least 1, not -1"):
-        run(root, workers=-1)
+    for workers in (-1, 0):  # 0 is not "the default"
+        with pytest.raises(G2NetError, match=rf"--workers must be at least 1, not {workers}"):
+            run(root, workers=workers)
     labels = pd.read_csv(root / "training_labels.csv", dtype={"id": str}).assign(target=1)
     labels.to_csv(root / "training_labels.csv", index=False)
     before = all_files(root)
@@ -525,3 +526,19 @@ def test_make_demo_runs_the_whole_job_in_order_on_the_demo_folders(tmp_path):
     assert lines[0] == "venv/bin/python -m pip install -r requirements.txt"
     assert lines[1] == "venv/bin/python -m pip install --no-deps -e ."  # the project, editable
     assert lines[-1].startswith("venv/bin/python -m pytest -q --durations=")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--workers", "0", "'0': must be >= 1"),
+    ("--workers", "two", "'two' is not a whole number"),
+    ("--out", "", "an empty path; give a file or folder name (. for the current folder)"),
+])
+def test_bad_options_are_refused_by_argparse_and_write_nothing(tmp_path, capsys, option, value, message):
+    root = tmp_path / "input"
+    make_folder(root, n_train=4, n_test=1)
+    before = all_files(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        prep_data.main(["--input", str(root), "--no-progress", option, value])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: argument {option}: {message}")
+    assert all_files(tmp_path) == before

@@ -5,38 +5,24 @@ plain values only, and a failed run removing only the folder it created."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import configs
-from conftest import REPO, run_script
+import predict
+from conftest import REPO, RUN_FOLDER_NOISE, assert_untouched, file_digests, one_line_error, run_script
 from g2net.experiments import runner
 from g2net.training import trainer
 from g2net.training.trainer import file_digest, load_checkpoint
-from utils import G2NetError, atomic_torch_save
-
-
-@pytest.fixture(scope="module")
-def trained_fold(simulated_input, tmp_path_factory) -> Path:
-    """``train.py --config Debug --limit_fold 0`` once: a results folder with a finished fold 0."""
-    results = tmp_path_factory.mktemp("trained")
-    run_script("train.py", "--config", "Debug", "--limit_fold", "0", "--silent",
-               env={"G2NET_INPUT_DIR": str(simulated_input), "G2NET_RESULTS_DIR": str(results)})
-    return results / "Debug"
-
-
-@pytest.fixture
-def results(trained_fold, experiment_env) -> Path:
-    """A private copy of the trained folder, as ``results/Debug`` of this test's environment."""
-    out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Debug"
-    shutil.copytree(trained_fold, out)
-    return out
+from utils import G2NetError, atomic_torch_save, cli_errors
 
 
 def run(*flags: str) -> dict:
@@ -210,3 +196,162 @@ def test_a_failed_run_removes_the_folder_it_created_and_keeps_others(experiment_
     (out / "notes.txt").write_text("mine")
     run_script("train_pseudo.py", "--config", "DebugPseudo", "--debug", env=experiment_env, check=False)
     assert (out / "notes.txt").exists() and len(list(out.glob("DebugPseudo_*.log"))) == 1
+
+
+# -- a finished fold is never lost: options checked first, retraining replaces it in one rename --
+
+def cli_train(argv: list[str], capsys) -> str:
+    """train.py in this process: the exit status must be 2; returns the error line."""
+    with pytest.raises(SystemExit) as caught:
+        cli_errors(runner.main)(argv, pseudo=False)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--num_workers", "-1", "'-1': must be >= 0"),
+    ("--wait", "inf", "'inf' is not a finite number"),
+    ("--wait", "1e300", "'1e300': must be at most 604800 (a week)"),
+    ("--limit_fold", "zero", "'zero' is not a whole number"),
+])
+def test_a_bad_option_is_refused_before_a_finished_fold_is_touched(results, capsys, option, value, message):
+    before = file_digests(results)
+    line = cli_train(["--config", "Debug", option, value], capsys)
+    assert line.endswith(f"error: argument {option}: {message}")
+    assert_untouched(before, results)
+
+
+def finished(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=True)["state"]
+
+
+def test_an_interrupted_retrain_keeps_the_finished_fold_and_resume_finishes_it(results, monkeypatch):
+    old_state = finished(results / "fold0.pt")
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    save = trainer.Trainer._save_resume_point
+
+    def killed_after_the_first_epoch(self):
+        save(self)
+        raise KeyboardInterrupt  # kill -9, a full disk, ... right after epoch 0 was checkpointed
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(trainer.Trainer, "_save_resume_point", killed_after_the_first_epoch)
+        run()  # retrain fold 0 from scratch
+    # the old finished fold and everything made from it are as they were
+    assert_untouched(before, results, RUN_FOLDER_NOISE, new_files=("fold0_last.pt", "fold0_partial.pt"))
+    assert torch.load(results / "fold0_last.pt", weights_only=True)["state"]["epoch"] == 0
+    run("--resume")  # continues the interrupted retrain
+    new = finished(results / "fold0.pt")
+    assert new["finished"] and new["run"] != old_state["run"]
+    assert [h["epoch"] for h in new["history"]] == [0, 1]
+    assert f"resumed from {results / 'fold0_last.pt'} after epoch 0" in \
+        "".join(p.read_text() for p in results.glob("Debug_*.log"))
+    assert not (results / "fold0_last.pt").exists() and not (results / "fold0_partial.pt").exists()
+    with np.load(results / "fold0_predictions.npz") as saved:
+        assert str(saved["checkpoint_sha256"]) == file_digest(results / "fold0.pt")
+
+
+def test_a_kill_while_the_fold_finishes_leaves_the_old_or_the_new_finished_fold(results, monkeypatch):
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    old_run = finished(results / "fold0.pt")["run"]
+    rename = trainer.atomic_torch_save
+
+    def killed_before_the_rename(path, obj):
+        if Path(path).name == "fold0.pt":
+            raise KeyboardInterrupt
+        rename(path, obj)
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(trainer, "atomic_torch_save", killed_before_the_rename)
+        run()
+    assert_untouched(before, results, RUN_FOLDER_NOISE, new_files=("fold0_last.pt", "fold0_partial.pt"))
+    assert not list(results.glob(".fold0.pt.*.tmp"))
+
+    def killed_after_the_rename(path, obj):
+        rename(path, obj)
+        if Path(path).name == "fold0.pt":
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(trainer, "atomic_torch_save", killed_after_the_rename)
+        run("--resume")
+    new_run = finished(results / "fold0.pt")["run"]
+    assert finished(results / "fold0.pt")["finished"] and new_run != old_run
+    assert (results / "fold0_last.pt").exists()  # left beside the new finished fold
+    run("--resume")
+    text = "".join(p.read_text() for p in results.glob("Debug_*.log"))
+    assert "is this run's finished model; removing the resume point" in text
+    assert finished(results / "fold0.pt")["run"] == new_run  # not trained again
+    assert not (results / "fold0_last.pt").exists() and not (results / "fold0_partial.pt").exists()
+
+
+class NaNLoss(torch.nn.Module):
+    def forward(self, output, target):
+        return torch.nn.functional.binary_cross_entropy_with_logits(output, target) * float("nan")
+
+
+def test_a_nan_loss_while_retraining_names_only_files_that_exist(results):
+    class DivergingDebug(configs.Debug):
+        name = "Debug"
+        criterion = NaNLoss()
+
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0"])
+    with pytest.raises(G2NetError, match="loss became nan in epoch 0") as caught:
+        runner.run_experiment(DivergingDebug, args)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "No epoch of this run completed, so there is nothing to resume" in message
+    assert f"{results / 'fold0.pt'}, the fold's previous model, is unchanged" in message
+    for path in re.findall(r"(/\S+\.pt)", message):
+        assert Path(path.rstrip(".,:")).exists(), path
+    assert_untouched(before, results, RUN_FOLDER_NOISE)
+
+
+# -- which data a fold saw ------------------------------------------------------------------------
+
+def other_input(simulated_input: Path, root: Path, flip: int = 10) -> Path:
+    """An input folder with the same example files and the labels of ``flip`` rows changed."""
+    root.mkdir()
+    for name in ("train.csv", "test.csv"):
+        table = pd.read_csv(simulated_input / name, dtype={"id": str})
+        table["path"] = [str(simulated_input / p) for p in table["path"]]
+        if name == "train.csv":
+            table.loc[:flip - 1, "target"] = 1 - table.loc[:flip - 1, "target"]
+        table.to_csv(root / name, index=False)
+    return root
+
+
+def test_limit_fold_refuses_to_mix_folds_trained_on_other_data(results, simulated_input, tmp_path,
+                                                               monkeypatch, capsys):
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(other_input(simulated_input, tmp_path / "other")))
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    for flags in (["--limit_fold", "1"], ["--limit_fold", "0", "--inference"],
+                  ["--limit_fold", "0", "--skip_existing"]):
+        line = cli_train(["--config", "Debug", "--silent", *flags], capsys)
+        assert f"fold 0 of experiment Debug was trained on other data than the input folder holds " \
+               "now (another train.csv (its ids or labels))" in line
+        assert "python train.py --config Debug)" in line
+        assert_untouched(before, results, RUN_FOLDER_NOISE)
+
+
+def test_a_checkpoint_of_another_architecture_is_one_line(results, simulated_input, experiment_env,
+                                                          tmp_path, capsys):
+    config = tmp_path / "wider.py"
+    config.write_text("import configs\n\nclass Wider(configs.Debug):\n    name = 'Debug'\n"
+                      "    model_params = dict(configs.Debug.model_params, base_filters=16)\n")
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    for flags in (["--inference"], ["--skip_existing", "--tta"]):
+        line = cli_train(["--config", f"{config}:Wider", "--limit_fold", "0", "--silent", *flags], capsys)
+        assert line.startswith(f"error: {results / 'fold0.pt'} holds weights of another model than "
+                               "the config builds now (")
+        assert line.endswith("restore the config it was trained with, or train fold 0 again "
+                             "(python train.py --config Debug --limit_fold 0)")
+        assert_untouched(before, results, RUN_FOLDER_NOISE)
+    with pytest.raises(G2NetError, match="fold0.pt holds weights of another model") as caught:
+        predict.main(["--config", f"{config}:Wider", "--input", str(simulated_input),
+                      "--out", str(tmp_path / "scores.csv")])
+    one_line_error(caught)
+    assert not (tmp_path / "scores.csv").exists()

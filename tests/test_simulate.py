@@ -24,6 +24,7 @@ import prep_data
 import simulate
 from conftest import quiet
 from datasets import load_cache
+import utils
 from utils import DETECTORS, N_SAMPLES, SAMPLE_RATE, example_path  # noqa: E402
 
 N_TRAIN, N_TEST, SEED = 24, 8, 11
@@ -249,8 +250,8 @@ def test_bad_arguments_are_one_clear_error(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
         simulate.main(argv)
     assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert error.startswith("error: ") and message in error
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # argparse's usage line comes first
+    assert "error: " in error and message in error
     assert not (tmp_path / "out" / "training_labels.csv").exists()
 
 
@@ -352,3 +353,67 @@ def test_an_interrupted_simulation_is_named_and_the_same_arguments_finish_it(tmp
     simulate.main(["--out", str(tmp_path / "clean"), "--seed", "7", *SMALL])
     assert all_files(out) == all_files(tmp_path / "clean")
     assert json.loads((out / layout.RUN_FILE).read_text())["complete"]
+
+
+# -- requests the machine cannot hold are refused before anything is written ---------------------
+
+class Started(Exception):
+    """Raised by a stand-in engine: the request got past every check."""
+
+
+def engine_started(calls: list):
+    def engine(out, n_train, n_test, seed, priors, approximant, workers, *args, **kwargs):
+        calls.append({"out": out, "workers": workers})
+        raise Started
+
+    return engine
+
+
+def simulate_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as caught:
+        simulate.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+def test_a_request_larger_than_the_disk_or_memory_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                              monkeypatch):
+    calls = []
+    monkeypatch.setattr(simulate, "simulate", engine_started(calls))
+    out = tmp_path / "huge"
+    line = simulate_error(["--out", str(out), "--n-train", "1000000000", "--n-test", "0", "--seed", "1",
+                           "--workers", "1", "--no-progress"], capsys)
+    assert re.fullmatch(rf"error: --n-train 1000000000 --n-test 0 with 1 worker\(s\) needs about "
+                        rf"98432\.0 GB of disk but {re.escape(str(out))} has [0-9.]+ [GM]B free; ask for "
+                        r"fewer examples \(several runs into separate folders\) or free some room", line)
+    monkeypatch.setattr(utils, "available_memory", lambda: 100_000_000)
+    line = simulate_error(["--out", str(out), "--n-train", "20000", "--n-test", "0", "--seed", "1",
+                           "--workers", "1", "--no-progress"], capsys)
+    assert line == ("error: --n-train 20000 --n-test 0 with 1 worker(s) needs about 0.2 GB of memory but "
+                    "this machine has 0.1 GB available; ask for fewer examples (several runs into "
+                    "separate folders) or free some room")
+    line = simulate_error(["--write-signal-bank", str(tmp_path / "bank.npz"), "--n-signals", "40000",
+                           "--seed", "1", "--workers", "1"], capsys)
+    assert line == ("error: --n-signals 40000 with 1 worker(s) needs about 2.3 GB of memory but this "
+                    "machine has 0.1 GB available; ask for fewer signals (several smaller banks) or free "
+                    "some room")
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_workers_are_capped_at_the_machines_cpus_and_an_empty_out_is_refused(tmp_path, capsys,
+                                                                            monkeypatch):
+    calls = []
+    monkeypatch.setattr(simulate, "simulate", engine_started(calls))
+    with pytest.raises(Started):
+        simulate.main(["--out", str(tmp_path / "sim"), "--n-train", "4", "--n-test", "2", "--seed", "1",
+                       "--workers", "1000000", "--no-progress"])
+    assert calls[0]["workers"] == utils.cpu_count()
+    assert (f"--workers 1000000: this machine has {utils.cpu_count()} CPUs; using {utils.cpu_count()} "
+            "processes") in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert simulate_error(["--out", "", "--n-train", "4", "--n-test", "2", "--seed", "1"], capsys).endswith(
+        "error: argument --out: an empty path; give a file or folder name (. for the "
+        "current folder)")
+    assert len(calls) == 1 and list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 min-max scaling of g2net.stacking and the sigmoid of pseudo-labelling against reference code."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -11,8 +12,10 @@ import pytest
 from nbclient import NotebookClient
 from sklearn.metrics import roc_auc_score
 
-import stacking
 import g2net.stacking
+import stacking
+import utils
+from conftest import assert_untouched, file_digests
 from g2net.training import pseudo
 from utils import G2NetError
 
@@ -305,3 +308,86 @@ def test_minmax_and_sigmoid_equal_the_reference_code():
     logits = np.concatenate([values * 10, [-800.0, -50.0, 0.0, 50.0, 800.0]])
     np.testing.assert_allclose(pseudo.sigmoid(logits), reference_sigmoid(logits), rtol=1e-15, atol=0)
     assert pseudo.sigmoid(np.array([-800.0]))[0] == 0.0 and pseudo.sigmoid(np.array([800.0]))[0] == 1.0
+
+
+# -- which data the predictions were made from; bad options and inputs --------------------------
+
+def record(world: FakeWorld, name: str, train_ids=None, targets=None, test_ids=None) -> None:
+    """The data.json train.py writes beside an experiment's files, for the world's tables or for
+    the ones given (another simulation of the same size)."""
+    identity = utils.data_identity(world.input, world.train_ids if train_ids is None else train_ids,
+                                   world.y if targets is None else targets,
+                                   world.test_ids if test_ids is None else test_ids)
+    trained = {k: v for k, v in identity.items() if k != "test"}
+    utils.write_data_record(world.results / name, {"outoffolds.npy": trained, "folds.npy": trained,
+                                                   "predictions.npy": identity})
+
+
+def stacking_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as caught:
+        stacking.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+def test_predictions_made_from_other_data_are_refused_naming_the_experiment(world, tmp_path, capsys):
+    world.add_disagreeing_pair()
+    record(world, "model_a")
+    other_ids = [f"{i:010x}" for i in range(len(world.y))]  # another simulation of the same size
+    record(world, "model_b", train_ids=other_ids)
+    before = file_digests(tmp_path)
+    line = stacking_error(["--models", "model_a", "model_b"], capsys)
+    assert line == ("error: experiment 'model_b': predictions.npy was made from other data than the "
+                    "input folder holds now (another train.csv (its ids or labels)); retrain it on the "
+                    "current data: python train.py --config model_b (train_pseudo.py for a pseudo config)")
+    assert_untouched(before, tmp_path)
+    record(world, "model_b", test_ids=world.test_ids[::-1])  # the same training set, another test order
+    before = file_digests(tmp_path, ("data.json", "simulation.json"))
+    assert "another test.csv (its ids)" in stacking_error(["--models", "model_b"], capsys)
+    (world.input / "simulation.json").write_text('{"seed": 7, "complete": true}')
+    record(world, "model_a")
+    (world.input / "simulation.json").write_text('{"seed": 8, "complete": true}')  # simulated again
+    assert "another simulation.json (another simulation run)" in stacking_error(["--models", "model_a"], capsys)
+    assert_untouched(before, tmp_path, ("data.json", "simulation.json"))
+
+
+def test_recorded_predictions_of_this_data_stack_and_unrecorded_ones_are_named(world, capsys):
+    world.add_disagreeing_pair()
+    record(world, "model_a")
+    outcome = g2net.stacking.run_stacking(["model_a", "model_b"])
+    out = capsys.readouterr().out
+    assert "warning: experiment model_b has no record of the data its predictions.npy, " \
+           "outoffolds.npy, folds.npy came from" in out
+    assert "experiment model_a has no record" not in out
+    check_submission(outcome.paths["submission"], world)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "model_a", "model_a"], "error: --models names model_a more than once; give each "
+                                         "experiment once (a model stacked with itself only shares its own weight)"),
+    (["--alpha", "nan"], "error: argument --alpha: 'nan' is not a finite number"),
+    (["--alpha", "inf"], "error: argument --alpha: 'inf' is not a finite number"),
+    (["--alpha", "-1"], "error: argument --alpha: '-1': must be > 0"),
+])
+def test_bad_options_are_one_line_and_write_nothing(world, tmp_path, capsys, argv, message):
+    world.add_disagreeing_pair()
+    before = file_digests(tmp_path)
+    assert stacking_error(argv, capsys).endswith(message)
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda w: (w.input / "sample_submission.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256))),
+     r"sample_submission\.csv is not a readable csv \('utf-8' codec can't decode"),
+    (lambda w: (w.input / "train.csv").write_text(
+        (w.input / "train.csv").read_text().replace(",1,unused", ",yes,unused", 1)),
+     r"train\.csv: 1 target values are not numbers in \[0, 1\] \(ids [0-9a-f]{10}\); rebuild it with prep_data\.py"),
+])
+def test_bad_input_tables_are_one_line_and_write_nothing(world, tmp_path, capsys, damage, message):
+    world.add_disagreeing_pair()
+    damage(world)
+    before = file_digests(tmp_path)
+    assert re.search(message, stacking_error([], capsys))
+    assert_untouched(before, tmp_path)

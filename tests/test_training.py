@@ -1,7 +1,10 @@
 """The training core end to end on a tiny simulated set: outputs, resume, inference, errors."""
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,13 +17,17 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO, SIM_TEST, SIM_TRAIN, run_script
+from conftest import (REPO, RUN_FOLDER_NOISE, SIM_TEST, SIM_TRAIN, assert_untouched, file_digests,
+                      run_script)
 
 import configs
+import evaluate
+import g2net.stacking
+import stacking
 from g2net.experiments import runner
 from g2net.training import runtime as rt
 from g2net.training.history import COLUMNS as HISTORY_COLUMNS
-from utils import G2NetError
+from utils import G2NetError, cli_errors
 
 
 @pytest.fixture(scope="module")
@@ -199,12 +206,13 @@ def test_nan_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(experiment_e
     args = runner.build_parser("test").parse_args(["--silent", "--limit_fold", "0"])
     with pytest.raises(G2NetError, match="loss became nan in epoch 1") as caught:
         runner.run_experiment(DivergingDebug, args)
-    assert "--resume" in str(caught.value)
     out = Path(experiment_env["G2NET_RESULTS_DIR"]) / "Diverging"
+    assert f"The last completed epoch of this run is kept in {out / 'fold0_last.pt'}: rerun with " \
+           "--resume to continue from it." in str(caught.value)
     good = torch.load(out / "fold0_last.pt", weights_only=True)
     assert good["state"]["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
-    assert (out / "fold0.pt").exists()
+    assert not (out / "fold0.pt").exists()  # fold<k>.pt is only ever a finished fold
 
 
 def test_limit_fold_out_of_range_is_refused(experiment_env):
@@ -285,3 +293,123 @@ def test_notify_me_posts_only_when_a_webhook_is_configured(monkeypatch):
     server.server_close()
     monkeypatch.setenv("G2NET_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
     assert notify_me("lost") is False
+
+
+# -- train.py's inputs: one line instead of a traceback, every existing file left as it was ------
+
+def train_error(argv: list[str], capsys) -> str:
+    """train.py in this process: exit status 2 and one error line, returned."""
+    with pytest.raises(SystemExit) as caught:
+        cli_errors(runner.main)(argv, pseudo=False)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("variable, default", [("G2NET_RESULTS_DIR", "results"), ("G2NET_INPUT_DIR", "input")])
+def test_an_empty_folder_variable_is_refused_and_nothing_is_written_here(experiment_env, tmp_path,
+                                                                          monkeypatch, capsys, variable,
+                                                                          default):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv(variable, "")
+    assert train_error(["--config", "Debug", "--silent"], capsys) == (
+        f"error: {variable} is set but empty; unset it (default {default}/) or set it to a folder")
+    assert list(here.iterdir()) == []
+
+
+def test_a_results_folder_that_is_a_file_is_one_line(results, tmp_path, monkeypatch, capsys):
+    taken = tmp_path / "results.txt"
+    taken.write_text("my notes")
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(taken))
+    assert train_error(["--config", "Debug", "--silent"], capsys) == (
+        f"error: the results folder (G2NET_RESULTS_DIR) {taken} is a file, not a folder; give a folder "
+        "to write into")
+    assert taken.read_text() == "my notes"
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(results.parent))
+    (results.parent / "Debug_debug").write_text("not a run")
+    before = file_digests(results.parent)
+    assert train_error(["--config", "Debug", "--debug", "--silent"], capsys) == (
+        f"error: the results folder of Debug {results.parent / 'Debug_debug'} is a file, not a folder; "
+        "give a folder to write into")
+    assert_untouched(before, results.parent)
+
+
+def write_train_csv(simulated_input: Path, root: Path, change) -> Path:
+    """An input folder whose train.csv is the simulated one (absolute paths) changed by ``change``
+    (a function of the table, or bytes to write instead)."""
+    root.mkdir()
+    for name in ("train.csv", "test.csv"):
+        table = pd.read_csv(simulated_input / name, dtype={"id": str})
+        table["path"] = [str(simulated_input / p) for p in table["path"]]
+        if name == "train.csv" and callable(change):
+            table = change(table)
+        table.to_csv(root / name, index=False)
+    if isinstance(change, bytes):
+        (root / "train.csv").write_bytes(change)
+    return root
+
+
+def one_target(table: pd.DataFrame, value) -> pd.DataFrame:
+    table["target"] = table["target"].astype(object)
+    table.loc[3, "target"] = value
+    return table
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.iloc[:1], r"train\.csv \(1 rows, \d positives\) cannot be split into the folds of "
+                           r"config Debug \(.*\); use more examples of each class, or a config with "
+                           r"fewer folds \(cv\)"),
+    (lambda t: t.assign(path=t["path"].where(t.index != 5, "/data/notes.txt")),
+     r"train\.csv: 1 paths are not \.npy example files \('/data/notes\.txt'\); rerun python "
+     r"prep_data\.py --cache for .*"),
+    (lambda t: one_target(t, "yes"), r"train\.csv: 1 target values are not numbers in \[0, 1\] \(ids "
+                                     r"[0-9a-f]{10}\); rerun python prep_data\.py --cache"),
+    (lambda t: one_target(t, "2"), r"1 target values are not numbers in \[0, 1\]"),
+    (lambda t: t.drop(columns="target"), r"train\.csv has no column target; put the competition files"),
+    (lambda t: pd.concat([t, t.iloc[:1]]), r"train\.csv: 1 ids appear more than once"),
+    (bytes(range(128, 256)) * 16, r"train\.csv is not a readable csv \('utf-8' codec can't decode"),
+])
+def test_a_broken_train_csv_is_one_line_and_the_finished_run_is_untouched(results, simulated_input, tmp_path,
+                                                                          monkeypatch, capsys, change,
+                                                                          message):
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(write_train_csv(simulated_input, tmp_path / "edited", change)))
+    before = file_digests(results, RUN_FOLDER_NOISE)
+    assert re.fullmatch("error: .*" + message + ".*", train_error(["--config", "Debug", "--silent"], capsys))
+    assert_untouched(before, results, RUN_FOLDER_NOISE)
+
+
+def test_the_data_record_of_a_run_is_what_stacking_and_evaluate_check(debug_run, simulated_input,
+                                                                      tmp_path, monkeypatch, capsys):
+    env, out, _ = debug_run
+    record = json.loads((out / "data.json").read_text())["files"]
+    assert set(record) == {"outoffolds.npy", "outoffolds_tta.npy", "predictions.npy",
+                           "predictions_tta.npy", "folds.npy"}
+    monkeypatch.setenv("G2NET_RESULTS_DIR", env["G2NET_RESULTS_DIR"])
+    before = file_digests(out)
+    other = write_train_csv(simulated_input, tmp_path / "other",
+                            lambda t: t.assign(target=np.where(t.index < 10, 1 - t["target"], t["target"])))
+    for name in ("sample_submission.csv", "test_labels.csv", "injections.csv", "simulation.json"):
+        shutil.copy(simulated_input / name, other / name)
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(simulated_input))
+    inputs = g2net.stacking.load_inputs(printer=lambda line: None)
+    assert g2net.stacking.load_experiment("Debug", inputs.n_train, inputs.n_test, inputs.identity).unrecorded == []
+    monkeypatch.setenv("G2NET_INPUT_DIR", str(other))  # ten labels changed: another data set
+    with pytest.raises(SystemExit) as caught:
+        stacking.main(["--models", "Debug"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: experiment 'Debug': predictions_tta.npy was made from other data than the input folder "
+        "holds now (another train.csv (its ids or labels)); retrain it on the current data: python "
+        "train.py --config Debug (train_pseudo.py for a pseudo config)")
+    simulation = json.loads((other / "simulation.json").read_text())
+    (other / "simulation.json").write_text(json.dumps({**simulation, "seed": simulation["seed"] + 1}))
+    with pytest.raises(SystemExit) as caught:  # the test set of another simulation of the same size
+        evaluate.main(["--experiments", "Debug", "--out", str(tmp_path / "evaluation")])
+    assert caught.value.code == 2
+    assert "predictions.npy was made from other data than the input folder holds now (another " \
+           "simulation.json (another simulation run))" in capsys.readouterr().err
+    assert not (tmp_path / "evaluation").exists()
+    assert_untouched(before, out)

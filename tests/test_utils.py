@@ -120,3 +120,68 @@ def test_atomic_write_leftovers_are_named_for_the_stale_temporary_cleanup(tmp_pa
     leftover = tmp_path / f".train.csv.{int(child.stdout)}.abcd1234.tmp"  # a dead process's temporary
     leftover.write_text("x")
     assert prep_data.remove_stale_temporaries(tmp_path, printer=lambda _: None) == [leftover]
+
+
+# -- the shared guards: argument types and the one decision whether a path may be written --------
+
+COMMANDS = ("g2net/experiments/runner.py", "predict.py", "stacking.py", "evaluate.py", "bench.py",
+            "simulate.py", "prep_data.py")  # train.py and train_pseudo.py parse in runner.py
+
+
+@pytest.mark.parametrize("source", COMMANDS)
+def test_the_commands_take_their_argument_types_from_utils(source):
+    """``type=int`` takes -1 and ``type=float`` takes nan and inf, ``type=Path`` takes "": every
+    option of these commands is parsed by a checked type of utils (so a new command gets them too)."""
+    text = (REPO / source).read_text()
+    assert not re.findall(r"type=(?:int|float|Path|str)\b|\"type\": *(?:int|float)\b", text)
+
+
+def test_argument_types_refuse_what_would_break_a_command_later():
+    import argparse
+
+    from utils import float_in, int_in, nonnegative_int, path_arg, positive_int, whole_number
+
+    assert whole_number("1e3") == 1000 and whole_number("7") == 7 and positive_int("1") == 1
+    for parse, text, message in ((whole_number, "1.5", "is not a whole number"),
+                                 (whole_number, "inf", "is not a whole number"),
+                                 (positive_int, "0", "must be >= 1"),
+                                 (nonnegative_int, "-1", "must be >= 0"),
+                                 (int_in(10, 20, " (why)"), "21", "must be at most 20 (why)"),
+                                 (float_in(0, 1), "nan", "is not a finite number"),
+                                 (path_arg, " ", "an empty path")):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            parse(text)
+
+
+def test_one_place_decides_whether_a_path_may_be_written(tmp_path, monkeypatch):
+    from utils import output_file, output_folder, results_dir
+
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "test.csv").write_text("id\n")
+    cases = [(lambda: output_file("", "--out"), "--out is empty"),
+             (lambda: output_file(tmp_path, "--out"), "is a folder"),
+             (lambda: output_file(inputs / "test.csv", "--out", overwrite=True, inputs=[inputs / "test.csv"]),
+              "is also an input"),
+             (lambda: output_file(inputs / "new.csv", "--out", input_folders=[inputs]),
+              f"lies in {inputs}, the input folder this command reads"),
+             (lambda: output_folder(inputs / "sub", "--out", input_folders=[inputs]), "lies in"),
+             (lambda: output_folder(inputs / "test.csv", "--out"), "is a file, not a folder")]
+    for call, message in cases:
+        with pytest.raises(G2NetError, match=re.escape(message)) as caught:
+            call()
+        one_line_error(caught)
+    monkeypatch.setenv("G2NET_RESULTS_DIR", "  ")
+    with pytest.raises(G2NetError, match="G2NET_RESULTS_DIR is set but empty"):
+        results_dir()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["input", "test.csv"]
+
+
+def test_workers_are_capped_at_the_cpus_with_one_line(monkeypatch):
+    import utils
+
+    lines = []
+    assert utils.cap_workers(1, "--workers", printer=lines.append) == 1 and lines == []
+    assert utils.cap_workers(10 ** 6, "--workers", printer=lines.append) == utils.cpu_count()
+    assert lines == [f"--workers 1000000: this machine has {utils.cpu_count()} CPUs; using "
+                     f"{utils.cpu_count()} processes"]

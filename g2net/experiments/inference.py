@@ -13,12 +13,18 @@ from g2net.training.runtime import make_loader, setup_runtime
 from utils import G2NetError, format_ids
 
 
-def fold_checkpoints(out_dir: Path) -> list[Path]:
+def fold_checkpoints(cfg: type, debug: bool = False) -> list[Path]:
+    """The finished fold checkpoints ``fold<k>.pt`` of ``cfg``'s results folder (its ``--debug``
+    run's with ``debug``); none is one G2NetError naming the run that is missing and its command."""
+    out_dir = experiment_dir(cfg, debug)
     checkpoints = sorted(out_dir.glob("fold[0-9]*.pt"), key=lambda p: p.name)
     checkpoints = [p for p in checkpoints if p.stem[4:].isdigit()]
     if not checkpoints:
-        raise G2NetError(f"no fold checkpoints (fold<k>.pt) in {out_dir}; train the experiment first "
-                         f"(python train.py --config {out_dir.name})")
+        script = "train_pseudo.py" if cfg.pseudo_labels else "train.py"
+        run = f"the --debug run of {cfg.name}" if debug else f"experiment {cfg.name}"
+        raise G2NetError(f"no fold checkpoints (fold<k>.pt) in {out_dir}: {run} has not been trained "
+                         f"yet; train it first (python {script} --config {cfg.name}"
+                         f"{' --debug' if debug else ''})")
     return checkpoints
 
 
@@ -33,7 +39,7 @@ def predict_paths(cfg: type, paths: Sequence[str], tta: bool = False, debug: boo
     dataset = cfg.dataset(paths=list(paths), transforms=cfg.transforms.get("test"), is_test=True)
     loader = make_loader(dataset, cfg.batch_size, runtime, shuffle=False)
     logits = []
-    for checkpoint in fold_checkpoints(experiment_dir(cfg, debug)):
+    for checkpoint in fold_checkpoints(cfg, debug):
         trainer = checkpoint_trainer(cfg, checkpoint, runtime, lambda m: None, progress_bar)
         warning = unfinished_warning(checkpoint, trainer.state)
         if warning:

@@ -38,12 +38,15 @@ from g2net.training.runtime import Runtime, for_device, make_loader, setup_runti
 from g2net.training.trainer import Trainer, file_digest, load_checkpoint
 from metrics import roc_auc
 from training_extras import make_tta_dataloader
-from utils import (EXAMPLE_SHAPE, G2NetError, atomic_save_npy, atomic_write, input_dir, notify_me,
-                   plain_name, print_config, results_dir, seed_everything)
+from utils import (EXAMPLE_SHAPE, G2NetError, atomic_save_npy, atomic_write, data_identity,
+                   describe_differences, float_in, identity_differences, input_dir,
+                   nonnegative_int, notify_me, output_folder, plain_name, print_config, results_dir,
+                   seed_everything, write_data_record)
 
 DEBUG_TRAIN_SIZE = 512
 DEBUG_TEST_SIZE = 128
 DEBUG_MAX_EPOCHS = 2
+MAX_WAIT = 7 * 24 * 3600  # --wait longer than a week is a typo (and time.sleep overflows on 1e300)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -159,7 +162,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="experiment class in configs.py (e.g. Nspec16), or "
                         "FILE.py:CLASS / package.module:CLASS for your own")
     parser.add_argument("--list", action="store_true", help="list every config with its backbone and size")
-    parser.add_argument("--limit_fold", type=int, default=None, help="train only fold K (0-based)")
+    parser.add_argument("--limit_fold", type=nonnegative_int, default=None, help="train only fold K (0-based)")
     parser.add_argument("--inference", action="store_true", help="only predict from existing checkpoints")
     parser.add_argument("--tta", action="store_true", help="also write flipped-waveform TTA predictions")
     parser.add_argument("--progress_bar", action="store_true", help="tqdm bars for every epoch")
@@ -169,9 +172,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         help=f"small subset ({DEBUG_TRAIN_SIZE} train / {DEBUG_TEST_SIZE} test, "
                              f"{DEBUG_MAX_EPOCHS} epochs) into results/<name>_debug")
     parser.add_argument("--silent", action="store_true", help="log to the file only")
-    parser.add_argument("--gpu", type=int, nargs="+", default=None, help="CUDA device ids to use")
-    parser.add_argument("--wait", type=float, default=0, help="seconds to wait before starting")
-    parser.add_argument("--num_workers", type=int, default=None,
+    parser.add_argument("--gpu", type=nonnegative_int, nargs="+", default=None, help="CUDA device ids to use")
+    parser.add_argument("--wait", type=float_in(0, MAX_WAIT, " (a week)"), default=0,
+                        help="seconds to wait before starting")
+    parser.add_argument("--num_workers", type=nonnegative_int, default=None,
                         help="DataLoader workers (default: detected from the CPU count)")
     return parser
 
@@ -187,6 +191,12 @@ class ExperimentData:
     test_rows: np.ndarray
     n_test_total: int  # rows of the full test.csv, which a pseudo parent must have predicted
     debug: bool = False
+    identity: dict[str, Any] | None = None  # utils.data_identity of the rows used (train, test)
+
+    @property
+    def trained_on(self) -> dict[str, Any]:
+        """The part of the identity a fold's model depends on: its training rows and labels."""
+        return {k: v for k, v in (self.identity or {}).items() if k in ("train", "simulation")}
 
 
 def load_data(cfg: type, debug: bool = False) -> ExperimentData:
@@ -203,9 +213,11 @@ def load_data(cfg: type, debug: bool = False) -> ExperimentData:
     for name, table in ((cfg.train_cache, train), (cfg.test_cache, test)):
         path = resolve_path(name, base)
         caches.append(load_cache(path, table) if path is not None and path.exists() else None)
-    return ExperimentData(train.iloc[train_rows].reset_index(drop=True),
-                          test.iloc[test_rows].reset_index(drop=True),
-                          caches[0], caches[1], train_rows, test_rows, len(test), debug)
+    train, test = train.iloc[train_rows].reset_index(drop=True), test.iloc[test_rows].reset_index(drop=True)
+    identity = data_identity(resolve_path(cfg.train_path, base).parent, train["id"], train["target"],
+                             test["id"])
+    return ExperimentData(train, test, caches[0], caches[1], train_rows, test_rows, len(test), debug,
+                          identity)
 
 
 # ----------------------------------------------------------------------------- run folder and log
@@ -328,11 +340,18 @@ def experiment_dir(cfg: type, debug: bool) -> Path:
     return results_dir() / (f"{cfg.name}_debug" if debug else cfg.name)
 
 
-def split_folds(cfg: type, targets: np.ndarray) -> np.ndarray:
-    """Fold number of every training row, from the config's splitter."""
+def split_folds(cfg: type, targets: np.ndarray, table: str = "train.csv") -> np.ndarray:
+    """Fold number of every training row, from the config's splitter; a table the splitter cannot
+    split (fewer rows, or fewer of a class, than folds) is one G2NetError."""
     folds = np.full(len(targets), -1, dtype=np.int64)
-    for k, (_, valid) in enumerate(cfg.splitter.split(np.zeros(len(targets)), targets)):
-        folds[valid] = k
+    try:
+        for k, (_, valid) in enumerate(cfg.splitter.split(np.zeros(len(targets)), targets)):
+            folds[valid] = k
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0]
+        raise G2NetError(f"{table} ({len(targets)} rows, {int(np.sum(targets > 0.5))} positives) "
+                         f"cannot be split into the folds of config {cfg.name} ({reason}); use more "
+                         "examples of each class, or a config with fewer folds (cv)") from None
     return folds
 
 
@@ -374,7 +393,12 @@ def _pseudo_extra(cfg: type, data: ExperimentData, fold: int) -> dict[str, Any]:
 def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, out_dir: Path,
                runtime: Runtime, log: Callable[[str], None], args: argparse.Namespace,
                num_epochs: int) -> None:
-    """Train one fold to ``out_dir/fold<k>.pt`` (resuming when asked and possible)."""
+    """Train one fold to ``out_dir/fold<k>.pt`` (resuming when asked and possible).
+
+    The fold's previous checkpoint and predictions stay until the new fold has finished: the
+    trainer replaces ``fold<k>.pt`` in one rename at the end (see :class:`Trainer`), and the
+    predictions, tied to the checkpoint's sha256, are made again then.
+    """
     checkpoint = out_dir / f"fold{fold}.pt"
     resume_point = checkpoint.with_name(f"fold{fold}_last.pt")
     if args.resume and not resume_point.exists() and checkpoint.exists():
@@ -383,10 +407,6 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
         if state.get("finished"):
             log(f"fold {fold}: already finished (best epoch {state['best_epoch']}), nothing to resume")
             return
-    if not args.resume:
-        for stale in (checkpoint, resume_point, out_dir / f"fold{fold}_predictions.npz"):
-            if runtime.is_main and stale.exists():
-                stale.unlink()
     if runtime.distributed:
         dist.barrier()
     seed_everything(cfg.seed + fold)
@@ -408,6 +428,7 @@ def train_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, ou
     valid_loader = make_loader(valid_set, cfg.batch_size, runtime, False)
     model = wrap_model(build_model(cfg), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, args.progress_bar, generator)
+    trainer.state["data"] = data.trained_on  # which data this fold's model learns from
     trainer.callbacks.append(HistoryWriter(out_dir, fold))  # history.csv, learning_curve.png
     state = trainer.fit(train_loader, valid_loader, num_epochs, resume=args.resume)
     if runtime.distributed:
@@ -426,8 +447,9 @@ def checkpoint_trainer(cfg: type, checkpoint: Path, runtime: Runtime, log: Calla
     model = wrap_model(make_model(cfg, offline=True), runtime, cfg)
     trainer = make_trainer(cfg, model, checkpoint, runtime, log, progress_bar)
     fold = checkpoint.stem[4:]
-    trainer.load_best(f"Delete it and train fold {fold} again (python train.py --config {cfg.name} "
-                      f"--limit_fold {fold}).")
+    command = f"python train.py --config {cfg.name} --limit_fold {fold}"
+    trainer.load_best(f"Delete it and train fold {fold} again ({command}).",
+                      f"train fold {fold} again ({command})")
     return trainer
 
 
@@ -440,16 +462,66 @@ def unfinished_warning(checkpoint: Path, state: dict[str, Any]) -> str | None:
             "with --resume and the predictions are made again from the final checkpoint")
 
 
-def predictions_current(predictions: Path, checkpoint: Path) -> bool:
-    """Whether ``predictions`` were made from this very ``checkpoint`` file (its sha256)."""
+def predictions_current(predictions: Path, checkpoint: Path,
+                        identity: dict[str, Any] | None = None) -> bool:
+    """Whether ``predictions`` were made from this very ``checkpoint`` file (its sha256) and, when
+    ``identity`` is given, on these data (:func:`utils.data_identity`)."""
     if not (predictions.exists() and checkpoint.exists()):
         return False
     try:
         with np.load(predictions) as saved:
             made_from = str(saved["checkpoint_sha256"]) if "checkpoint_sha256" in saved else None
+            recorded = {part: str(saved[f"data_{part}"]) for part in ("train", "test", "simulation")
+                        if f"data_{part}" in saved}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a torn file: make it again
         return False
+    if identity is not None and (not {"train", "test"} <= set(recorded) or identity_differences(
+            {k: v or None for k, v in recorded.items()}, identity)):
+        return False
     return made_from == file_digest(checkpoint)
+
+
+def trained_on(path: Path) -> dict[str, Any] | None:
+    """The data record (``state['data']``) of a fold checkpoint or resume point: what its model
+    learnt from; None for an unreadable file or one written before records were kept."""
+    try:
+        state = load_checkpoint(path, "", ("model", "state"))["state"]
+    except G2NetError:
+        return None  # the commands that use the file name it with their own fix
+    data = state.get("data") if isinstance(state, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def check_fold_data(cfg: type, data: ExperimentData, out_dir: Path, n_folds: int,
+                    selected: Sequence[int], args: argparse.Namespace, script: str) -> None:
+    """Refuse, before anything is trained, a run that would leave folds trained on other data
+    beside folds of the current data (one out-of-fold table of two data sets), or that would
+    predict with, skip or resume a fold trained on other data."""
+    retrains = set() if (args.inference or args.skip_existing or args.resume) else set(selected)
+    stale = []
+    for fold in range(n_folds):
+        for path in (out_dir / f"fold{fold}.pt", out_dir / f"fold{fold}_last.pt"):
+            record = trained_on(path) if path.exists() else None
+            if record is not None and identity_differences(record, data.trained_on):
+                stale.append((fold, identity_differences(record, data.trained_on)))
+                break
+    kept = [(fold, differ) for fold, differ in stale if fold not in retrains]
+    if not kept:
+        return
+    folds_text = ", ".join(str(fold) for fold, _ in kept)
+    differ = sorted({part for _, parts in kept for part in parts})
+    debug = " --debug" if data.debug else ""
+    flags = [flag for flag, on in (("--inference", args.inference), ("--skip_existing", args.skip_existing),
+                                   ("--resume", args.resume)) if on]
+    why = (f"{' and '.join(flags)} would use them with the current data" if flags else
+           f"--limit_fold {args.limit_fold} would mix them with folds of the current data in one "
+           "out-of-fold table")
+    raise G2NetError(f"{out_dir}: fold{'s' if len(kept) > 1 else ''} {folds_text} of experiment "
+                     f"{cfg.name} {'were' if len(kept) > 1 else 'was'} trained on other data than "
+                     f"the input folder holds now (another {describe_differences(differ)}); {why}. "
+                     f"Retrain experiment {cfg.name} on the current data, every fold in one run "
+                     f"(python {script} --config {cfg.name}{debug}), or move {out_dir} away to keep "
+                     "the old models")
 
 
 def tta_predict(cfg: type, trainer: Trainer, loader: DataLoader, desc: str) -> np.ndarray:
@@ -475,7 +547,9 @@ def predict_fold(cfg: type, data: ExperimentData, folds: np.ndarray, fold: int, 
     result: dict[str, np.ndarray] = {
         "valid_rows": valid_rows, "checkpoint_sha256": np.array(digest),
         "checkpoint_best_epoch": np.array(trainer.state.get("best_epoch", -1)),
-        "checkpoint_finished": np.array(bool(trainer.state.get("finished")))}
+        "checkpoint_finished": np.array(bool(trainer.state.get("finished"))),
+        # the data these rows belong to: assemble_outputs uses only predictions of the current data
+        **{f"data_{part}": np.array(value or "") for part, value in (data.identity or {}).items()}}
     for key, loader in loaders.items():
         result[key] = trainer.predict(loader, desc=f"fold {fold} {key}")
         if args.tta:
@@ -508,7 +582,7 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
         found = False
         for fold in range(n_folds):
             path = out_dir / f"fold{fold}_predictions.npz"
-            if not predictions_current(path, out_dir / f"fold{fold}.pt"):
+            if not predictions_current(path, out_dir / f"fold{fold}.pt", data.identity):
                 if suffix == "":
                     missing.append(fold)
                 continue
@@ -523,9 +597,16 @@ def assemble_outputs(cfg: type, data: ExperimentData, folds: np.ndarray, out_dir
             atomic_save_npy(out_dir / f"predictions{suffix}.npy", test)
             outputs[suffix] = oof
     atomic_save_npy(out_dir / "folds.npy", folds)
+    identity = data.identity or {}
+    trained = {k: v for k, v in identity.items() if k in ("train", "simulation")}
+    write_data_record(out_dir, {
+        **{f"outoffolds{suffix}.npy": trained for suffix in outputs},
+        **{f"predictions{suffix}.npy": identity for suffix in outputs},
+        "folds.npy": trained})
     if missing:
-        log(f"folds {missing} have no predictions from their current checkpoint: their rows are NaN. "
-            "Train them (--limit_fold K) and rerun with --inference to complete the outputs.")
+        log(f"folds {missing} have no predictions from their current checkpoint on the current data: "
+            "their rows are NaN. Train them (--limit_fold K), or predict them again (--inference), "
+            "to complete the outputs.")
     return outputs
 
 
@@ -545,13 +626,22 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
     """
     check_params(cfg)
     debug = bool(args.debug or cfg.debug)
+    out_dir = experiment_dir(cfg, debug)
+    output_folder(results_dir(), "the results folder (G2NET_RESULTS_DIR)")
+    output_folder(out_dir, f"the results folder of {cfg.name}")
+    # the input tables and the folds are checked before the results folder is touched
+    data = load_data(cfg, debug)
+    folds = split_folds(cfg, data.train["target"].values, Path(str(cfg.train_path)).name)
+    n_folds = int(folds.max()) + 1
+    if args.limit_fold is not None and not 0 <= args.limit_fold < n_folds:
+        raise G2NetError(f"--limit_fold {args.limit_fold} is out of range: config {cfg.name} has "
+                         f"{n_folds} folds (0 to {n_folds - 1})")
     runtime = setup_runtime(args.gpu, args.num_workers, cfg.deterministic)
     cfg = for_device(cfg, runtime)
-    out_dir = experiment_dir(cfg, debug)
     with claim_run_folder(out_dir, runtime.is_main) as created:
         logger = make_logger(out_dir, cfg.name, args.silent, runtime.is_main)
         try:
-            return _run_folds(cfg, args, runtime, out_dir, logger.info, debug)
+            return _run_folds(cfg, args, runtime, out_dir, logger.info, debug, data, folds)
         except BaseException:
             close_logger(logger)
             if created and remove_if_empty_run(out_dir):
@@ -563,19 +653,18 @@ def run_experiment(cfg: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_folds(cfg: type, args: argparse.Namespace, runtime: Runtime, out_dir: Path,
-               log: Callable[[str], None], debug: bool) -> dict[str, Any]:
+               log: Callable[[str], None], debug: bool, data: ExperimentData,
+               folds: np.ndarray) -> dict[str, Any]:
     print_config(cfg, log)
-    data = load_data(cfg, debug)
     if cfg.pseudo_labels:
         validate_pseudo_labels(cfg.pseudo_labels)
         _parent_predictions(cfg, data)  # fail before any training when the parent is missing
     targets = data.train["target"].values.astype(np.float32)
-    folds = split_folds(cfg, targets)
     n_folds = int(folds.max()) + 1
-    if args.limit_fold is not None and not 0 <= args.limit_fold < n_folds:
-        raise G2NetError(f"--limit_fold {args.limit_fold} is out of range: config {cfg.name} has "
-                         f"{n_folds} folds (0 to {n_folds - 1})")
     selected = [args.limit_fold] if args.limit_fold is not None else list(range(n_folds))
+    # the folder's folds are checked before any is trained: none of another data set is kept
+    check_fold_data(cfg, data, out_dir, n_folds, selected, args,
+                    "train_pseudo.py" if cfg.pseudo_labels else "train.py")
     num_epochs = min(cfg.num_epochs, DEBUG_MAX_EPOCHS) if debug else cfg.num_epochs
     log(f"{len(data.train)} training and {len(data.test)} test examples, {n_folds} folds, "
         f"device {runtime.device}, {runtime.num_workers} DataLoader workers")
@@ -593,7 +682,7 @@ def _run_folds(cfg: type, args: argparse.Namespace, runtime: Runtime, out_dir: P
         else:
             train_fold(cfg, data, folds, fold, out_dir, runtime, log, args, num_epochs)
         predictions = out_dir / f"fold{fold}_predictions.npz"
-        if args.inference or args.tta or not predictions_current(predictions, checkpoint):
+        if args.inference or args.tta or not predictions_current(predictions, checkpoint, data.identity):
             predict_fold(cfg, data, folds, fold, out_dir, runtime, log, args)
         if runtime.distributed:
             dist.barrier()

@@ -286,8 +286,12 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {cpu_count()} cores)"
 
 
-def _noise_root(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir) if args.data_dir else Path(args.results_dir or ".") / "bench_noise"
+def _noise_root(args: argparse.Namespace) -> Path | None:
+    """Where ``--synthetic`` writes its noise data set: ``--data-dir``, else under ``--results-dir``;
+    None when neither is given (bench.py then uses a temporary folder, never the current one)."""
+    if args.data_dir:
+        return Path(args.data_dir)
+    return Path(args.results_dir) / "bench_noise" if args.results_dir else None
 
 
 def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
@@ -301,6 +305,9 @@ def run_bench(args: argparse.Namespace, printer: Callable[[str], None] = print,
     cfg, setting = bench_config(get_config(args.config), args)
     base = Path(args.data_dir) if args.data_dir else None
     if args.synthetic:
+        if _noise_root(args) is None:
+            raise G2NetError("--synthetic: name the folder for the noise data set (--data-dir or "
+                             "--results-dir)")
         base = make_noise_dataset(_noise_root(args), args.n_train + args.n_valid, seed=args.seed,
                                   printer=printer)
     base = base or input_dir()

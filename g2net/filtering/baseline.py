@@ -39,7 +39,7 @@ from g2net.simulation.priors import Priors
 from g2net.whitening import whiten_torch, whitening_kernel
 from prep_data import load_example
 from utils import (DETECTORS, MATCHED_FILTER, N_SAMPLES, SAMPLE_RATE, G2NetError, atomic_save_npy,
-                   atomic_write, results_dir)
+                   atomic_write, data_identity, results_dir, write_data_record)
 
 MAX_DT_HL = 0.010  # s, largest physical H1-L1 arrival-time difference allowed
 
@@ -202,8 +202,10 @@ def run_split(root: Path, split: str, bank_size: int = DEFAULT_BANK_SIZE, batch_
     out = results_dir() / MATCHED_FILTER
     if split == "test":
         atomic_save_npy(out / "predictions.npy", logits[None, :, None])
+        write_data_record(out, {"predictions.npy": data_identity(root, test_ids=table["id"])})
     else:
         atomic_save_npy(out / "outoffolds.npy", logits[:, None])
+        write_data_record(out, {"outoffolds.npy": data_identity(root, table["id"], table["target"])})
     summary = {"split": split, "n_examples": len(table), "seconds": elapsed,
                "examples_per_second": rate, "cpu_seconds": cpu, "n_templates": len(bank),
                "step": step,

@@ -14,7 +14,7 @@ from g2net.search.strain_io import StrainFile
 from g2net.search.triggers import write_triggers
 from g2net.spectral import tukey_window
 from g2net.experiments.inference import fold_checkpoints
-from g2net.experiments.runner import checkpoint_trainer, experiment_dir, get_config
+from g2net.experiments.runner import checkpoint_trainer, get_config
 from g2net.training.runtime import setup_runtime
 from g2net.whitening import inverse_asd, whiten_torch, whiten_with_psd
 from transforms import BandPass, Compose, SelectDetectors, Whiten, torch_equivalent
@@ -85,7 +85,7 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
                          "without gpu_transforms")
     runtime = setup_runtime(gpu, 0, deterministic=False)
     trainers = [checkpoint_trainer(cfg, path, runtime, lambda message: None, False)
-                for path in fold_checkpoints(experiment_dir(cfg, debug))]
+                for path in fold_checkpoints(cfg, debug)]
     on_device = runtime.device.type == "cuda" if device_preprocess is None else device_preprocess
     scorer = ModelScorer(steps, trainers, runtime.device, on_device)
     per_detector = all(isinstance(step, (Whiten, BandPass)) for step in steps)

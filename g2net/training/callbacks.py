@@ -58,18 +58,20 @@ class EarlyStopping(Callback):
 
 
 class SaveSnapshot(Callback):
-    """Write the best model so far to the fold checkpoint (``fold<k>.pt``)."""
+    """Select the best model so far: write it to the fold's partial model (``fold<k>_partial.pt``),
+    which becomes ``fold<k>.pt`` when the fold finishes."""
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, score: float) -> None:
         if trainer.state["best_epoch"] == epoch:
-            trainer.save_model(trainer.checkpoint_path)
+            trainer.save_model(trainer.partial_path)
 
 
 class SaveEveryEpoch(Callback):
-    """Overwrite the fold checkpoint with the latest model every epoch (no best-model selection)."""
+    """Select the latest model every epoch (no best-model selection): it becomes ``fold<k>.pt``
+    when the fold finishes."""
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, score: float) -> None:
-        trainer.save_model(trainer.checkpoint_path)
+        trainer.save_model(trainer.partial_path)
 
 
 class SaveAllSnapshots(Callback):

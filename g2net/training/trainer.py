@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -144,9 +145,13 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 class Trainer:
     """Trains one fold of one experiment.
 
-    ``checkpoint_path`` (``fold<k>.pt``) receives the selected model as
-    ``{"model": state_dict, "state": {...}}``; ``resume_path`` (``fold<k>_last.pt``) receives the
-    full training state after every epoch so that ``fit(resume=True)`` continues bit for bit.
+    ``checkpoint_path`` (``fold<k>.pt``) is only ever a finished fold: while the fold trains, the
+    selected model goes to ``partial_path`` (``fold<k>_partial.pt``) and the full training state,
+    after every epoch, to ``resume_path`` (``fold<k>_last.pt``), so that ``fit(resume=True)``
+    continues bit for bit. When the fold finishes, the selected model, marked finished, replaces
+    ``checkpoint_path`` in one rename: a run killed at any moment leaves the fold's previous
+    finished model or the new one, never neither and never a half-trained one in its place.
+    Both files hold ``{"model": state_dict, "state": {...}}``.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -182,6 +187,7 @@ class Trainer:
         self.gpu_transform = gpu_transform.to(self.device) if gpu_transform is not None else None
         self.channels_last = channels_last
         self.checkpoint_path = Path(checkpoint_path)
+        self.partial_path = self.checkpoint_path.with_name(self.checkpoint_path.stem + "_partial.pt")
         self.resume_path = self.checkpoint_path.with_name(self.checkpoint_path.stem + "_last.pt")
         self.log = log if is_main else (lambda message: None)
         self.progress_bar = progress_bar and is_main
@@ -216,10 +222,10 @@ class Trainer:
         })
 
     def _load_resume_point(self) -> None:
-        saved = load_checkpoint(self.resume_path, "Delete it and rerun with --resume: the fold then "
-                                "starts again from its first epoch.",
-                                ("model", "optimizer", "state", "rng"), self.device)
-        unwrap(self.model).load_state_dict(saved["model"])
+        fix = "Delete it and rerun with --resume: the fold then starts again from its first epoch."
+        saved = load_checkpoint(self.resume_path, fix, ("model", "optimizer", "state", "rng"), self.device)
+        load_weights(self.model, saved["model"], self.resume_path,
+                     "rerun without --resume to train the fold again from its first epoch")
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved["scheduler"] is not None:
             self.scheduler.load_state_dict(saved["scheduler"])
@@ -233,10 +239,13 @@ class Trainer:
         if self._train_source is not None and saved.get("train_source") is not None:
             self._train_source.load_state_dict(saved["train_source"])
 
-    def load_best(self, fix: str = "Delete it and train the fold again.") -> dict[str, Any]:
-        """Load the weights and state (epoch, ``finished``...) of ``checkpoint_path``; returns the state."""
+    def load_best(self, fix: str = "Delete it and train the fold again.",
+                  retrain: str = "train the fold again") -> dict[str, Any]:
+        """Load the weights and state (epoch, ``finished``...) of ``checkpoint_path``; returns the
+        state. ``fix`` ends the message about an unreadable file, ``retrain`` the one about weights
+        of another architecture."""
         saved = load_checkpoint(self.checkpoint_path, fix, ("model", "state"), self.device)
-        unwrap(self.model).load_state_dict(saved["model"])
+        load_weights(self.model, saved["model"], self.checkpoint_path, retrain)
         self.state = saved["state"]
         return self.state
 
@@ -262,12 +271,23 @@ class Trainer:
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int) -> None:
         if not math.isfinite(float(loss_sum)):
-            raise G2NetError(
-                f"the training loss became {float(loss_sum)} in epoch {epoch} "
-                f"(checkpoint {self.checkpoint_path}). The last good state is kept in "
-                f"{self.resume_path if self.resume_path.exists() else self.checkpoint_path}. "
-                "Lower the learning rate, enable clip_grad, or check the inputs for NaN/inf "
-                "(python prep_data.py validates them), then rerun with --resume.")
+            raise G2NetError(f"the training loss became {float(loss_sum)} in epoch {epoch}. "
+                             f"{self.kept_files()} Lower the learning rate, enable clip_grad, or "
+                             "check the inputs for NaN/inf (python prep_data.py validates them).")
+
+    def kept_files(self) -> str:
+        """What a stopped fold leaves, naming only files that exist: the run's last completed epoch
+        (continued by --resume) and the fold's previous finished model (unchanged)."""
+        parts = []
+        if self.resume_path.exists():
+            parts.append(f"The last completed epoch of this run is kept in {self.resume_path}: rerun "
+                         "with --resume to continue from it.")
+        else:
+            parts.append("No epoch of this run completed, so there is nothing to resume: rerun "
+                         "without --resume to start the fold again.")
+        if self.checkpoint_path.exists():
+            parts.append(f"{self.checkpoint_path}, the fold's previous model, is unchanged.")
+        return " ".join(parts)
 
     def train_one_epoch(self, loader: Iterable, epoch: int) -> float:
         self.model.train()
@@ -357,7 +377,14 @@ class Trainer:
         self._train_source = train_loader if hasattr(train_loader, "state_dict") else None
         if resume and self.resume_path.exists():
             self._load_resume_point()
+            if self._finished_on_disk():
+                return self.state
             self.log(f"resumed from {self.resume_path} after epoch {self.state['epoch']}")
+        else:  # a fresh start: what an earlier, interrupted run of this fold left is not continued
+            if self.is_main:
+                self.resume_path.unlink(missing_ok=True)
+                self.partial_path.unlink(missing_ok=True)
+            self.state["run"] = uuid.uuid4().hex  # ties the resume point to the model it leads to
         self.model.to(self.device)
         start = self.state["epoch"] + 1
         self.stop_training = False
@@ -386,8 +413,8 @@ class Trainer:
                      + ("  *" if self.state["best_epoch"] == epoch else ""))
             for callback in self.callbacks:
                 callback.on_epoch_end(self, epoch, score)
-            if not self.checkpoint_path.exists():  # callbacks that save only on improvement
-                self.save_model(self.checkpoint_path)
+            if not self.partial_path.exists():  # callbacks that save only on improvement
+                self.save_model(self.partial_path)
             self._save_resume_point()
             if self.stop_training:
                 break
@@ -397,18 +424,56 @@ class Trainer:
         return self.state
 
     def _finalise_checkpoint(self) -> None:
-        """Mark the fold checkpoint finished (keeping its weights) and drop the resume point."""
-        if self.checkpoint_path.exists():
-            saved = load_checkpoint(self.checkpoint_path, "Delete it and rerun with --resume.",
-                                    ("model", "state"))
-            saved["state"].update({k: copy.deepcopy(v) for k, v in self.state.items()
-                                   if k in ("finished", "history", "best_score", "best_epoch")})
-            saved["state"]["last_epoch"] = self.state["epoch"]
-            atomic_torch_save(self.checkpoint_path, saved)
-        else:
-            self.save_model(self.checkpoint_path)
-        if self.resume_path.exists():
-            self.resume_path.unlink()
+        """Mark the selected model finished and move it over ``checkpoint_path`` in one rename,
+        then drop the resume point and the partial model.
+
+        A kill before the rename leaves the previous ``checkpoint_path`` and the resume point
+        (``--resume`` finishes again); after it, the new finished fold, whose ``run`` the
+        leftover resume point shares (``--resume`` then only tidies up).
+        """
+        if not self.partial_path.exists():
+            self.save_model(self.partial_path)
+        saved = load_checkpoint(self.partial_path, "Delete it and rerun with --resume.", ("model", "state"))
+        saved["state"].update({k: copy.deepcopy(v) for k, v in self.state.items()
+                               if k in ("finished", "history", "best_score", "best_epoch", "run", "data")})
+        saved["state"]["last_epoch"] = self.state["epoch"]
+        atomic_torch_save(self.checkpoint_path, saved)  # the one rename: old finished -> new finished
+        self.resume_path.unlink(missing_ok=True)
+        self.partial_path.unlink(missing_ok=True)
+
+    def _finished_on_disk(self) -> bool:
+        """Whether the run of the loaded resume point already finished (killed after its model was
+        renamed into place, before the resume point was removed): then only tidy up."""
+        if not self.checkpoint_path.exists():
+            return False
+        try:
+            final = load_checkpoint(self.checkpoint_path, "", ("model", "state"))["state"]
+        except G2NetError:
+            return False
+        if not (final.get("finished") and final.get("run") is not None
+                and final.get("run") == self.state.get("run")):
+            return False
+        self.log(f"{self.checkpoint_path} is this run's finished model; removing the resume point "
+                 "left beside it")
+        if self.is_main:
+            self.resume_path.unlink(missing_ok=True)
+            self.partial_path.unlink(missing_ok=True)
+        self.state = final
+        return True
+
+
+def load_weights(model: nn.Module, weights: dict[str, Any], path: Path,
+                 retrain: str = "train the fold again") -> None:
+    """``load_state_dict`` of a checkpoint's weights; weights of another architecture (the config
+    changed since the fold was trained) are one G2NetError naming the file and ``retrain``."""
+    try:
+        unwrap(model).load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = reason.replace("Error(s) in loading state_dict for ", "")
+        raise G2NetError(f"{path} holds weights of another model than the config builds now "
+                         f"({reason[:200]}); restore the config it was trained with, or "
+                         f"{retrain}") from None
 
 
 def gather_ordered(tensor: torch.Tensor, total: int) -> torch.Tensor:
