@@ -160,7 +160,9 @@ class _PreparedWindows:
         for b in np.unique(index):
             rows = (starts[index == b] - b * self.blocks.block) // self.blocks.stride
             block = self._block(int(b))
-            parts.append(block[_index_like(block, rows)])
+            consecutive = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
+            parts.append(block[int(rows[0]):int(rows[-1]) + 1] if consecutive  # a view, no copy
+                         else block[_index_like(block, rows)])
         return _concatenate(parts)
 
     def forget_before(self, sample: int) -> None:
@@ -182,6 +184,21 @@ def _index_like(block: Any, rows: np.ndarray) -> Any:
         return rows
 
     return torch.as_tensor(rows, device=block.device)
+
+
+def _combine_prepared(scorer: DetectorSplitScorer, prepared: list[_PreparedWindows], chosen: np.ndarray,
+                      offsets: np.ndarray) -> Any:
+    """``scorer.combine`` of windows ``chosen`` (each detector's ``offsets`` later), in runs that
+    lie in one prepared block of every detector, so that each run takes views, not copies."""
+    keys = np.stack([(chosen + offsets[j]) // p.blocks.block for j, p in enumerate(prepared)], axis=1)
+    cuts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    outs = [scorer.combine([p.take(run + offsets[j]) for j, p in enumerate(prepared)])
+            for run in np.split(chosen, cuts)]
+    if len(outs) == 1:
+        return outs[0]
+    if isinstance(outs[0], tuple):
+        return tuple(np.concatenate(part) for part in zip(*outs))
+    return np.concatenate(outs)
 
 
 def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float) -> bool:
@@ -256,9 +273,8 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
             for k, usable, starts in lag_blocks(s, b0):
                 offsets = options.slides.offsets(k, n_det, rate)
                 if reuse:
-                    raw = _raw_block(starts, lambda chosen: pass_scorer.combine(
-                        [prepared[j].take(chosen + offsets[j]) for j in range(n_det)]),
-                        seg.start_time, rate, options)
+                    raw = _raw_block(starts, lambda chosen: _combine_prepared(
+                        pass_scorer, prepared, chosen, offsets), seg.start_time, rate, options)
                 else:
                     data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
                     views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)

@@ -123,7 +123,7 @@ class StrainMatchedFilter:
 
     def __init__(self, bank: Bank, detectors: Sequence[str], template_seconds: float | None = None,
                  sample_rate: float = SAMPLE_RATE, window_seconds: int | None = None,
-                 device: str | None = None, template_chunk: int = 16, bin_seconds: float = 1.0,
+                 device: str | None = None, template_chunk: int = 32, bin_seconds: float = 1.0,
                  templates_per_pass: int | None = None, templates: np.ndarray | None = None):
         self.bank, self.detectors = bank, tuple(detectors)
         self.template_seconds = _longest_template(bank) if template_seconds is None \
@@ -153,6 +153,7 @@ class StrainMatchedFilter:
         self._waveforms: np.ndarray | None = None  # made when first filtered (one pass at a time)
         self._cached: dict[int, tuple] = {}
         self._sum: torch.Tensor | None = None  # network SNR^2 buffer of combine
+        self._padded: torch.Tensor | None = None  # (B, chunk, n) spectra of prepare, upper half zero
 
     # ------------------------------------------------------------------ passes of templates
     @property
@@ -193,7 +194,7 @@ class StrainMatchedFilter:
         every detector's current blocks, and the later detectors' windows ahead for the slides."""
         block = max(options.psd_duration - options.window / sample_rate, options.stride)
         ahead = (n_detectors - 1) * options.slides.n_slides * options.slides.step
-        return 4.0 * sample_rate * (ahead + 2 * block * n_detectors + options.batch_size * options.stride)
+        return 4.0 * sample_rate * (ahead + 2 * block * n_detectors)
 
     # ------------------------------------------------------------------ filtering
     @property
@@ -225,9 +226,14 @@ class StrainMatchedFilter:
                                     ).to(self.device)
         radius = self.radius[detector - 1] if detector else 0
         out = torch.empty((windows.shape[0], templates.shape[0], self.last - self.first), device=self.device)
+        shape = (windows.shape[0], min(self.template_chunk, templates.shape[0]), self.n)
+        if self._padded is None or self._padded.shape != shape:  # upper half zero: negative frequencies
+            self._padded = torch.zeros(shape, dtype=torch.complex64, device=self.device)
         for start in range(0, templates.shape[0], self.template_chunk):
-            product = spectrum[:, None, :] * templates[None, start:start + self.template_chunk]
-            series = torch.fft.ifft(product, n=self.n, dim=-1)[..., self.first - radius:self.last + radius]
+            chunk = templates[start:start + self.template_chunk]
+            padded = self._padded[:, :chunk.shape[0]]
+            torch.mul(spectrum[:, None, :], chunk[None], out=padded[..., :self.n_bins])
+            series = torch.fft.ifft(padded, dim=-1)[..., self.first - radius:self.last + radius]
             snr2 = torch.view_as_real(series).square().sum(-1).mul_(4.0)  # z = 2 ifft(...) (matched_filter.py)
             out[:, start:start + self.template_chunk] = sliding_max(snr2, radius) if radius else snr2
         return out
@@ -238,11 +244,14 @@ class StrainMatchedFilter:
         from the window start) in each ``bin_seconds`` of the window's merger range, so that a
         quiet signal is not hidden by a louder noise peak seconds away in the same window."""
         first, *others = prepared
-        if self._sum is None or self._sum.shape != first.shape:  # reused: no page faults per call
-            self._sum = torch.empty_like(first)
-        network = self._sum.copy_(first)
-        for part in others:
-            network.add_(part)
+        if others:
+            if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
+                self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
+            network = torch.add(first, others[0], out=self._sum[:first.numel()].view(first.shape))
+            for part in others[1:]:
+                network.add_(part)
+        else:
+            network = first
         best = network.amax(dim=1)
         width = int(round(self.bin_seconds * self.rate))
         n_bins = -(-best.shape[1] // width)
