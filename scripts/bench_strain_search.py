@@ -143,7 +143,7 @@ def cmd_mf(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_noise(Path(tmp) / "noise.hdf", args.seconds)
         w = time.perf_counter()
-        scorer = strain_mf.StrainMatchedFilter(bank, DETECTORS, device="cpu",
+        scorer = strain_mf.StrainMatchedFilter(bank, DETECTORS, device="cpu", window_seconds=args.window or None,
                                                **({"template_chunk": args.chunk} if args.chunk else {}))
         step = scorer.slide_step(DETECTORS)
         psd = args.psd_duration or strain_mf.PSD_WINDOWS * scorer.window_seconds
@@ -197,6 +197,7 @@ def main() -> None:
     mf.add_argument("--bank-file", default=None, help="a bank file instead of --templates from the prior")
     mf.add_argument("--psd-duration", type=float, default=0.0, help="0: the filter's default (four windows)")
     mf.add_argument("--per-pass", type=int, default=0, help="templates a pass (0: what 1 GiB holds)")
+    mf.add_argument("--window", type=int, default=0, help="s per filtered window (0: the filter's choice)")
     mf.add_argument("--chunk", type=int, default=0, help="templates per chunk (0: the filter's default)")
     net = sub.add_parser("net")
     net.add_argument("--config", default="Demo2det")

@@ -13,7 +13,6 @@ from g2net.filtering.templates import template_waveform
 from g2net.search import checkpoint as search_checkpoint
 from g2net.search import matched_filter as strain_mf
 from g2net.search.triggers import read_triggers
-from utils import G2NetError
 
 # three aligned-spin templates near the loud injections' masses (unequal spins on purpose)
 TEMPLATES = {"mass1": [34.0, 30.0, 45.0], "mass2": [31.0, 29.0, 20.0],

@@ -5,7 +5,10 @@ engine estimates the PSD from the data itself (Welch average of Tukey-windowed 2
 ``g2net.spectral.welch_psd``) over ``psd_duration`` seconds around each block of windows, cuts
 windows every ``stride`` seconds, has a scorer turn each batch into a statistic, keeps the loudest
 output within ``cluster`` seconds and returns the triggers. A :class:`DetectorSplitScorer` has
-each detector's windows prepared once and re-paired in every slide.
+each detector's windows prepared once and re-paired in every slide; a :class:`MultiPassScorer`
+(the matched filter's templates, a memory's worth at a time) is searched pass by pass, every
+output keeping the loudest; a :class:`g2net.search.checkpoint.SearchCheckpoint` lets a killed
+search resume.
 """
 from __future__ import annotations
 
