@@ -10,8 +10,9 @@ the strain search's reference bank with PyCBC's pycbc_brute_bank (g2net.filterin
 default file data/reference_bank.hdf); ``--check-reference-bank N --prior search|mlgwsc1`` reports
 its fitting factor on N injections of that prior.
 
-``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-size N]`` searches
-continuous strain instead (g2net.search.matched_filter, docs/search.md).
+``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-file FILE | --bank-size N]``
+searches continuous strain instead (g2net.search.matched_filter, docs/search.md); a killed search
+resumes when the same command is run again.
 """
 from __future__ import annotations
 
@@ -100,17 +101,42 @@ def build_strain_parser() -> argparse.ArgumentParser:
                                                  "(docs/search.md).")
     parser.add_argument("--strain", required=True, help="strain file in the MLGWSC-1 layout")
     add_search_options(parser)
-    parser.add_argument("--bank-size", type=int, default=DEFAULT_BANK_SIZE, help="templates")
+    bank = parser.add_mutually_exclusive_group()
+    bank.add_argument("--bank-size", type=int, default=None,
+                      help=f"templates of the baseline's farthest-point bank (default {DEFAULT_BANK_SIZE})")
+    bank.add_argument("--bank-file", type=Path, default=None,
+                      help="a template bank file instead (the reference bank: "
+                           "--build-reference-bank writes data/reference_bank.hdf)")
+    parser.add_argument("--templates-per-pass", type=int, default=None,
+                        help="templates filtered together; each pass holds their SNR series for "
+                             "the time slides (default: as many as fit 1 GiB)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the checkpoint beside --output instead of resuming from it")
     return parser
+
+
+def strain_search(args: argparse.Namespace) -> Any:
+    """--strain: refuse the shared search options a matched filter has no use for, run the rest."""
+    for option, value, why in (
+            ("--stride", args.stride, "the matched filter lays its windows to tile time by itself "
+                                      "and computes the SNR at every sample"),
+            ("--merger-offset", args.merger_offset, "the matched filter reports each trigger at "
+                                                    "its SNR peak, the merger sample")):
+        if value is not None:
+            raise G2NetError(f"{option} {value:g}: not used by matched_filter.py --strain ({why}); drop it")
+    if args.bank_size is not None and args.bank_size < 1:
+        raise G2NetError(f"--bank-size {args.bank_size}: must be >= 1")
+    return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
+                             not args.no_progress, args.slide_step, args.overwrite,
+                             bank_file=args.bank_file, psd_duration=args.psd_duration,
+                             templates_per_pass=args.templates_per_pass, resume=not args.restart)
 
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> Any:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--strain" or a.startswith("--strain=") for a in arguments):
-        args = build_strain_parser().parse_args(arguments)
-        return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
-                                 not args.no_progress, args.slide_step, args.overwrite)
+        return strain_search(build_strain_parser().parse_args(arguments))
     args = build_parser().parse_args(arguments)
     if args.build_reference_bank or args.check_reference_bank:
         return reference_bank_command(args)

@@ -5,7 +5,10 @@ engine estimates the PSD from the data itself (Welch average of Tukey-windowed 2
 ``g2net.spectral.welch_psd``) over ``psd_duration`` seconds around each block of windows, cuts
 windows every ``stride`` seconds, has a scorer turn each batch into a statistic, keeps the loudest
 output within ``cluster`` seconds and returns the triggers. A :class:`DetectorSplitScorer` has
-each detector's windows prepared once and re-paired in every slide.
+each detector's windows prepared once and re-paired in every slide; a :class:`MultiPassScorer`
+(the matched filter's templates, a memory's worth at a time) is searched pass by pass, every
+output keeping the loudest; a :class:`g2net.search.checkpoint.SearchCheckpoint` lets a killed
+search resume.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from g2net.search.checkpoint import SearchCheckpoint
 from g2net.search.options import PSD_PIECE, SearchOptions
 from g2net.search.strain_io import StrainFile
 from g2net.search.triggers import cluster_triggers
@@ -42,6 +46,18 @@ class DetectorSplitScorer(Protocol):
     def combine(self, prepared: Sequence[Any]) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
 
     def __call__(self, batch: np.ndarray, psd: np.ndarray) -> "np.ndarray | tuple[np.ndarray, np.ndarray]": ...
+
+
+@runtime_checkable
+class MultiPassScorer(Protocol):
+    """A scorer searched in ``n_passes`` passes (e.g. its templates a part at a time, so that one
+    part's prepared windows fit memory): ``for_pass(p)`` is the scorer of pass ``p``. Every pass
+    must give its outputs at the same times (same windows, same outputs per window); the search
+    keeps, output by output, the loudest pass."""
+
+    n_passes: int
+
+    def for_pass(self, index: int) -> Scorer: ...
 
 
 @dataclass(frozen=True)
@@ -90,44 +106,31 @@ def _triggers(scored: Any, starts: np.ndarray, seg_start: float, rate: float,
     return (seg_start + starts[:, None] / rate + offset).ravel(), stat.ravel()
 
 
-def _score_block(starts: np.ndarray, score: Callable[[np.ndarray], Any], seg_start: float, rate: float,
-                 options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Triggers of one block of windows: ``score`` each batch of window starts, drop outputs
-    below the threshold, cluster."""
+def _raw_block(starts: np.ndarray, score: Callable[[np.ndarray], Any], seg_start: float, rate: float,
+               options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Every output ``(time, stat)`` of one block of windows: ``score`` each batch of window starts."""
     block_t, block_s = [], []
     for i in range(0, len(starts), options.batch_size):
         chosen = starts[i:i + options.batch_size]
         t, s = _triggers(score(chosen), chosen, seg_start, rate, options)
         block_t.append(t)
         block_s.append(s)
-    time, stat = np.concatenate(block_t), np.concatenate(block_s)
+    return np.concatenate(block_t), np.concatenate(block_s)
+
+
+def _reduce_block(time: np.ndarray, stat: np.ndarray, options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Triggers of one block's outputs: drop those below the threshold, cluster."""
     if options.threshold is not None:
         time, stat = time[stat >= options.threshold], stat[stat >= options.threshold]
     keep = cluster_triggers(time, stat, options.cluster)
     return time[keep], stat[keep]
 
 
-def _search_lag(strain: StrainFile, seg: Any, k: int, scorer: Scorer, options: SearchOptions,
-                blocks: _Blocks, bar: tqdm) -> tuple[list, list, int]:
-    """Triggers of slide ``k`` of one segment, every detector's windows prepared for this slide."""
-    n_det, rate = len(strain.detectors), strain.sample_rate
-    usable = options.slides.usable(seg.n_samples, k, n_det, rate)
-    offsets = options.slides.offsets(k, n_det, rate)
-    kept_t, kept_s, n_windows = [], [], 0
-    for b0 in range(0, usable - blocks.window + 1, blocks.block):
-        starts = blocks.starts(b0, usable)
-        data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
-        views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)
-
-        def score(chosen: np.ndarray) -> Any:
-            return scorer(np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2)), psd)
-
-        t, s = _score_block(starts, score, seg.start_time, rate, options)
-        n_windows += len(starts)
-        kept_t.append(t)
-        kept_s.append(s)
-        bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
-    return kept_t, kept_s, n_windows
+def _louder(old: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Output by output, the louder of two passes over the same windows (the earlier on ties)."""
+    take = new[1] > old[1]
+    return np.where(take, new[0], old[0]), np.where(take, new[1], old[1])
 
 
 class _PreparedWindows:
@@ -160,7 +163,9 @@ class _PreparedWindows:
         for b in np.unique(index):
             rows = (starts[index == b] - b * self.blocks.block) // self.blocks.stride
             block = self._block(int(b))
-            parts.append(block[_index_like(block, rows)])
+            consecutive = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
+            parts.append(block[int(rows[0]):int(rows[-1]) + 1] if consecutive  # a view, no copy
+                         else block[_index_like(block, rows)])
         return _concatenate(parts)
 
     def forget_before(self, sample: int) -> None:
@@ -184,31 +189,19 @@ def _index_like(block: Any, rows: np.ndarray) -> Any:
     return torch.as_tensor(rows, device=block.device)
 
 
-def _search_lags_reusing(strain: StrainFile, seg: Any, lags: list[int], scorer: DetectorSplitScorer,
-                         options: SearchOptions, blocks: _Blocks, bar: tqdm
-                         ) -> dict[int, tuple[list, list, int]]:
-    """Triggers of every slide of one segment, block by block of the first detector's time,
-    pairing each detector's windows prepared once (slide offsets are whole strides)."""
-    n_det, rate = len(strain.detectors), strain.sample_rate
-    prepared = [_PreparedWindows(strain, seg, j, scorer, blocks, options.batch_size) for j in range(n_det)]
-    results: dict[int, tuple[list, list, int]] = {k: ([], [], 0) for k in lags}
-    for b0 in range(0, seg.n_samples - blocks.window + 1, blocks.block):
-        for k in lags:
-            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
-            if b0 > usable - blocks.window:
-                continue
-            offsets = options.slides.offsets(k, n_det, rate)
-            starts = blocks.starts(b0, usable)
-            t, s = _score_block(starts, lambda chosen: scorer.combine(
-                [prepared[j].take(chosen + offsets[j]) for j in range(n_det)]), seg.start_time, rate, options)
-            kept_t, kept_s, n_windows = results[k]
-            kept_t.append(t)
-            kept_s.append(s)
-            results[k] = (kept_t, kept_s, n_windows + len(starts))
-            bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
-        for p in prepared:
-            p.forget_before(b0 + blocks.block)
-    return results
+def _combine_prepared(scorer: DetectorSplitScorer, prepared: list[_PreparedWindows], chosen: np.ndarray,
+                      offsets: np.ndarray) -> Any:
+    """``scorer.combine`` of windows ``chosen`` (each detector's ``offsets`` later), in runs that
+    lie in one prepared block of every detector, so that each run takes views, not copies."""
+    keys = np.stack([(chosen + offsets[j]) // p.blocks.block for j, p in enumerate(prepared)], axis=1)
+    cuts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    outs = [scorer.combine([p.take(run + offsets[j]) for j, p in enumerate(prepared)])
+            for run in np.split(chosen, cuts)]
+    if len(outs) == 1:
+        return outs[0]
+    if isinstance(outs[0], tuple):
+        return tuple(np.concatenate(part) for part in zip(*outs))
+    return np.concatenate(outs)
 
 
 def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float) -> bool:
@@ -220,19 +213,26 @@ def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float)
             and (options.slides.n_slides == 0 or step % stride == 0))
 
 
-def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True
-                  ) -> dict[str, Any]:
+def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True,
+                  checkpoint: SearchCheckpoint | None = None) -> dict[str, Any]:
     """Triggers ``time, stat, var`` of every segment and slide of ``strain``, and the analysed
     duration (seconds of slid data long enough for a window).
 
     A :class:`DetectorSplitScorer` has each detector's windows prepared once and re-paired in
     every slide when the slide step is a whole number of strides; otherwise every slide
-    prepares its windows again (same triggers at zero lag either way)."""
+    prepares its windows again (same triggers at zero lag either way). A :class:`MultiPassScorer`
+    (templates in passes, so that one pass's prepared windows fit memory) is searched pass by
+    pass and every output keeps the loudest pass. The work goes block of windows by block of
+    windows (all slides of a block together); ``checkpoint`` saves the blocks done, and a rerun
+    with the same checkpoint skips them (identical triggers: each block's outputs depend only on
+    its own data)."""
     rate = strain.sample_rate
     n_det = len(strain.detectors)
     options.validate(strain.detectors, rate)
     blocks = _Blocks.of(options, rate)
-    reuse = reuses_detectors(scorer, options, rate)
+    n_passes = scorer.n_passes if isinstance(scorer, MultiPassScorer) else 1
+    first = scorer.for_pass(0) if isinstance(scorer, MultiPassScorer) else scorer
+    reuse = reuses_detectors(first, options, rate)
     jobs = [(seg, [k for k in options.slides.lags()
                    if options.slides.usable(seg.n_samples, k, n_det, rate) >= options.window])
             for seg in strain.segments]
@@ -240,21 +240,80 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
     if not jobs:
         raise G2NetError(f"{strain.path}: no segment is longer than the {options.window / rate:g} s "
                          "window (after the time slides' shifts); nothing to search")
-    total = sum(options.slides.usable(seg.n_samples, k, n_det, rate) for seg, lags in jobs for k in lags)
+    units = [(p, s, b0) for p in range(n_passes) for s, (seg, _) in enumerate(jobs)
+             for b0 in range(0, seg.n_samples - blocks.window + 1, blocks.block)]
+    done, state = checkpoint.resume(len(units)) if checkpoint is not None else (0, {})
+
+    def lag_blocks(s: int, b0: int) -> list[tuple[int, int, np.ndarray]]:
+        """``(lag, usable samples, window starts)`` of block ``b0`` of job ``s`` in every slide."""
+        seg, lags = jobs[s]
+        out = []
+        for k in lags:
+            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+            if b0 <= usable - blocks.window:
+                out.append((k, usable, blocks.starts(b0, usable)))
+        return out
+
+    def seconds(unit: int) -> float:
+        _, s, b0 = units[unit]
+        return sum((st[-1] + blocks.stride - st[0]) / rate for _, _, st in lag_blocks(s, b0))
+
+    total = sum(seconds(u) for u in range(len(units)))
+    current: tuple[int, int] | None = None
+    pass_scorer: Any = first
+    prepared: list[_PreparedWindows] = []
+    with tqdm(total=total, initial=sum(seconds(u) for u in range(done)), unit="s", desc="search",
+              disable=not progress) as bar:
+        for u in range(done, len(units)):
+            p, s, b0 = units[u]
+            seg = jobs[s][0]
+            if current is None or current[0] != p:
+                pass_scorer = scorer.for_pass(p) if isinstance(scorer, MultiPassScorer) else scorer
+            if reuse and current != (p, s):
+                prepared = [_PreparedWindows(strain, seg, j, pass_scorer, blocks, options.batch_size)
+                            for j in range(n_det)]
+            current = (p, s)
+            for k, usable, starts in lag_blocks(s, b0):
+                offsets = options.slides.offsets(k, n_det, rate)
+                if reuse:
+                    raw = _raw_block(starts, lambda chosen: _combine_prepared(
+                        pass_scorer, prepared, chosen, offsets), seg.start_time, rate, options)
+                else:
+                    data, psd, r0 = blocks.read(strain, seg, starts, usable, dict(enumerate(offsets)))
+                    views = np.lib.stride_tricks.sliding_window_view(data, blocks.window, axis=-1)
+                    raw = _raw_block(starts, lambda chosen: pass_scorer(
+                        np.ascontiguousarray(views[:, chosen - r0].transpose(1, 0, 2)), psd),
+                        seg.start_time, rate, options)
+                key = (s, k, b0)
+                if n_passes == 1:  # nothing to merge: keep only the block's triggers
+                    state[key] = _reduce_block(*raw, options)
+                else:
+                    state[key] = raw if p == 0 else _louder(state[key], raw)
+                bar.update((starts[-1] + blocks.stride - starts[0]) / rate)
+            if reuse:
+                for w in prepared:
+                    w.forget_before(b0 + blocks.block)
+            if checkpoint is not None:
+                end_of_pass = u + 1 == len(units) or units[u + 1][0] != p
+                checkpoint.save(u + 1, state, force=end_of_pass)
     times, stats, duration, n_windows = [], [], 0.0, 0
-    with tqdm(total=total / rate, unit="s", desc="search", disable=not progress) as bar:
-        for seg, lags in jobs:
-            per_lag = _search_lags_reusing(strain, seg, lags, scorer, options, blocks, bar) if reuse \
-                else {k: _search_lag(strain, seg, k, scorer, options, blocks, bar) for k in lags}
-            for k in lags:
-                kept_t, kept_s, windows = per_lag[k]
-                t, s = np.concatenate(kept_t), np.concatenate(kept_s)
-                keep = cluster_triggers(t, s, options.cluster)  # across block edges
-                times.append(t[keep])
-                stats.append(s[keep])
-                duration += options.slides.usable(seg.n_samples, k, n_det, rate) / rate
-                n_windows += windows
+    for s, (seg, lags) in enumerate(jobs):
+        for k in lags:
+            usable = options.slides.usable(seg.n_samples, k, n_det, rate)
+            kept_t, kept_s = [], []
+            for b0 in range(0, usable - blocks.window + 1, blocks.block):
+                t, st = state[(s, k, b0)]
+                if n_passes > 1:
+                    t, st = _reduce_block(t, st, options)
+                kept_t.append(t)
+                kept_s.append(st)
+                n_windows += len(blocks.starts(b0, usable))
+            t, st = np.concatenate(kept_t), np.concatenate(kept_s)
+            keep = cluster_triggers(t, st, options.cluster)  # across block edges
+            times.append(t[keep])
+            stats.append(st[keep])
+            duration += usable / rate
     time = np.concatenate(times)
     stat = np.concatenate(stats)
     return {"time": time, "stat": stat, "var": np.full(len(time), options.var),
-            "duration": duration, "windows": n_windows, "reused_detectors": reuse}
+            "duration": duration, "windows": n_windows, "reused_detectors": reuse, "passes": n_passes}

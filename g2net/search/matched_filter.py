@@ -1,31 +1,38 @@
 """The matched filter as a search of continuous strain: the reference the ML searches are judged by.
 
-``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-size N]``. The template
-parameters are the matched-filter baseline's bank (:mod:`g2net.filtering.bank`: aligned-spin
-IMRPhenomD covering the simulator's prior), but each template keeps its whole inspiral from 20 Hz
-(up to the lightest template's chirp time) and the data is filtered in 16 s windows, so the filter
-is the full matched filter a long stretch allows, not the 2 s cut of the example-level baseline.
+``python matched_filter.py --strain FILE --output FILE [--slides K] [--bank-file FILE | --bank-size N]``.
+The templates are a bank's ``(mass1, mass2, spin1z, spin2z)`` of one approximant from its
+``f_lower``: the reference bank (:mod:`g2net.filtering.reference_bank`, ``--bank-file``) or the
+matched-filter baseline's farthest-point bank (:mod:`g2net.filtering.bank`, ``--bank-size``).
+Each template keeps its whole inspiral from ``f_lower`` (PyCBC's chirp time of the longest
+template), and the data is filtered in windows long enough that most of each is usable (16, 32, ...
+s: :func:`window_seconds`), so the filter is the full matched filter a long stretch allows.
 Per window: whiten data and templates by the PSD estimated from the data around it (the engine's
-Welch estimate, interpolated to the window's grid), complex SNR of every template in every
-detector, network statistic
+Welch estimate over ``--psd-duration`` s, interpolated to the window's grid), complex SNR of every
+template in every detector, network statistic
 
     rho_net(t)^2 = rho_1(t)^2 + sum_d max_{|dt| <= light travel 1-d} rho_d(t + dt)^2
 
 maximised over templates, at merger times ``t`` in the window's middle (consecutive windows cover
 each time once), then clustered like the network search: ``stat`` is ``rho_net``, ``time`` its
-merger time in the first detector.
+merger time in the first detector. Templates are filtered a pass at a time (as many as fit the
+memory the time slides need) and every output keeps the loudest pass; the search saves its
+progress beside ``--output`` and a rerun of the same command resumes (g2net.search.checkpoint).
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from g2net.filtering.bank import DEFAULT_BANK_SIZE, TemplateBank, default_bank_spec, load_or_build_bank
-from g2net.filtering.templates import (TEMPLATE_POST_MERGER, sliding_max, template_waveform,
-                                       whitened_unit_templates)
+from g2net.filtering.bank import DEFAULT_BANK_SIZE, default_bank_spec, load_or_build_bank
+from g2net.filtering.templates import (TEMPLATE_POST_MERGER, TEMPLATE_TAPER, sliding_max,
+                                       template_waveform, whitened_unit_templates)
+from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, strain_identity
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
@@ -34,41 +41,161 @@ from g2net.search.triggers import write_triggers
 from g2net.whitening import whiten_with_psd
 from utils import SAMPLE_RATE, G2NetError
 
-WINDOW_SECONDS = 16  # filtered at a time
+MIN_WINDOW_SECONDS = 16
 
 
-TAPER_GUARD = 0.1 * WINDOW_SECONDS / 2 + 0.1  # s at each end under the Tukey(0.1) whitening taper
+MIN_USABLE = 0.6  # windows grow (powers of two) until this share of each holds merger times
+
+
+PSD_WINDOWS = 4  # default --psd-duration: this many windows
+
+
+MEMORY_BUDGET = 1 << 30  # bytes of filtered windows one pass of templates may hold
+
+
+CHECKPOINT_EVERY = 60.0  # s between checkpoints (and at the end of every pass of templates)
+
+
+class Bank(Protocol):
+    """What the filter needs of a bank (TemplateBank and ReferenceBank both have it)."""
+
+    @property
+    def masses(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @property
+    def spins(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @property
+    def approximant(self) -> str: ...
+
+    @property
+    def f_lower(self) -> float: ...
+
+    def __len__(self) -> int: ...
+
+
+def taper_guard(window_seconds: float) -> float:
+    """s at each end of a window under the Tukey(0.1) whitening taper, plus 0.1 s."""
+    return 0.1 * window_seconds / 2 + 0.1
+
+
+def template_seconds(bank: Bank) -> float:
+    """Whole inspiral from ``f_lower`` of the bank's longest template (PyCBC's IMR chirp time for
+    the approximants it knows, spins included; else 1.2 x the Newtonian one), plus its taper."""
+    from pycbc import pnutils
+    from pycbc.conversions import tau0_from_mass1_mass2
+
+    (mass1, mass2), (spin1, spin2) = bank.masses, bank.spins
+    try:
+        durations = pnutils.get_imr_duration(np.asarray(mass1), np.asarray(mass2), np.asarray(spin1),
+                                             np.asarray(spin2), bank.f_lower, bank.approximant)
+    except Exception:  # an approximant without a chirp-time function: a generous Newtonian bound
+        durations = 1.2 * tau0_from_mass1_mass2(mass1, mass2, bank.f_lower)
+    return float(np.max(durations)) + TEMPLATE_TAPER + 0.1
+
+
+def window_seconds(template_s: float) -> int:
+    """The shortest window (a power of two, >= 16 s) whose usable share for merger times, after
+    the template before it and the tapers, is at least ``MIN_USABLE``: the filtering cost per
+    second of strain is about log(window) / usable share."""
+    seconds = MIN_WINDOW_SECONDS
+    while (seconds - template_s - TEMPLATE_POST_MERGER - 2 * taper_guard(seconds)) < MIN_USABLE * seconds:
+        seconds *= 2
+    return seconds
+
+
+_longest_template, _window_for = template_seconds, window_seconds  # the filter's arguments shadow them
+
+
+def bank_digest(bank: Bank) -> str:
+    """Identity of a bank's templates (what a checkpoint is validated against)."""
+    digest = hashlib.sha256(f"{bank.approximant}|{bank.f_lower!r}".encode())
+    for values in (*bank.masses, *bank.spins):
+        digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
 
 
 class StrainMatchedFilter:
-    """Scorer for :func:`search.search_strain`: ``(stat, merger offset in s)`` of raw windows."""
+    """Scorer for :func:`engine.search_strain`: ``(stat, merger offset in s)`` of raw windows, with
+    every template of ``bank`` (or those of ``templates``, indices into it); a
+    :class:`engine.MultiPassScorer` of ``templates_per_pass`` templates a pass."""
 
-    def __init__(self, bank: TemplateBank, detectors: Sequence[str], template_seconds: float,
-                 sample_rate: float = SAMPLE_RATE, window_seconds: int = WINDOW_SECONDS,
-                 device: str | None = None, template_chunk: int = 16, bin_seconds: float = 1.0):
+    def __init__(self, bank: Bank, detectors: Sequence[str], template_seconds: float | None = None,
+                 sample_rate: float = SAMPLE_RATE, window_seconds: int | None = None,
+                 device: str | None = None, template_chunk: int = 32, bin_seconds: float = 1.0,
+                 templates_per_pass: int | None = None, templates: np.ndarray | None = None):
+        self.bank, self.detectors = bank, tuple(detectors)
+        self.template_seconds = _longest_template(bank) if template_seconds is None \
+            else float(template_seconds)
+        self.window_seconds = _window_for(self.template_seconds) if window_seconds is None \
+            else int(window_seconds)
         self.rate = float(sample_rate)
-        self.n = int(window_seconds * sample_rate)
+        self.n = int(self.window_seconds * sample_rate)
         self.n_bins = self.n // 2
-        self.f_lower = bank.spec.f_lower
+        self.f_lower = float(bank.f_lower)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        mass1, mass2 = bank.masses
-        self.waveforms = np.stack([
-            template_waveform(m1, m2, chi, chi, f_lower=self.f_lower, duration=template_seconds,
-                                 n_samples=self.n, sample_rate=self.rate, approximant=bank.spec.approximant)
-            for m1, m2, chi in zip(mass1, mass2, bank.chi_eff)])
+        self.templates = np.arange(len(bank)) if templates is None else np.asarray(templates)
+        self.templates_per_pass = len(self.templates) if templates_per_pass is None \
+            else max(1, int(templates_per_pass))
         self.radius = [int(math.floor(light_travel_time((detectors[0], d)) * self.rate + 1e-9))
                        for d in detectors[1:]]
         margin = max(self.radius, default=0)
-        first = int(math.ceil((template_seconds + TAPER_GUARD) * self.rate)) + margin
-        last = self.n - int(math.ceil((TEMPLATE_POST_MERGER + TAPER_GUARD) * self.rate)) - margin
+        guard = taper_guard(self.window_seconds)
+        first = int(math.ceil((self.template_seconds + guard) * self.rate)) + margin
+        last = self.n - int(math.ceil((TEMPLATE_POST_MERGER + guard) * self.rate)) - margin
         if last <= first:
-            raise G2NetError(f"templates of {template_seconds:g} s do not fit {window_seconds} s windows")
+            raise G2NetError(f"templates of {self.template_seconds:g} s do not fit "
+                             f"{self.window_seconds} s windows")
         self.first, self.last = first, last  # merger samples [first, last) of each window
         self.template_chunk = template_chunk
         self.bin_seconds = bin_seconds
+        self._waveforms: np.ndarray | None = None  # made when first filtered (one pass at a time)
         self._cached: dict[int, tuple] = {}
         self._sum: torch.Tensor | None = None  # network SNR^2 buffer of combine
+        self._padded: torch.Tensor | None = None  # (B, chunk, n) spectra of prepare, upper half zero
 
+    # ------------------------------------------------------------------ passes of templates
+    @property
+    def n_passes(self) -> int:
+        return -(-len(self.templates) // self.templates_per_pass)
+
+    def for_pass(self, index: int) -> "StrainMatchedFilter":
+        """The filter of pass ``index``'s templates (itself when there is one pass)."""
+        if self.n_passes == 1:
+            return self
+        chosen = self.templates[index * self.templates_per_pass:(index + 1) * self.templates_per_pass]
+        return StrainMatchedFilter(self.bank, self.detectors, self.template_seconds, self.rate,
+                                   self.window_seconds, str(self.device), self.template_chunk,
+                                   self.bin_seconds, templates=chosen)
+
+    @property
+    def waveforms(self) -> np.ndarray:
+        """Frequency-domain templates ``(T, n // 2 + 1)``, whole inspirals from ``f_lower``."""
+        if self._waveforms is None:
+            (mass1, mass2), (spin1, spin2) = self.bank.masses, self.bank.spins
+            self._waveforms = np.stack([
+                template_waveform(mass1[i], mass2[i], spin1[i], spin2[i], f_lower=self.f_lower,
+                                  duration=self.template_seconds, n_samples=self.n,
+                                  sample_rate=self.rate, approximant=self.bank.approximant)
+                for i in self.templates])
+        return self._waveforms
+
+    def describe(self) -> dict[str, Any]:
+        """What makes this filter's triggers what they are (a checkpoint is validated against it)."""
+        return {"bank": bank_digest(self.bank), "templates": len(self.templates),
+                "templates_per_pass": self.templates_per_pass, "window": self.n, "rate": self.rate,
+                "template_seconds": self.template_seconds, "bin_seconds": self.bin_seconds,
+                "f_lower": self.f_lower, "approximant": self.bank.approximant}
+
+    @staticmethod
+    def bytes_per_template(options: SearchOptions, n_detectors: int, sample_rate: float) -> float:
+        """Bytes of filtered windows one template holds during a search (float32 SNR^2 series):
+        every detector's current blocks, and the later detectors' windows ahead for the slides."""
+        block = max(options.psd_duration - options.window / sample_rate, options.stride)
+        ahead = (n_detectors - 1) * options.slides.n_slides * options.slides.step
+        return 4.0 * sample_rate * (ahead + 2 * block * n_detectors)
+
+    # ------------------------------------------------------------------ filtering
     @property
     def stride(self) -> float:
         """Seconds between windows so that consecutive windows' merger ranges tile time."""
@@ -98,12 +225,16 @@ class StrainMatchedFilter:
                                     ).to(self.device)
         radius = self.radius[detector - 1] if detector else 0
         out = torch.empty((windows.shape[0], templates.shape[0], self.last - self.first), device=self.device)
+        shape = (windows.shape[0], min(self.template_chunk, templates.shape[0]), self.n)
+        if self._padded is None or self._padded.shape != shape:  # upper half zero: negative frequencies
+            self._padded = torch.zeros(shape, dtype=torch.complex64, device=self.device)
         for start in range(0, templates.shape[0], self.template_chunk):
-            product = spectrum[:, None, :] * templates[None, start:start + self.template_chunk]
-            series = torch.fft.ifft(product, n=self.n, dim=-1)
-            snr2 = (series.real ** 2 + series.imag ** 2) * 4.0  # z = 2 ifft(...) (matched_filter.py)
-            part = snr2[..., self.first - radius:self.last + radius]
-            out[:, start:start + self.template_chunk] = sliding_max(part, radius) if radius else part
+            chunk = templates[start:start + self.template_chunk]
+            padded = self._padded[:, :chunk.shape[0]]
+            torch.mul(spectrum[:, None, :], chunk[None], out=padded[..., :self.n_bins])
+            series = torch.fft.ifft(padded, dim=-1)[..., self.first - radius:self.last + radius]
+            snr2 = torch.view_as_real(series).square().sum(-1).mul_(4.0)  # z = 2 ifft(...) (matched_filter.py)
+            out[:, start:start + self.template_chunk] = sliding_max(snr2, radius) if radius else snr2
         return out
 
     @torch.no_grad()
@@ -112,11 +243,14 @@ class StrainMatchedFilter:
         from the window start) in each ``bin_seconds`` of the window's merger range, so that a
         quiet signal is not hidden by a louder noise peak seconds away in the same window."""
         first, *others = prepared
-        if self._sum is None or self._sum.shape != first.shape:  # reused: no page faults per call
-            self._sum = torch.empty_like(first)
-        network = self._sum.copy_(first)
-        for part in others:
-            network.add_(part)
+        if others:
+            if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
+                self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
+            network = torch.add(first, others[0], out=self._sum[:first.numel()].view(first.shape))
+            for part in others[1:]:
+                network.add_(part)
+        else:
+            network = first
         best = network.amax(dim=1)
         width = int(round(self.bin_seconds * self.rate))
         n_bins = -(-best.shape[1] // width)
@@ -136,29 +270,56 @@ class StrainMatchedFilter:
         return (math.floor(least / self.stride) + 1) * self.stride
 
 
-def template_seconds(bank: TemplateBank) -> float:
-    """Whole inspiral from f_lower of the bank's lightest (longest) template, plus 0.2 s."""
-    from pycbc.conversions import tau0_from_mass1_mass2
+def load_bank(bank_file: str | Path | None, bank_size: int | None, progress: bool = True) -> Bank:
+    """The reference bank in ``bank_file``, or the baseline's farthest-point bank of ``bank_size``."""
+    if bank_file is not None:
+        from g2net.filtering import reference_bank
 
-    mass1, mass2 = bank.masses
-    return float(np.max(tau0_from_mass1_mass2(mass1, mass2, bank.spec.f_lower))) + 0.2
+        return reference_bank.load(bank_file)
+    return load_or_build_bank(default_bank_spec(DEFAULT_BANK_SIZE if bank_size is None else bank_size),
+                              progress=progress)
 
 
-def run(strain_path: str, output: str, options: SearchOptions, bank_size: int = DEFAULT_BANK_SIZE,
-        progress: bool = True, slide_step: float | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Search ``strain_path``; ``slide_step`` None: :meth:`StrainMatchedFilter.slide_step`."""
+def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | None = DEFAULT_BANK_SIZE,
+        progress: bool = True, slide_step: float | None = None, overwrite: bool = False,
+        bank_file: str | Path | None = None, psd_duration: float | None = None,
+        templates_per_pass: int | None = None, resume: bool = True,
+        checkpoint_every: float | None = None) -> dict[str, Any]:
+    """Search ``strain_path``. The filter sets the window and the stride (``options``' are not
+    used); ``psd_duration`` None: ``PSD_WINDOWS`` windows; ``slide_step`` None:
+    :meth:`StrainMatchedFilter.slide_step`; ``templates_per_pass`` None: what ``MEMORY_BUDGET``
+    holds. Progress is saved beside ``output`` and resumed unless ``resume`` is False."""
     output_path = check_output(output, strain_path, overwrite)
     with StrainFile(strain_path, sample_rate=SAMPLE_RATE) as strain:
-        bank = load_or_build_bank(default_bank_spec(bank_size), progress=progress)
-        scorer = StrainMatchedFilter(bank, strain.detectors, template_seconds(bank))
+        bank = load_bank(bank_file, bank_size, progress)
+        scorer = StrainMatchedFilter(bank, strain.detectors)
         step = scorer.slide_step(strain.detectors) if slide_step is None else slide_step
         options = SearchOptions(**{**options.__dict__, "window": scorer.n, "stride": scorer.stride,
-                                   "psd_duration": max(options.psd_duration, 4.0 * WINDOW_SECONDS),
+                                   "psd_duration": PSD_WINDOWS * scorer.window_seconds
+                                   if psd_duration is None else psd_duration,
                                    "slides": TimeSlides(options.slides.n_slides, step)})
-        result = search_strain(strain, scorer, options, progress)
+        options.validate(strain.detectors, strain.sample_rate)
+        if templates_per_pass is None:
+            templates_per_pass = max(1, int(MEMORY_BUDGET // scorer.bytes_per_template(
+                options, len(strain.detectors), strain.sample_rate)))
+        if templates_per_pass < 1:
+            raise G2NetError(f"--templates-per-pass {templates_per_pass}: must be >= 1")
+        scorer.templates_per_pass = min(templates_per_pass, len(bank))
+        checkpoint = SearchCheckpoint(checkpoint_path(output_path), {
+            "search": "matched_filter", "strain": strain_identity(strain_path),
+            "strain_run_id": strain.run_id, "options": options.__dict__, "filter": scorer.describe()},
+            every=CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every)
+        if not resume:
+            checkpoint.remove()
+        result = search_strain(strain, scorer, options, progress, checkpoint)
         write_triggers(output_path, result["time"], result["stat"], result["var"],
                        trigger_attrs(strain, options, result, search="matched_filter",
-                                     bank_size=len(bank)))
+                                     bank_size=len(bank), bank=str(bank_file or f"farthest-point {len(bank)}"),
+                                     window_seconds=scorer.window_seconds,
+                                     template_seconds=scorer.template_seconds))
+        checkpoint.remove()
     print(f"{len(result['time'])} triggers over {result['duration']:g} s of "
-          f"{'slid ' if options.slides.n_slides else ''}strain ({len(bank)} templates) -> {output_path}")
+          f"{'slid ' if options.slides.n_slides else ''}strain ({len(bank)} templates in "
+          f"{result['passes']} pass{'es' if result['passes'] > 1 else ''}, {scorer.window_seconds} s "
+          f"windows) -> {output_path}")
     return result

@@ -79,22 +79,26 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by search.py and matched_filter.py --strain."""
     parser.add_argument("--output", required=True, help="trigger file to write (HDF5)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    parser.add_argument("--stride", type=positive_float, default=DEFAULT_STRIDE, help="s between windows")
+    parser.add_argument("--stride", type=positive_float, default=None,
+                        help=f"s between windows (default {DEFAULT_STRIDE:g}; the matched filter lays "
+                             "its own windows and refuses it)")
     parser.add_argument("--slides", type=int, default=0,
                         help="time slides besides the zero lag (background only: shifts detectors)")
     parser.add_argument("--slide-step", type=positive_float, default=None,
                         help="s between slides; must exceed the window plus the light travel time "
                              f"(default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
                              "filter the shortest whole number of its strides that does)")
-    parser.add_argument("--psd-duration", type=positive_float, default=DEFAULT_PSD_DURATION,
-                        help="s of data around each block of windows that its PSD is estimated from")
+    parser.add_argument("--psd-duration", type=positive_float, default=None,
+                        help="s of data around each block of windows that its PSD is estimated from "
+                             f"(default {DEFAULT_PSD_DURATION:g}; the matched filter's: four of its windows)")
     parser.add_argument("--cluster", type=positive_float, default=DEFAULT_CLUSTER,
                         help="s: keep the loudest output within this")
     parser.add_argument("--var", type=positive_float, default=DEFAULT_VAR,
                         help="s: an injection this close to a trigger counts as found")
     parser.add_argument("--merger-offset", type=finite_float, default=None,
                         help="s from a window's start to the merger time a trigger reports "
-                             "(default: the middle of the simulator's tc range, 1.7)")
+                             "(default: the middle of the simulator's tc range, 1.7; the matched "
+                             "filter reports its SNR peak and refuses it)")
     parser.add_argument("--threshold", type=finite_float, default=None,
                         help="drop outputs below this before clustering (smaller files)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
@@ -102,7 +106,9 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptions:
-    values = dict(stride=args.stride, psd_duration=args.psd_duration, cluster=args.cluster,
+    values = dict(stride=DEFAULT_STRIDE if args.stride is None else args.stride,
+                  psd_duration=DEFAULT_PSD_DURATION if args.psd_duration is None else args.psd_duration,
+                  cluster=args.cluster,
                   var=args.var, threshold=args.threshold, batch_size=args.batch_size,
                   slides=TimeSlides(args.slides, DEFAULT_SLIDE_STEP if args.slide_step is None
                                     else args.slide_step))

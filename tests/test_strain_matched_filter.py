@@ -1,0 +1,167 @@
+"""matched_filter.py --strain: the options it honours or refuses, banks from a file (spins
+included, whole inspirals), templates in passes, and a killed search that resumes."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import matched_filter as mf_cli
+import simulate_strain
+from g2net.filtering import reference_bank
+from g2net.filtering.templates import template_waveform
+from g2net.search import checkpoint as search_checkpoint
+from g2net.search import matched_filter as strain_mf
+from g2net.search.triggers import read_triggers
+
+# three aligned-spin templates near the loud injections' masses (unequal spins on purpose)
+TEMPLATES = {"mass1": [34.0, 30.0, 45.0], "mass2": [31.0, 29.0, 20.0],
+             "spin1z": [0.3, 0.0, -0.4], "spin2z": [-0.2, 0.0, 0.1]}
+
+
+@pytest.fixture(scope="module")
+def loud_strain(tmp_path_factory):
+    """200 s of H1+L1 strain with seven loud injections (network SNR ~50-160), and its background."""
+    out = tmp_path_factory.mktemp("loud")
+    simulate_strain.main(["--out", str(out), "--duration", "200", "--padding", "20",
+                          "--chirp-distance-range", "15", "20", "--seed", "0", "--no-progress"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory):
+    """A bank file as pycbc_brute_bank writes it (its four datasets)."""
+    path = tmp_path_factory.mktemp("bank") / "bank.hdf"
+    with h5py.File(path, "w") as f:
+        for key, values in TEMPLATES.items():
+            f.create_dataset(key, data=np.asarray(values))
+    return path
+
+
+def _search(strain, output, *extra):
+    return mf_cli.main(["--strain", str(strain), "--output", str(output), "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("option,value", [("--stride", "0.5"), ("--merger-offset", "1.2"),
+                                          ("--stride", "0.25")])
+def test_options_the_filter_has_no_use_for_are_refused_in_one_line(option, value, loud_strain, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.setattr(strain_mf, "load_bank", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as done:
+        _search(loud_strain / "foreground.hdf", tmp_path / "t.hdf", option, value)
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {option} {float(value):g}: not used by "
+                                               "matched_filter.py --strain") and "drop it" in err[0]
+    assert not (tmp_path / "t.hdf").exists()
+
+
+def test_psd_duration_is_honoured_and_checked(loud_strain, bank_file, tmp_path, capsys):
+    result = _search(loud_strain / "foreground.hdf", tmp_path / "a.hdf", "--bank-file", str(bank_file),
+                     "--psd-duration", "40")
+    attrs = read_triggers(tmp_path / "a.hdf")[3]
+    assert attrs["psd_duration"] == 40.0 and attrs["window_seconds"] == 16  # not replaced by 4 windows
+    default = _search(loud_strain / "foreground.hdf", tmp_path / "b.hdf", "--bank-file", str(bank_file))
+    assert read_triggers(tmp_path / "b.hdf")[3]["psd_duration"] == 64.0
+    assert not np.array_equal(result["stat"], default["stat"])  # another PSD estimate, other SNRs
+    with pytest.raises(SystemExit):  # shorter than the filter's 16 s window
+        _search(loud_strain / "foreground.hdf", tmp_path / "c.hdf", "--bank-file", str(bank_file),
+                "--psd-duration", "12")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: --psd-duration 12: need at least 16 s (a window, and several 2 s periodograms to average)"
+    with pytest.raises(SystemExit):
+        _search(loud_strain / "foreground.hdf", tmp_path / "c.hdf", "--bank-file", str(bank_file),
+                "--bank-size", "8")
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_bank_file_templates_keep_their_spins_and_whole_inspirals(bank_file):
+    bank = reference_bank.load(bank_file)
+    scorer = strain_mf.StrainMatchedFilter(bank, ("H1", "L1"), device="cpu")
+    assert scorer.window_seconds == 16 and scorer.waveforms.shape == (3, 16 * 2048 // 2 + 1)
+    expected = template_waveform(45.0, 20.0, -0.4, 0.1, f_lower=20.0, duration=scorer.template_seconds,
+                                 n_samples=scorer.n, approximant="IMRPhenomD")
+    np.testing.assert_array_equal(scorer.waveforms[2], expected)
+    # the longest template is the lightest binary with the largest aligned spins: PyCBC's
+    # IMRPhenomD chirp time from 20 Hz (6.58 s at zero spin, 6.88 s at 0.5) fits the window
+    light = reference_bank.ReferenceBank(bank_file, np.array([10.0, 10.0]), np.array([10.0, 10.0]),
+                                         np.array([0.0, 0.5]), np.array([0.0, 0.5]), "IMRPhenomD", 20.0)
+    seconds = strain_mf.template_seconds(light)
+    assert 6.88 + 0.1 < seconds < 6.88 + 0.3
+    lean = strain_mf.StrainMatchedFilter(light, ("H1", "L1"), device="cpu")
+    assert lean.window_seconds == 32 and lean.first / 2048 > seconds  # merger times after a whole template
+    assert lean.stride / lean.window_seconds >= strain_mf.MIN_USABLE
+
+
+def test_bank_file_search_finds_the_loud_injections(loud_strain, bank_file, tmp_path):
+    result = _search(loud_strain / "foreground.hdf", tmp_path / "t.hdf", "--bank-file", str(bank_file))
+    with h5py.File(loud_strain / "injections.hdf") as f:
+        tc = f["tc"][()]
+    distance = np.abs(result["time"][:, None] - tc[None, :])
+    found = distance.min(axis=1) < 0.1  # triggers at an injection's merger
+    assert len(tc) == 7 and np.all(distance.min(axis=0) < 0.1)  # every injection has one
+    assert result["stat"][found].min() > 10 > 8 > result["stat"][~found].max()
+    assert read_triggers(tmp_path / "t.hdf")[3]["bank"] == str(bank_file)
+
+
+def test_templates_in_passes_give_the_same_triggers(loud_strain, bank_file, tmp_path):
+    one = _search(loud_strain / "background.hdf", tmp_path / "one.hdf", "--bank-file", str(bank_file),
+                  "--slides", "2")
+    three = _search(loud_strain / "background.hdf", tmp_path / "three.hdf", "--bank-file", str(bank_file),
+                    "--slides", "2", "--templates-per-pass", "1")
+    assert one["passes"] == 1 and three["passes"] == 3
+    np.testing.assert_array_equal(three["time"], one["time"])
+    np.testing.assert_allclose(three["stat"], one["stat"], rtol=1e-6)
+
+
+def _dies_after(saves: int, real_save):
+    """SearchCheckpoint.save that saves, then kills the search at its ``saves``-th call."""
+    calls = []
+
+    def save(self, done, state, force=False):
+        saved = real_save(self, done, state, force)
+        calls.append(done)
+        if len(calls) == saves:
+            raise KeyboardInterrupt
+        return saved
+
+    return save
+
+
+def test_a_killed_search_resumes_to_the_same_triggers(loud_strain, bank_file, tmp_path, monkeypatch, capsys):
+    args = ["--bank-file", str(bank_file), "--slides", "2", "--templates-per-pass", "2",
+            "--psd-duration", "32"]  # 2 passes x 15 blocks of 16 s windows
+    whole = _search(loud_strain / "background.hdf", tmp_path / "whole.hdf", *args)
+    monkeypatch.setattr(strain_mf, "CHECKPOINT_EVERY", 0.0)  # save after every block
+    real_save = search_checkpoint.SearchCheckpoint.save
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(20, real_save))
+    out = tmp_path / "killed.hdf"
+    with pytest.raises(KeyboardInterrupt):  # killed in the second pass
+        _search(loud_strain / "background.hdf", out, *args)
+    kept = search_checkpoint.checkpoint_path(out)
+    assert kept.is_file() and not out.exists()
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
+    capsys.readouterr()
+    again = _search(loud_strain / "background.hdf", out, *args)
+    assert f"resuming from {kept}: 20 of 30 work units done" in capsys.readouterr().err
+    np.testing.assert_array_equal(again["time"], whole["time"])
+    np.testing.assert_array_equal(again["stat"], whole["stat"])
+    assert not kept.exists()  # finished: the checkpoint goes
+    # a checkpoint of another search (here another --cluster) is not mixed in: it starts over
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(5, real_save))
+    with pytest.raises(KeyboardInterrupt):
+        _search(loud_strain / "background.hdf", tmp_path / "other.hdf", *args, "--cluster", "2")
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
+    capsys.readouterr()
+    changed = _search(loud_strain / "background.hdf", tmp_path / "other.hdf", *args)
+    assert "written by a different search (differs in: options); starting over" in capsys.readouterr().err
+    np.testing.assert_array_equal(changed["time"], whole["time"])
+    # --restart discards a matching checkpoint
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(5, real_save))
+    with pytest.raises(KeyboardInterrupt):
+        _search(loud_strain / "background.hdf", tmp_path / "r.hdf", *args)
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
+    capsys.readouterr()
+    fresh = _search(loud_strain / "background.hdf", tmp_path / "r.hdf", *args, "--restart")
+    assert "resuming" not in capsys.readouterr().err
+    np.testing.assert_array_equal(fresh["stat"], whole["stat"])
