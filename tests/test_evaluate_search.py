@@ -77,7 +77,9 @@ def test_sensitive_distance_equals_hand_computation(case, capsys):
     snr_rows = summary["searches"]["cnn"]["found_fraction_by_snr_at_1_per_month"]
     assert {(r["snr_low"], r["found_fraction"]) for r in snr_rows} == {(4.0, 1.0), (8.0, 1.0),
                                                                        (10.0, 0.0), (20.0, 1.0)}
-    assert "363 (0.75)" in capsys.readouterr().out
+    # sigma_d = d sigma_V / (3 V), sigma_V = V_total / 4 sqrt(4 * 0.75 * 0.25), V = 0.75 V_total
+    assert table["1"]["distance_error"] == pytest.approx(400 * 0.75 ** (1 / 3) * math.sqrt(0.75) / 4 / 2.25)
+    assert "363 +- 35 (0.75)" in capsys.readouterr().out
 
 
 def test_chirp_distance_weighting_equals_hand_computation(case):
@@ -248,8 +250,13 @@ def test_summary_is_strict_json_with_null_for_rates_the_background_cannot_reach(
     written = json.loads((case / "out" / "summary.json").read_text(), parse_constant=refuse)
     assert written == summary
     at_far = written["searches"]["x"]["at_far_per_month"]
-    assert at_far["1"] == {"distance": None, "volume": None, "volume_error": None, "fraction": None,
-                           "threshold": None}
+    # the keys MLGWSC-1-style readers know stay; the added ones say why and what is reachable
+    assert {key: at_far["1"][key] for key in ("distance", "volume", "volume_error", "fraction",
+                                              "threshold")} == dict.fromkeys(
+        ("distance", "volume", "volume_error", "fraction", "threshold"))
+    assert at_far["1"]["reached"] is False and at_far["1"]["lowest_reachable_per_month"] == 2.0
+    assert at_far["1"]["louder_background"] is None and at_far["1"]["far_interval_per_month"] == [None, None]
+    assert at_far["1"]["background_days"] == 15.0
     assert at_far["10"]["distance"] == pytest.approx(400 * 0.75 ** (1 / 3))
 
 
