@@ -20,7 +20,11 @@ Definitions follow MLGWSC-1 (Schäfer et al. 2023, gwastro/ml-mock-data-challeng
 Outputs in ``--out``: ``<label>.hdf`` per search with MLGWSC-1's output keys (plus a few of ours),
 ``summary.json``, ``sensitivity.png`` (sensitive distance against false alarms per month, every
 search on one plot, and the found fraction by optimal SNR at the lowest of 1, 10, 100, 1000 false
-alarms per month that the background measures).
+alarms per month that the background measures). Each rate comes with the background length, the
+number of background triggers louder than its threshold and a 90% Poisson interval on the rate; the
+distance with one standard error (propagated from the volume's), found fractions with 90%
+Clopper-Pearson intervals (also by optimal SNR, bins up to and above 30); with two or more searches,
+each pair's distance ratio and difference with a 90% paired bootstrap interval over the injections.
 Optimal SNRs: the injection file's ``snr_network`` when it records one (simulate_strain.py); else
 (MLGWSC-1's injection files) computed for every counted injection from the file's parameters
 (PyCBC, static args included) against a Welch PSD of the foreground around it

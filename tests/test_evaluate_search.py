@@ -77,7 +77,9 @@ def test_sensitive_distance_equals_hand_computation(case, capsys):
     snr_rows = summary["searches"]["cnn"]["found_fraction_by_snr_at_1_per_month"]
     assert {(r["snr_low"], r["found_fraction"]) for r in snr_rows} == {(4.0, 1.0), (8.0, 1.0),
                                                                        (10.0, 0.0), (20.0, 1.0)}
-    assert "363 (0.75)" in capsys.readouterr().out
+    # sigma_d = d sigma_V / (3 V), sigma_V = V_total / 4 sqrt(4 * 0.75 * 0.25), V = 0.75 V_total
+    assert table["1"]["distance_error"] == pytest.approx(400 * 0.75 ** (1 / 3) * math.sqrt(0.75) / 4 / 2.25)
+    assert "363 +- 35 (0.75)" in capsys.readouterr().out
 
 
 def test_chirp_distance_weighting_equals_hand_computation(case):
@@ -133,6 +135,145 @@ def test_cli_compares_two_labelled_searches(case, capsys):
     assert (case / "cmp" / "a.hdf").is_file() and (case / "cmp" / "b.hdf").is_file()
     out = capsys.readouterr().out
     assert out.count("\na ") + out.startswith("a ") >= 1 and "b " in out
+
+
+def _result(label, distance, found_stat, background_stats, background_months, chirp=None):
+    """An evaluated search: injection i at tc = 100 (i + 1) s found at ``found_stat[i]`` (NaN:
+    no trigger), the background's stats over ``background_months``."""
+    n = len(distance)
+    tc = 100.0 * (np.arange(n) + 1)
+    injections = {"tc": tc, "distance": np.asarray(distance, float), "mass1": np.full(n, 30.0),
+                  "mass2": np.full(n, 30.0)}
+    if chirp is not None:
+        injections["mass1"] = injections["mass2"] = np.asarray(chirp, float)
+        injections["chirp_distance"] = np.ones(n)
+    hit = ~np.isnan(found_stat)
+    return g2net.search.evaluation.evaluate(
+        label, injections, np.ones(n, bool), 100.0 * (n + 1),
+        (tc[hit], np.asarray(found_stat)[hit], np.full(hit.sum(), 0.3)),
+        (np.zeros(len(background_stats)), np.asarray(background_stats, float), np.zeros(len(background_stats))),
+        background_months * MONTH)
+
+
+def test_each_rate_says_the_background_count_it_rests_on_with_its_poisson_interval(tmp_path):
+    """Ten background triggers (stats 1..10) over two months: 1/month allows 2 louder triggers, so
+    the threshold is 8 (9 and 10 louder); 0.4/month (0.8 expected) is out of reach."""
+    from scipy.stats import poisson
+
+    result = _result("x", [100.0, 200.0, 300.0, 400.0], np.array([8.5, 5.0, 9.5, np.nan]),
+                     np.arange(1.0, 11.0), 2.0)
+    row = result.at_far(1.0)
+    assert (row["threshold"], row["louder_background"], row["found"], row["reached"]) == (8.0, 2, 2, True)
+    assert (row["background_seconds"], row["background_days"]) == (2 * MONTH, 60.0)
+    assert row["measured_far_per_month"] == 1.0 and row["lowest_reachable_per_month"] == 0.5
+    low, high = row["far_interval_per_month"]
+    # Garwood's 90% interval for 2 events, per two months: P(N >= 2 | low) = P(N <= 2 | high) = 5%
+    assert poisson.sf(1, 2 * low) == pytest.approx(0.05) and poisson.cdf(2, 2 * high) == pytest.approx(0.05)
+    assert (2 * low, 2 * high) == pytest.approx((0.3554, 6.2958), abs=1e-4)
+    # closed forms: 1 event, lower -ln(0.95); no event, upper -ln(0.05)
+    assert g2net.search.evaluation.poisson_interval(1)[0] == pytest.approx(-math.log(0.95))
+    assert g2net.search.evaluation.poisson_interval(0) == pytest.approx((0.0, -math.log(0.05)))
+    assert result.at_far(10.0)["louder_background"] == 9  # 20 allowed, the quietest trigger: 9 louder
+    unreachable = result.at_far(0.4)
+    assert unreachable["reached"] is False and math.isnan(unreachable["louder_background"])
+    assert unreachable["lowest_reachable_per_month"] == 0.5
+    # the curve in <label>.hdf: far-lower/far-upper of every background threshold's count
+    lower, upper = g2net.search.evaluation.poisson_interval(np.arange(9, -1, -1))
+    np.testing.assert_allclose(result.extra["far-lower"], lower / (2 * MONTH))
+    np.testing.assert_allclose(result.extra["far-upper"], upper / (2 * MONTH))
+    assert result.extra["far-upper"][-1] == pytest.approx(-math.log(0.05) / (2 * MONTH))
+
+
+def test_distance_error_is_propagated_from_the_volume_error():
+    """Four injections, 2 found at threshold 4: V = V_tot / 2, sigma_V = V_tot / 4 sqrt(4 * 0.25)
+    = V_tot / 4, so sigma_d = d sigma_V / (3 V) = d / 6; none found: no error (NaN)."""
+    result = _result("x", [100.0, 200.0, 300.0, 400.0], np.array([5.0, 3.0, 7.0, 2.0]),
+                     [1.0, 4.0, 6.0, 8.0], 4.0)
+    row = result.at_far(0.5)  # 2 louder allowed: threshold 4
+    assert row["threshold"] == 4.0
+    assert row["distance_error"] == pytest.approx(400 * 0.5 ** (1 / 3) / 6)
+    np.testing.assert_allclose(result.extra["sensitive-distance-error"][:3],
+                               result.distance[:3] * result.volume_error[:3] / (3 * result.volume[:3]))
+    assert math.isnan(result.distance_error[3])  # threshold 8: nothing found
+    # found 2 of 4: Clopper-Pearson 90%, symmetric about 1/2; all found: lower (0.05)^(1/n)
+    low, high = row["fraction_interval"]
+    assert low == pytest.approx(1 - high) and low == pytest.approx(0.0976, abs=1e-4)
+    assert g2net.search.evaluation.binomial_interval(3, 3) == pytest.approx((0.05 ** (1 / 3), 1.0))
+    assert g2net.search.evaluation.binomial_interval(0, 1) == pytest.approx((0.0, 0.95))
+    # with chirp-mass weights the same propagation holds
+    weighted = _result("w", [100.0, 200.0, 300.0, 400.0], np.array([5.0, 3.0, 7.0, 2.0]),
+                       [1.0, 4.0, 6.0, 8.0], 4.0, chirp=[10.0, 20.0, 30.0, 40.0])
+    np.testing.assert_allclose(weighted.distance_error[:3],
+                               weighted.distance[:3] * weighted.volume_error[:3] / (3 * weighted.volume[:3]))
+
+
+def test_found_fraction_by_snr_reaches_above_30_with_binomial_intervals():
+    from scipy.stats import binom
+
+    snr = np.array([5.0, 25.0, 28.0, 31.0, 35.0, 45.0, 49.0, 60.0, 80.0, 100.0])
+    stats = np.array([0.2, 3.0, np.nan, 3.0, 3.0, 3.0, 0.3, 3.0, 3.0, 3.0])  # 0.2, 0.3 below threshold
+    result = _result("x", np.full(10, 100.0), stats, [0.5], 1.0)  # 1/month: threshold 0.5
+    rows = g2net.search.evaluation.found_fraction_by_snr(result, snr, 1.0)
+    table = {(r["snr_low"], r["snr_high"]): (r["found"], r["n"], r["found_fraction"]) for r in rows}
+    assert table == {(4.0, 6.0): (0, 1, 0.0), (20.0, 30.0): (1, 2, 0.5), (30.0, 50.0): (3, 4, 0.75),
+                     (50.0, math.inf): (3, 3, 1.0)}
+    intervals = {r["snr_low"]: r["found_fraction_interval"] for r in rows}
+    assert intervals[4.0] == pytest.approx([0.0, 0.95])
+    assert intervals[20.0] == pytest.approx([1 - math.sqrt(0.95), math.sqrt(0.95)])
+    low, high = intervals[30.0]  # 3 of 4: P(X >= 3 | low) = P(X <= 3 | high) = 5%
+    assert binom.sf(2, 4, low) == pytest.approx(0.05) and binom.cdf(3, 4, high) == pytest.approx(0.05)
+    assert intervals[50.0] == pytest.approx([0.05 ** (1 / 3), 1.0])
+    anything = g2net.search.evaluation.found_fraction_by_snr(result, snr, None)
+    assert {r["snr_low"]: r["found"] for r in anything}[20.0] == 1  # 28 has no trigger at all
+
+
+def test_paired_comparison_of_a_search_with_itself_is_exactly_one():
+    rng = np.random.default_rng(1)
+    distance = rng.uniform(10.0, 400.0, 300)
+    stats = np.where(distance < 250.0, 10.0, 0.5)  # found at 1/month (threshold 1) below 250 Mpc
+    a = _result("a", distance, stats, [1.0], 1.0)
+    same = g2net.search.evaluation.compare_searches(a, _result("b", distance, stats, [1.0], 1.0), 1.0)
+    assert same["distance_ratio"] == 1.0 and same["distance_ratio_interval"] == [1.0, 1.0]
+    assert same["distance_difference_interval"] == [0.0, 0.0]
+    # b also finds 250-300 Mpc: ratio (sum found_b / sum found_a)^(1/3), interval above 1
+    better = _result("b", distance, np.where(distance < 300.0, 10.0, 0.5), [1.0], 1.0)
+    c = g2net.search.evaluation.compare_searches(a, better, 1.0)
+    assert c["distance_ratio"] == pytest.approx(((distance < 300).sum() / (distance < 250).sum()) ** (1 / 3))
+    low, high = c["distance_ratio_interval"]
+    assert 1.0 < low < c["distance_ratio"] < high
+    assert c["distance_difference_interval"][0] > 0
+    assert (c["resamples"], c["seed"], c["level"]) == (2000, 0, 0.9)
+    assert g2net.search.evaluation.compare_searches(a, better, 1.0) == c  # fixed seed: reproducible
+    assert g2net.search.evaluation.compare_searches(a, better, 0.5)["reached"] is False
+    with pytest.raises(G2NetError, match="not evaluated on the same injections"):
+        g2net.search.evaluation.compare_searches(a, _result("c", distance[:-1], stats[:-1], [1.0], 1.0), 1.0)
+
+
+def test_two_searches_print_their_paired_ratio_and_the_snr_bins_above_30(case, capsys):
+    with h5py.File(case / "inj.hdf", "a") as f:
+        f["snr_network"][...] = [20.0, 11.0, 35.0, 55.0]
+    summary = ev.main(["--injections", str(case / "inj.hdf"), "--foreground-files", str(case / "fg.hdf"),
+                       "--foreground-events", str(case / "fg_events.hdf"),
+                       "--background-events", str(case / "bg_events.hdf"),
+                       "--foreground-events", str(case / "fg_events.hdf"),
+                       "--background-events", str(case / "bg_events.hdf"),
+                       "--label", "a", "--label", "b", "--out", str(case / "cmp"), "--padding", "0"])
+    out = capsys.readouterr().out
+    assert "b/a distance ratio 1.000 [1.000, 1.000] at 1/month" in out
+    assert [c["per_month"] for c in summary["comparisons"]] == [1.0, 10.0, 100.0, 1000.0]
+    assert summary["intervals"]["level"] == 0.9 and "Clopper-Pearson" in summary["intervals"]["found_fraction"]
+    entry = summary["searches"]["a"]
+    assert (entry["background_days"], entry["lowest_reachable_per_month"]) == (120.0, 0.25)
+    row = entry["at_far_per_month"]["1"]  # 4 months: 4 allowed, the quietest threshold, 3 louder
+    assert (row["louder_background"], row["measured_far_per_month"], row["found"]) == (3, 0.75, 3)
+    rows = {r["snr_low"]: r for r in entry["found_fraction_by_snr_at_1_per_month"]}
+    assert (rows[30.0]["snr_high"], rows[30.0]["found"], rows[30.0]["n"]) == (50.0, 1, 1)  # stat 7
+    assert (rows[50.0]["snr_high"], rows[50.0]["found"], rows[50.0]["n"]) == (None, 1, 1)  # stat 2 > 1
+    assert rows[50.0]["found_fraction_interval"] == pytest.approx([0.05, 1.0])
+    assert re.search(r"\n30-50 +1/1 1\.00 \[0\.05, 1\.00\]", out) and re.search(r"\n>50 +1/1", out)
+    assert re.search(r"\n +1 +3 +0\.75 \[0\.204, 1\.938\] +363 \+- 35 ", out)
+    with h5py.File(case / "cmp" / "a.hdf") as f:
+        assert f.attrs["interval_level"] == 0.9 and f["sensitive-distance-error"].shape == (4,)
 
 
 def test_timing_calibration_centres_and_covers_the_errors(tmp_path):
@@ -248,8 +389,13 @@ def test_summary_is_strict_json_with_null_for_rates_the_background_cannot_reach(
     written = json.loads((case / "out" / "summary.json").read_text(), parse_constant=refuse)
     assert written == summary
     at_far = written["searches"]["x"]["at_far_per_month"]
-    assert at_far["1"] == {"distance": None, "volume": None, "volume_error": None, "fraction": None,
-                           "threshold": None}
+    # the keys MLGWSC-1-style readers know stay; the added ones say why and what is reachable
+    assert {key: at_far["1"][key] for key in ("distance", "volume", "volume_error", "fraction",
+                                              "threshold")} == dict.fromkeys(
+        ("distance", "volume", "volume_error", "fraction", "threshold"))
+    assert at_far["1"]["reached"] is False and at_far["1"]["lowest_reachable_per_month"] == 2.0
+    assert at_far["1"]["louder_background"] is None and at_far["1"]["far_interval_per_month"] == [None, None]
+    assert at_far["1"]["background_days"] == 15.0
     assert at_far["10"]["distance"] == pytest.approx(400 * 0.75 ** (1 / 3))
 
 

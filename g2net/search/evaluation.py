@@ -16,7 +16,12 @@ Definitions follow MLGWSC-1 (Schäfer et al. 2023, gwastro/ml-mock-data-challeng
 :func:`run` writes ``<label>.hdf`` per search with MLGWSC-1's output keys (plus a few of ours),
 ``summary.json`` and ``sensitivity.png`` (sensitive distance against false alarms per month, and
 the found fraction by optimal SNR at the lowest of 1, 10, 100, 1000 false alarms per month that
-the background measures). The optimal SNRs are the injection file's ``snr_network`` when it records
+the background measures). Every figure carries its uncertainty and its basis (``INTERVALS``): at
+each rate the background length, the number of background triggers louder than the threshold and
+the Poisson interval on the rate they measure; the sensitive volume and distance with one standard
+error; found fractions (overall and in bins of optimal SNR up to and above 30) with Clopper-Pearson
+intervals; and, for two or more searches, :func:`compare_searches`: each pair's distance ratio with
+a paired bootstrap interval over the injections. The optimal SNRs are the injection file's ``snr_network`` when it records
 them (simulate_strain.py), else computed from its parameters and the foreground's own PSD
 (:mod:`g2net.search.injection_snr`: MLGWSC-1's injection files); the table, ``summary.json`` and
 the figure say which, or why there are none.
@@ -56,10 +61,71 @@ MCHIRP_POWER = 5.0 / 2.0  # chirp-mass weight of an injection uniform in chirp-d
 DEFAULT_PADDING = 30.0  # s at each segment end without counted injections (MLGWSC-1)
 
 
-SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, math.inf)
+SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, 50.0, math.inf)
+
+
+SECONDS_PER_DAY = 24 * 3600
+
+
+INTERVAL_LEVEL = 0.90  # every interval reported: false-alarm rate, found fraction, paired comparison
+
+
+BOOTSTRAP_RESAMPLES = 2000  # resamples of the injections behind a paired comparison
+
+
+BOOTSTRAP_SEED = 0  # fixed: the same inputs give the same comparison interval
+
+
+INTERVALS = {  # what each reported uncertainty is (summary.json "intervals")
+    "level": INTERVAL_LEVEL,
+    "far": "central interval on the Poisson rate of the background triggers louder than the threshold "
+           "(Garwood's exact interval from chi-squared quantiles), per month",
+    "found_fraction": "Clopper-Pearson (exact binomial) interval on found / injections",
+    "volume_error": "one standard error of the Monte Carlo sensitive volume (MLGWSC-1's binomial formula)",
+    "distance_error": "one standard error propagated from the volume: d * volume_error / (3 V)",
+    "comparison": f"percentile bootstrap over injections ({BOOTSTRAP_RESAMPLES} resamples with "
+                  f"replacement, seed {BOOTSTRAP_SEED}), each search at its own fixed threshold",
+}
 
 
 INJECTION_KEYS_NEEDED = ("tc", "distance", "mass1", "mass2")
+
+
+def poisson_interval(count: int | np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[Any, Any]:
+    """Central ``level`` interval on the mean of a Poisson count (Garwood 1936: chi-squared
+    quantiles; the lower end is 0 for no events). 90%: 1 event gives [0.0513, 4.744]. Floats for
+    one count, arrays for an array of counts."""
+    from scipy.stats import chi2
+
+    counts = np.asarray(count, dtype=np.float64)
+    tail = (1.0 - level) / 2.0
+    lower = np.where(counts > 0, chi2.ppf(tail, 2 * np.maximum(counts, 1.0)) / 2.0, 0.0)
+    upper = chi2.ppf(1.0 - tail, 2 * counts + 2) / 2.0
+    if counts.ndim == 0:
+        return float(lower), float(upper)
+    return lower, upper
+
+
+def binomial_interval(found: int, n: int, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """Clopper-Pearson interval on a fraction ``found / n`` (NaN for n = 0): exact, never narrower
+    than the coverage asks; at ``found == n`` the lower end is ``((1 - level) / 2)^(1/n)``."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return math.nan, math.nan
+    tail = (1.0 - level) / 2.0
+    lower = 0.0 if found <= 0 else float(beta.ppf(tail, found, n - found + 1))
+    upper = 1.0 if found >= n else float(beta.ppf(1.0 - tail, found + 1, n - found))
+    return lower, upper
+
+
+def distance_error(distance: np.ndarray | float, volume: np.ndarray | float,
+                   volume_error: np.ndarray | float) -> np.ndarray:
+    """Standard error of the sensitive distance propagated from its volume's:
+    ``d = (3 V / 4 pi)^(1/3)`` gives ``sigma_d = d sigma_V / (3 V)``; NaN where V = 0."""
+    distance, volume, volume_error = (np.asarray(a, dtype=np.float64) for a in (distance, volume, volume_error))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(volume > 0, distance * volume_error / (3.0 * volume), math.nan)
 
 
 def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
@@ -130,21 +196,62 @@ class SearchResult:
     distance: np.ndarray
     fraction: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    weight: np.ndarray | None = None  # per injection: its weight in the sensitive volume
+    norm: float = 1.0  # N w_max
+    v_total: float = math.nan  # 4/3 pi d_max^3
 
-    def at_far(self, per_month: float) -> dict[str, float]:
-        """Sensitive distance, volume and found fraction at a false-alarm rate (per month): the
-        lowest background threshold whose rate is at most that. NaN when the background is too
-        short to measure the rate (fewer than one background event expected at it)."""
+    @property
+    def distance_error(self) -> np.ndarray:
+        return distance_error(self.distance, self.volume, self.volume_error)
+
+    @property
+    def lowest_reachable_per_month(self) -> float:
+        """The lowest false-alarm rate the background measures: one background trigger expected
+        over its length (NaN without background triggers)."""
+        if len(self.thresholds) == 0:
+            return math.nan
+        return SECONDS_PER_MONTH / self.background_duration
+
+    def threshold_index(self, per_month: float) -> int | None:
+        """Index of the lowest background threshold whose rate is at most ``per_month``; None
+        when the background is too short to measure the rate (fewer than one background trigger
+        expected at it)."""
         allowed = per_month * self.background_duration / SECONDS_PER_MONTH * (1 + 1e-12)
         if allowed < 1 or len(self.thresholds) == 0:
-            return {"distance": math.nan, "volume": math.nan, "volume_error": math.nan,
-                    "fraction": math.nan, "threshold": math.nan}
+            return None
         louder = len(self.thresholds) - 1 - np.arange(len(self.thresholds))  # triggers above each
-        ok = np.flatnonzero(louder <= allowed)
-        i = int(ok[0])
+        return int(np.flatnonzero(louder <= allowed)[0])
+
+    def at_far(self, per_month: float) -> dict[str, Any]:
+        """Sensitive distance, volume and found fraction at a false-alarm rate (per month): the
+        lowest background threshold whose rate is at most that; with their errors and what the
+        rate rests on: the background length, the number of background triggers louder than the
+        threshold and the Poisson interval on the rate they measure. NaN (and ``reached``
+        False) when the background is too short to measure the rate."""
+        basis = {"reached": False, "background_seconds": float(self.background_duration),
+                 "background_days": float(self.background_duration) / SECONDS_PER_DAY,
+                 "lowest_reachable_per_month": self.lowest_reachable_per_month}
+        i = self.threshold_index(per_month)
+        if i is None:
+            return {"distance": math.nan, "volume": math.nan, "volume_error": math.nan,
+                    "fraction": math.nan, "threshold": math.nan, "distance_error": math.nan,
+                    "found": math.nan, "injections": self.n_injections,
+                    "fraction_interval": [math.nan, math.nan], "louder_background": math.nan,
+                    "measured_far_per_month": math.nan, "far_interval_per_month": [math.nan, math.nan],
+                    **basis}
+        louder = len(self.thresholds) - 1 - i
+        months = self.background_duration / SECONDS_PER_MONTH
+        found = int(np.sum(self.found_stat > self.thresholds[i]))
         return {"distance": float(self.distance[i]), "volume": float(self.volume[i]),
                 "volume_error": float(self.volume_error[i]), "fraction": float(self.fraction[i]),
-                "threshold": float(self.thresholds[i])}
+                "threshold": float(self.thresholds[i]),
+                "distance_error": float(distance_error(self.distance[i], self.volume[i],
+                                                       self.volume_error[i])), "found": found,
+                "injections": self.n_injections,
+                "fraction_interval": list(binomial_interval(found, self.n_injections)),
+                "louder_background": louder, "measured_far_per_month": louder / months,
+                "far_interval_per_month": [v / months for v in poisson_interval(louder)],
+                **basis, "reached": True}
 
 
 def match_triggers(tc: np.ndarray, time: np.ndarray, stat: np.ndarray, var: np.ndarray
@@ -159,21 +266,41 @@ def match_triggers(tc: np.ndarray, time: np.ndarray, stat: np.ndarray, var: np.n
     return nearest, true_positive, found_stat
 
 
-def sensitivity(found_stat: np.ndarray, thresholds: np.ndarray, distance: np.ndarray,
-                mchirp: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Sensitive volume, its standard error, distance and found fraction at each threshold
-    (an injection counts when its found stat is strictly louder)."""
+def injection_weights(distance: np.ndarray, mchirp: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, float, float]:
+    """``(w per injection, N w_max, 4/3 pi d_max^3)``: what turns the weights of the found
+    injections into a sensitive volume (:func:`volume_of`)."""
     n = len(distance)
     v_total = 4.0 / 3.0 * math.pi * float(np.max(distance)) ** 3
     weight = np.ones(n) if mchirp is None else mchirp ** MCHIRP_POWER
     norm = n * (1.0 if mchirp is None else float(np.max(mchirp)) ** MCHIRP_POWER)
+    return weight, norm, v_total
+
+
+def volume_of(weight_sum: np.ndarray | float, norm: float, v_total: float) -> np.ndarray:
+    """Sensitive volume ``V_total sum_found w / (N w_max)`` from the found injections' weights."""
+    return v_total * np.asarray(weight_sum, dtype=np.float64) / norm
+
+
+def distance_of(volume: np.ndarray | float) -> np.ndarray:
+    """Sensitive distance ``(3 V / 4 pi)^(1/3)``."""
+    return (3.0 * np.asarray(volume, dtype=np.float64) / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def sensitivity(found_stat: np.ndarray, thresholds: np.ndarray, distance: np.ndarray,
+                mchirp: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Sensitive volume, its standard error, distance (and its error propagated from the volume's)
+    and found fraction at each threshold (an injection counts when its found stat is strictly
+    louder)."""
+    n = len(distance)
+    weight, norm, v_total = injection_weights(distance, mchirp)
     order = np.argsort(found_stat, kind="stable")
     stats_sorted = found_stat[order]
     first_louder = np.searchsorted(stats_sorted, thresholds, side="right")
     tail = lambda values: np.concatenate([np.cumsum(values[order][::-1])[::-1], [0.0]])  # noqa: E731
     weight_sum = tail(weight)[first_louder]
     count = tail(np.ones(n))[first_louder]
-    volume = v_total * weight_sum / norm
+    volume = volume_of(weight_sum, norm, v_total)
     if mchirp is None:
         variance_sum = n * (count / n - (count / n) ** 2)
     else:
@@ -181,8 +308,9 @@ def sensitivity(found_stat: np.ndarray, thresholds: np.ndarray, distance: np.nda
         variance = tail(weight ** 2)[first_louder] / effective_n - (weight_sum / effective_n) ** 2
         variance_sum = effective_n * variance
     volume_error = v_total / norm * np.sqrt(np.maximum(variance_sum, 0.0))
-    return {"volume": volume, "volume_error": volume_error,
-            "distance": (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0), "fraction": count / n}
+    distance = distance_of(volume)
+    return {"volume": volume, "volume_error": volume_error, "distance": distance,
+            "distance_error": distance_error(distance, volume, volume_error), "fraction": count / n}
 
 
 def evaluate(label: str, injections: dict[str, np.ndarray], inside: np.ndarray,
@@ -212,6 +340,8 @@ def evaluate(label: str, injections: dict[str, np.ndarray], inside: np.ndarray,
     false_stats = np.sort(fg_stat[~true_positive])
     fg_far = (len(false_stats) - np.arange(len(false_stats)) - 1) / foreground_duration
     numbers = sensitivity(found_stat, thresholds, distance, mchirp)
+    weight, norm, v_total = injection_weights(distance, mchirp)
+    far_lower, far_upper = poisson_interval(len(thresholds) - np.arange(len(thresholds)) - 1)
     # the rate at which the background is at least as loud as each foreground trigger
     event_far = (len(thresholds) - np.searchsorted(thresholds, fg_stat, side="left")) / duration
     diff = np.abs(tc[nearest] - fg_time) if len(fg_time) else np.zeros(0)
@@ -231,27 +361,95 @@ def evaluate(label: str, injections: dict[str, np.ndarray], inside: np.ndarray,
         # ours, beyond MLGWSC-1's keys
         "fg-events-far": event_far, "found-stat": found_stat,
         "injection-indices": np.flatnonzero(inside),
+        "sensitive-distance-error": numbers["distance_error"],
+        "far-lower": far_lower / duration, "far-upper": far_upper / duration,  # Poisson, INTERVAL_LEVEL
     }
     return SearchResult(label, len(tc), foreground_duration, duration, found_stat, far, thresholds,
                         numbers["volume"], numbers["volume_error"], numbers["distance"],
-                        numbers["fraction"], extra)
+                        numbers["fraction"], extra, weight, norm, v_total)
 
 
 def found_fraction_by_snr(result: SearchResult, snr: np.ndarray, per_month: float | None
-                          ) -> list[dict[str, float]]:
-    """Found fraction in bins of optimal network SNR, at a false-alarm rate (None: any trigger)."""
+                          ) -> list[dict[str, Any]]:
+    """Found fraction in bins of optimal network SNR (``SNR_BINS``: up to and above 30), at a
+    false-alarm rate (None: any trigger); each non-empty bin with its injections ``n``, ``found``
+    and the Clopper-Pearson interval on the fraction."""
     if per_month is None:
         found = np.isfinite(result.found_stat)
     else:
-        threshold = result.at_far(per_month)["threshold"]
-        found = result.found_stat > threshold if math.isfinite(threshold) else np.zeros(len(snr), bool)
+        i = result.threshold_index(per_month)
+        found = result.found_stat > result.thresholds[i] if i is not None else np.zeros(len(snr), bool)
     rows = []
     for low, high in zip(SNR_BINS[:-1], SNR_BINS[1:]):
         in_bin = (snr >= low) & (snr < high)
         if in_bin.any():
-            rows.append({"snr_low": low, "snr_high": high, "n": int(in_bin.sum()),
-                         "found_fraction": float(found[in_bin].mean())})
+            n, k = int(in_bin.sum()), int(found[in_bin].sum())
+            rows.append({"snr_low": low, "snr_high": high, "n": n, "found_fraction": k / n,
+                         "found": k, "found_fraction_interval": list(binomial_interval(k, n))})
     return rows
+
+
+def compare_searches(reference: SearchResult, other: SearchResult, per_month: float,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     level: float = INTERVAL_LEVEL) -> dict[str, Any]:
+    """Does ``other`` beat ``reference`` at ``per_month`` false alarms per month: the ratio
+    ``d_other / d_reference`` and difference ``d_other - d_reference`` of their sensitive
+    distances, each with a paired percentile-bootstrap interval over the injections (resampled
+    with replacement, the same resample for both searches; each search keeps its own threshold at
+    that rate, so the interval holds the background fixed: it is the injections' part of the
+    uncertainty). Both must be evaluated on the same injections. A resample in which neither search
+    finds anything has no ratio and is left out (counted in ``undefined_resamples``)."""
+    same = (reference.n_injections == other.n_injections
+            and np.array_equal(reference.extra.get("injection-indices"), other.extra.get("injection-indices"))
+            and np.array_equal(reference.weight, other.weight) and reference.v_total == other.v_total)
+    if not same:
+        raise G2NetError(f"{other.label} and {reference.label} were not evaluated on the same "
+                         "injections; a paired comparison needs one injection set")
+    entry: dict[str, Any] = {
+        "reference": reference.label, "search": other.label, "per_month": float(per_month),
+        "reached": False, "injections": reference.n_injections, "level": level,
+        "resamples": int(resamples), "seed": int(seed),
+        "reference_background_seconds": float(reference.background_duration),
+        "search_background_seconds": float(other.background_duration),
+        "distance_reference": math.nan, "distance_search": math.nan,
+        "distance_ratio": math.nan, "distance_ratio_interval": [math.nan, math.nan],
+        "distance_difference": math.nan, "distance_difference_interval": [math.nan, math.nan],
+        "undefined_resamples": 0}
+    i, j = reference.threshold_index(per_month), other.threshold_index(per_month)
+    if i is None or j is None:
+        return entry
+    weight_ref = reference.weight * (reference.found_stat > reference.thresholds[i])
+    weight_other = other.weight * (other.found_stat > other.thresholds[j])
+
+    def distances(sum_ref, sum_other):
+        return (distance_of(volume_of(sum_ref, reference.norm, reference.v_total)),
+                distance_of(volume_of(sum_other, other.norm, other.v_total)))
+
+    d_ref, d_other = distances(weight_ref.sum(), weight_other.sum())
+    rng = np.random.default_rng(seed)
+    n = reference.n_injections
+    sums_ref, sums_other = np.empty(resamples), np.empty(resamples)
+    chunk = max(1, 2_000_000 // max(n, 1))
+    for start in range(0, resamples, chunk):
+        take = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        sums_ref[start:start + len(take)] = weight_ref[take].sum(axis=1)
+        sums_other[start:start + len(take)] = weight_other[take].sum(axis=1)
+    boot_ref, boot_other = distances(sums_ref, sums_other)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = boot_other / boot_ref
+        ratio = float(d_other / d_ref) if d_ref > 0 or d_other > 0 else math.nan
+    tails = [(1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0]
+    defined = ~np.isnan(ratios)
+    # order statistics of the resamples (no interpolation: a search against itself gives exactly 1)
+    quantile = lambda values: [float(v) for v in np.quantile(values, tails, method="inverted_cdf")]  # noqa: E731
+    entry.update({
+        "reached": True, "distance_reference": float(d_ref), "distance_search": float(d_other),
+        "distance_ratio": ratio,
+        "distance_ratio_interval": quantile(ratios[defined]) if defined.any() else [math.nan, math.nan],
+        "distance_difference": float(d_other - d_ref),
+        "distance_difference_interval": quantile(boot_other - boot_ref),
+        "undefined_resamples": int((~defined).sum())})
+    return entry
 
 
 def write_result(path: Path, result: SearchResult, snr: InjectionSNR | None = None) -> None:
@@ -268,6 +466,7 @@ def write_result(path: Path, result: SearchResult, snr: InjectionSNR | None = No
                 f.attrs["optimal_snr_source"] = snr.source
                 f.attrs["optimal_snr_detail"] = snr.detail
             f.attrs["label"] = result.label
+            f.attrs["interval_level"] = INTERVAL_LEVEL  # far-lower/far-upper: Poisson (Garwood)
             f.attrs["foreground_duration"] = result.foreground_duration
             f.attrs["background_duration"] = result.background_duration
         commit_staged(tmp, path)
@@ -281,20 +480,60 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    level = f"{INTERVAL_LEVEL:.0%}"
     for result in results:
         rows = [result.at_far(f) for f in CURVE_FARS]
-        left.plot(CURVE_FARS, [r["distance"] for r in rows], label=result.label)
+        distance = np.array([r["distance"] for r in rows])
+        error = np.array([r["distance_error"] for r in rows])
+        line, = left.plot(CURVE_FARS, distance, label=f"{result.label} (background "
+                          f"{result.background_duration / SECONDS_PER_DAY:.3g} days)")
+        color = line.get_color()
+        left.fill_between(CURVE_FARS, distance - error, distance + error, color=color, alpha=0.2,
+                          linewidth=0)
+        drawn = set()
+        for f in TABLE_FARS:  # the table's rates: distance +- 1 s.e., rate with its Poisson interval
+            row = result.at_far(f)
+            if not row["reached"] or row["threshold"] in drawn:
+                continue
+            drawn.add(row["threshold"])
+            x = row["measured_far_per_month"] if row["measured_far_per_month"] > 0 else f
+            low, high = row["far_interval_per_month"]
+            left.errorbar([x], [row["distance"]], yerr=[[row["distance_error"]], [row["distance_error"]]],
+                          xerr=[[max(x - max(low, x / 100), 0.0)], [max(high - x, 0.0)]], color=color, marker="o",
+                          markersize=4, capsize=2, linewidth=1)
+            left.annotate(f"{row['louder_background']}", (x, row["distance"]), textcoords="offset points",
+                          xytext=(3, -10), fontsize=6, color=color)
+        lowest = result.lowest_reachable_per_month
+        if math.isfinite(lowest):
+            left.axvline(lowest, color=color, linestyle=":", linewidth=1)
     left.set(xscale="log", xlabel="false alarms per month", ylabel="sensitive distance [Mpc]",
              title="sensitive distance (MLGWSC-1 definition)")
+    fig.text(0.01, 0.01, fill("left: band, sensitive distance +- 1 standard error (propagated from the "
+                              "volume's); points, the thresholds of 1, 10, 100, 1000/month at the rate "
+                              f"they measure with its {level} Poisson interval, labelled with the number "
+                              "of background triggers louder; dotted, the lowest rate each background "
+                              "measures. right: found/n per bin of optimal SNR with its "
+                              f"{level} Clopper-Pearson interval.", 200), fontsize=7, va="bottom")
     left.grid(alpha=0.3)
-    left.legend()
-    for label, rows in snr_tables.items():
-        centres = [(r["snr_low"] + min(r["snr_high"], 40.0)) / 2 for r in rows]
-        right.plot(centres, [r["found_fraction"] for r in rows], marker="o", label=label)
+    left.legend(fontsize=8)
+    for k, (label, rows) in enumerate(snr_tables.items()):  # searches side by side in each bin
+        dodge = 0.4 * (k - (len(snr_tables) - 1) / 2)
+        centres = np.array([(r["snr_low"] + min(r["snr_high"], 60.0)) / 2 + dodge for r in rows])
+        fractions = np.array([r["found_fraction"] for r in rows])
+        bounds = np.array([r["found_fraction_interval"] for r in rows]).reshape(-1, 2)
+        bars = right.errorbar(centres, fractions, yerr=[fractions - bounds[:, 0], bounds[:, 1] - fractions],
+                              marker="o", capsize=2, label=label)
+        for x, y, r in zip(centres, fractions, rows):
+            right.annotate(f"{r['found']}/{r['n']}", (x, y), textcoords="offset points", xytext=(3, 4),
+                           fontsize=6, color=bars[0].get_color())
+    edges = [edge for edge in SNR_BINS if math.isfinite(edge)]
+    right.set_xticks(edges)
+    right.set_xlim(0.0, 60.0)  # the bin above the last edge is drawn at (edge + 60) / 2
+    right.tick_params(axis="x", labelsize=7)
     where = "" if snr is None else f" ({snr.label})"
     right.set(xlabel=f"optimal network SNR{where}", ylabel="found fraction", ylim=(-0.02, 1.02),
-              title="found at the lowest false-alarm rate measured")
+              title=f"found at the lowest false-alarm rate measured ({level} Clopper-Pearson)")
     right.grid(alpha=0.3)
     if snr_tables:
         right.legend()
@@ -304,7 +543,7 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
     elif snr is not None and not np.isfinite(snr.network).all():
         right.text(0.02, 0.02, fill(f"optimal SNRs {snr.detail.split(': ')[0]} ({snr.detail.split('; ')[-1]})", 70),
                    transform=right.transAxes, ha="left", va="bottom", fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.05, 1.0, 1.0))
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
 
@@ -399,7 +638,8 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
     results, snr_tables = [], {}
     summary: dict[str, Any] = {"optimal_snr": {
         "source": snr_info.source, "detail": snr_info.detail,
-        "injections_with_snr": 0 if snr is None else int(np.isfinite(snr).sum())}, "searches": {}}
+        "injections_with_snr": 0 if snr is None else int(np.isfinite(snr).sum())}, "searches": {},
+        "intervals": dict(INTERVALS)}
     for label, fg_files, bg_files in zip(labels, foreground_events, background_events):
         foreground, fg_attrs = _concat(fg_files)
         background, bg_attrs = _concat(bg_files)
@@ -411,7 +651,9 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             "injections": result.n_injections, "found_any": int(np.isfinite(result.found_stat).sum()),
             "foreground_seconds": foreground_duration, "background_seconds": result.background_duration,
             "background_triggers": len(result.thresholds),
-            "at_far_per_month": {f"{f:g}": result.at_far(f) for f in TABLE_FARS}}
+            "at_far_per_month": {f"{f:g}": result.at_far(f) for f in TABLE_FARS},
+            "background_days": result.background_duration / SECONDS_PER_DAY,
+            "lowest_reachable_per_month": result.lowest_reachable_per_month}
         if snr is not None:
             reached = [f for f in TABLE_FARS if math.isfinite(result.at_far(f)["threshold"])]
             for f in reached:
@@ -422,6 +664,10 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             snr_tables[f"{label} ({f'{far:g}/month' if far else 'any trigger'})"] = \
                 found_fraction_by_snr(result, snr, far)
         summary["searches"][label] = entry
+    comparisons = [compare_searches(a, b, f) for k, a in enumerate(results) for b in results[k + 1:]
+                   for f in TABLE_FARS]
+    if comparisons:
+        summary["comparisons"] = comparisons
     # rates the background cannot reach are null (not NaN, which strict JSON readers refuse)
     summary = _json_safe(summary)
     text = json.dumps(summary, indent=2, allow_nan=False)
@@ -440,36 +686,87 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    print_table(results, snr_info, snr_tables)
+    print_table(results, snr_info, snr_tables, comparisons)
     return summary
 
 
+def _interval(bounds: Sequence[float], digits: int = 2) -> str:
+    return f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
+
+
 def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None,
-                snr_tables: dict[str, list] | None = None) -> None:
-    header = "search".ljust(20) + "".join(f"{f'{f:g}/month':>14}" for f in TABLE_FARS)
-    print("sensitive distance [Mpc] (found fraction) at a false-alarm rate")
+                snr_tables: dict[str, list] | None = None,
+                comparisons: Sequence[dict[str, Any]] = ()) -> None:
+    level = f"{INTERVAL_LEVEL:.0%}"
+    header = "search".ljust(20) + "".join(f"{f'{f:g}/month':>20}" for f in TABLE_FARS)
+    print("sensitive distance [Mpc] +- 1 s.e. (found fraction) at a false-alarm rate")
     print(header)
     for result in results:
         cells = []
         for f in TABLE_FARS:
             row = result.at_far(f)
-            cells.append("not reached".rjust(14) if math.isnan(row["distance"]) else
-                         f"{row['distance']:8.0f} ({row['fraction']:.2f})".rjust(14))
+            cells.append("not reached".rjust(20) if not row["reached"] else
+                         f"{row['distance']:.0f} +- {row['distance_error']:.0f} ({row['fraction']:.2f})".rjust(20))
         print(result.label[:20].ljust(20) + "".join(cells))
     for result in results:
+        days = result.background_duration / SECONDS_PER_DAY
         print(f"{result.label}: {result.n_injections} injections, "
               f"{int(np.isfinite(result.found_stat).sum())} found by any trigger; background "
-              f"{result.background_duration / SECONDS_PER_MONTH:.3g} months "
-              f"({len(result.thresholds)} triggers); 'not reached': background too short")
+              f"{result.background_duration:.0f} s = {days:.4g} days = "
+              f"{result.background_duration / SECONDS_PER_MONTH:.3g} months ({len(result.thresholds)} "
+              f"triggers); lowest rate it measures {result.lowest_reachable_per_month:.3g}/month "
+              "('not reached' below)")
+        columns = ["rate/month", "bg louder", f"measured rate/month [{level} Poisson]",
+                   "distance +- s.e. [Mpc]", "volume +- s.e. [Mpc^3]", "found/n",
+                   f"fraction [{level} Clopper-Pearson]"]
+        lines = []
+        for f in TABLE_FARS:
+            row = result.at_far(f)
+            if not row["reached"]:
+                lines.append([f"{f:g}", "not reached: fewer than 1 background trigger expected (lowest "
+                                        f"rate measured {row['lowest_reachable_per_month']:.3g}/month)"])
+                continue
+            lines.append([f"{f:g}", f"{row['louder_background']}",
+                          f"{row['measured_far_per_month']:.4g} {_interval(row['far_interval_per_month'], 3)}",
+                          f"{row['distance']:.0f} +- {row['distance_error']:.0f}",
+                          f"{row['volume']:.3g} +- {row['volume_error']:.2g}",
+                          f"{row['found']}/{row['injections']}",
+                          f"{row['fraction']:.3f} {_interval(row['fraction_interval'], 3)}"])
+        widths = [max([len(c)] + [len(line[k]) for line in lines if len(line) == len(columns)])
+                  for k, c in enumerate(columns)]
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+        for line in lines:
+            print("  " + "  ".join(c.rjust(w) if len(line) == len(columns) or k == 0 else c
+                                   for k, (c, w) in enumerate(zip(line, widths))))
+    for c in comparisons:
+        if not c["reached"]:
+            print(f"{c['search']}/{c['reference']} distance ratio at {c['per_month']:g}/month: not "
+                  "measured by both backgrounds")
+            continue
+        print(f"{c['search']}/{c['reference']} distance ratio {c['distance_ratio']:.3f} "
+              f"{_interval(c['distance_ratio_interval'], 3)} at {c['per_month']:g}/month; difference "
+              f"{c['distance_difference']:+.0f} {_interval(c['distance_difference_interval'], 0)} Mpc "
+              f"({level} paired bootstrap over {c['injections']} injections, {c['resamples']} resamples, "
+              "thresholds fixed)" + ("" if c["reference_background_seconds"] == c["search_background_seconds"]
+                                     else f"; backgrounds differ: {c['reference_background_seconds'] / SECONDS_PER_DAY:.4g}"
+                                          f" and {c['search_background_seconds'] / SECONDS_PER_DAY:.4g} days"))
     if snr is None:
         return
     if not any(snr_tables.values()):
         print(f"found fraction by optimal network SNR: none ({snr.detail})")
         return
-    bins = [(r["snr_low"], r["snr_high"]) for r in max(snr_tables.values(), key=len)]
-    print(f"found fraction by optimal network SNR, {snr.label}:\n  {snr.detail}")
-    print("search".ljust(32) + "".join(f"{f'{lo:g}-{hi:g}':>9}" for lo, hi in bins))
-    for label, rows in snr_tables.items():
-        by_bin = {(r["snr_low"], r["snr_high"]): r["found_fraction"] for r in rows}
-        print(label[:32].ljust(32) + "".join(
-            (f"{by_bin[b]:9.2f}" if b in by_bin else " " * 9) for b in bins))
+    present = {(r["snr_low"], r["snr_high"]) for rows in snr_tables.values() for r in rows}
+    bins = [b for b in zip(SNR_BINS[:-1], SNR_BINS[1:]) if b in present or b[0] >= 30.0]
+    print(f"found fraction by optimal network SNR, {snr.label} (found/n fraction "
+          f"[{level} Clopper-Pearson]):\n  {snr.detail}")
+    width = max(26, *(len(label) + 2 for label in snr_tables))
+    print("SNR".ljust(8) + "".join(label.rjust(width) for label in snr_tables))
+    for low, high in bins:
+        cells = []
+        for rows in snr_tables.values():
+            row = next((r for r in rows if (r["snr_low"], r["snr_high"]) == (low, high)), None)
+            cells.append(("none" if row is None else
+                          f"{row['found']}/{row['n']} {row['found_fraction']:.2f} "
+                          f"{_interval(row['found_fraction_interval'])}").rjust(width))
+        name = f"{low:g}-{high:g}" if math.isfinite(high) else f">{low:g}"
+        print(name.ljust(8) + "".join(cells))
