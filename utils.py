@@ -105,19 +105,27 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def float_in(low: float | None = None, high: float | None = None, why: str = "") -> Callable[[str], float]:
-    """argparse ``type``: a finite number in ``[low, high]`` (``why`` explains the upper bound)."""
+def _bounded(convert: Callable[[str], Any], name: str, low: Any, high: Any, why: str) -> Callable[[str], Any]:
+    """argparse ``type``: ``convert(text)`` within ``[low, high]`` (``why`` explains the upper bound)."""
 
-    def parse(text: str) -> float:
-        value = finite_float(text)
+    def show(bound: Any) -> str:
+        return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+    def parse(text: str) -> Any:
+        value = convert(text)
         if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be >= {low:g}")
+            raise argparse.ArgumentTypeError(f"{text!r}: must be >= {show(low)}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {high:g}{why}")
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {show(high)}{why}")
         return value
 
-    parse.__name__ = "float"
+    parse.__name__ = name
     return parse
+
+
+def float_in(low: float | None = None, high: float | None = None, why: str = "") -> Callable[[str], float]:
+    """argparse ``type``: a finite number in ``[low, high]``."""
+    return _bounded(finite_float, "float", low, high, why)
 
 
 def whole_number(text: str) -> int:
@@ -137,18 +145,8 @@ def whole_number(text: str) -> int:
 
 
 def int_in(low: int | None = None, high: int | None = None, why: str = "") -> Callable[[str], int]:
-    """argparse ``type``: a whole number in ``[low, high]`` (``why`` explains the upper bound)."""
-
-    def parse(text: str) -> int:
-        value = whole_number(text)
-        if low is not None and value < low:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be >= {low}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be at most {high}{why}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
+    """argparse ``type``: a whole number in ``[low, high]``."""
+    return _bounded(whole_number, "int", low, high, why)
 
 
 positive_int = int_in(1)  # argparse ``type``: a whole number >= 1 (counts, sizes, worker processes)

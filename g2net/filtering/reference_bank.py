@@ -224,15 +224,7 @@ class _WhitenedWaveforms:
         self.psd_grid = psd_grid
 
     def __call__(self, params: Mapping[str, Any]) -> np.ndarray:
-        from pycbc.waveform import get_fd_waveform  # deferred: PyCBC is heavy
-
-        kwargs = {k: v for k, v in params.items() if k in ("mass1", "mass2", "spin1z", "spin2z",
-                                                             "approximant", "f_ref", "mode_array")}
-        hp, _ = get_fd_waveform(delta_f=self.delta_f, f_lower=self.f_lower, **kwargs)
-        values = np.zeros(self.n_freq, dtype=np.complex128)
-        size = min(len(hp), self.n_freq)
-        values[:size] = hp.numpy()[:size]
-        white = values * self.weight
+        white = _fd_series(params, self).numpy() * self.weight
         norm = np.sqrt(np.sum(np.abs(white) ** 2))
         if norm == 0:
             raise ValueError(f"waveform {params} has no power above {self.f_lower} Hz")
