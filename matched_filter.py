@@ -29,7 +29,7 @@ from g2net.filtering import reference_bank
 from g2net.filtering.baseline import run_split
 from g2net.search import matched_filter as strain_filter
 from g2net.search.options import add_search_options, options_from_args
-from utils import G2NetError, cli_errors, input_dir
+from utils import G2NetError, cli_errors, input_dir, nonnegative_int, output_file, path_arg, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,23 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument("--build-reference-bank", action="store_true",
                       help="place it with pycbc_brute_bank (whole IMRPhenomD inspirals from 20 Hz "
                            "over the simulator's masses and aligned spins) and write --bank-file")
-    bank.add_argument("--check-reference-bank", type=int, default=0, metavar="N",
+    bank.add_argument("--check-reference-bank", type=nonnegative_int, default=0, metavar="N",
                       help="report the fitting factor of --bank-file on N injections of --prior")
-    bank.add_argument("--bank-file", type=Path, default=reference_bank.REFERENCE_BANK_FILE,
+    bank.add_argument("--bank-file", type=path_arg, default=reference_bank.REFERENCE_BANK_FILE,
                       help="reference bank file (default data/reference_bank.hdf)")
     bank.add_argument("--minimal-match", type=float, default=reference_bank.BankRecipe.minimal_match)
     bank.add_argument("--prior", choices=("search", "mlgwsc1"), default="search",
                       help="search: the simulator's prior and PSD; mlgwsc1: MLGWSC-1 dataset 1's "
                            "(non-spinning IMRPhenomXPHM (2,2), aLIGOZeroDetHighPower)")
-    bank.add_argument("--workers", type=int, default=1, help="processes of pycbc_brute_bank")
+    bank.add_argument("--workers", type=positive_int, default=1, help="processes of pycbc_brute_bank")
     return parser
 
 
 def reference_bank_command(args: argparse.Namespace) -> dict[str, Any]:
     """--build-reference-bank / --check-reference-bank."""
     if args.build_reference_bank:
-        if args.workers < 1:
-            raise G2NetError(f"--workers {args.workers}: must be >= 1")
+        # only a bank file is ever replaced: any other existing file is someone's input
+        replaceable = Path(args.bank_file).is_file() and _is_bank(args.bank_file)
+        output_file(args.bank_file, "--bank-file", overwrite=replaceable, suffixes=(".hdf", ".h5"))
         bank = reference_bank.build(args.bank_file,
                                     reference_bank.BankRecipe(minimal_match=args.minimal_match),
                                     workers=args.workers)
@@ -94,6 +95,14 @@ def reference_bank_command(args: argparse.Namespace) -> dict[str, Any]:
           f"minimum {summary['min']:.4f}, {summary[f'fraction_at_least_{args.minimal_match:g}']:.1%} "
           f">= {args.minimal_match:g}")
     return summary
+
+
+def _is_bank(path: Path) -> bool:
+    try:
+        reference_bank.load(path)
+    except G2NetError:
+        return False
+    return True
 
 
 def build_strain_parser() -> argparse.ArgumentParser:

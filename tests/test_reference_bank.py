@@ -107,3 +107,21 @@ def test_the_committed_reference_bank_fits_the_search_prior():
                               spins=(bank.spin1z[near], bank.spin2z[near]),
                               approximant=bank.approximant, f_lower=bank.f_lower)
         assert rb.fitting_factors(sub, [injection], progress=False)[0] >= 0.97
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--check-reference-bank", "-3"], "must be >= 0"),
+    (["--build-reference-bank", "--bank-file", ""], "an empty path"),
+    (["--build-reference-bank", "--workers", "0"], "must be >= 1"),
+    (["--build-reference-bank", "--bank-file", "{tmp}/asd.txt"], "ending in .hdf or .h5"),
+    (["--build-reference-bank", "--bank-file", "{tmp}/other.hdf"], "exists"),
+])
+def test_bank_options_are_refused_before_placement_and_files_are_kept(tmp_path, capsys, argv, message):
+    (tmp_path / "asd.txt").write_text("20 1e-23\n")
+    with h5py.File(tmp_path / "other.hdf", "w") as f:  # an HDF5 file that is not a bank
+        f.create_dataset("strain", data=np.zeros(4))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
+        matched_filter.main([a.format(tmp=tmp_path) for a in argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
