@@ -12,7 +12,9 @@ segment (and every time slide, timeslides.py):
   the folds' logits;
 - keeps the loudest output within ``--cluster`` seconds; a trigger's ``time`` is the window start
   plus the merger time the simulator trains for (``--merger-offset``, the middle of
-  ``simulate.Priors.tc_range``), its ``stat`` the fold-mean logit, its ``var`` ``--var`` seconds.
+  ``simulate.Priors.tc_range``), its ``stat`` the fold-mean logit, its ``var`` ``--var`` seconds;
+  with ``--trigger-time plateau`` the window start is the middle of the run of windows around the
+  loudest that score within ``--plateau-drop`` of it (docs/search.md).
 The trigger file (``time``, ``stat``, ``var``, float64, sorted in time) is what MLGWSC-1's
 ``evaluate.py`` and ``evaluate_search.py`` read; its attribute ``duration`` is the analysed
 duration, time slides included.

@@ -31,6 +31,14 @@ DEFAULT_SLIDE_STEP = 5.0  # s between time slides (> window + light travel time)
 DEFAULT_BATCH = 256
 
 
+TRIGGER_TIMINGS = ("loudest", "plateau")  # how a kept trigger's window becomes its time
+
+
+# logit units (odds e-fold): meant to exceed the window-to-window jitter of a loud signal's scores and
+# stay below their rise over the noise's; not yet tuned (calibrate_search_timing.py measures the spread)
+DEFAULT_PLATEAU_DROP = 1.0
+
+
 PSD_PIECE = N_SAMPLES  # samples per periodogram of the PSD estimate (2 s: the whitening convention)
 
 
@@ -49,6 +57,8 @@ class SearchOptions:
     merger_offset: float = field(default_factory=default_merger_offset)
     batch_size: int = DEFAULT_BATCH
     threshold: float | None = None  # outputs below are dropped before clustering
+    timing: str = "loudest"  # a trigger's time: its loudest window, or the middle of its plateau
+    plateau_drop: float = DEFAULT_PLATEAU_DROP  # below the loudest output, still the plateau
     slides: TimeSlides = TimeSlides()
     reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
 
@@ -70,6 +80,10 @@ class SearchOptions:
                              "window, and several 2 s periodograms to average)")
         if not self.cluster > 0 or not self.var > 0:
             raise G2NetError(f"--cluster {self.cluster:g} and --var {self.var:g} must be > 0")
+        if self.timing not in TRIGGER_TIMINGS:
+            raise G2NetError(f"--trigger-time {self.timing}: must be one of {', '.join(TRIGGER_TIMINGS)}")
+        if not self.plateau_drop > 0:
+            raise G2NetError(f"--plateau-drop {self.plateau_drop:g}: must be > 0")
         if self.batch_size < 1:
             raise G2NetError(f"--batch-size {self.batch_size}: must be >= 1")
         self.slides.validate(detectors, window_s)
@@ -101,6 +115,19 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
                              "filter reports its SNR peak and refuses it)")
     parser.add_argument("--threshold", type=finite_float, default=None,
                         help="drop outputs below this before clustering (smaller files)")
+    parser.add_argument("--trigger-time", choices=TRIGGER_TIMINGS, default=None,
+                        help="loudest (default): a trigger's time is its loudest window's start plus "
+                             "--merger-offset; plateau: the middle of the run of consecutive windows "
+                             "around it within --plateau-drop of the loudest (a loud signal scores "
+                             "alike in every window that holds its merger, so the loudest of them is "
+                             "nearly random; the middle is not). The matched filter reports its SNR "
+                             "peak and refuses it")
+    parser.add_argument("--plateau-drop", type=positive_float, default=None,
+                        help="how far below the loudest output (in the statistic's units: search.py's "
+                             "logit, so 1 = the odds fall e-fold) a window still belongs to the "
+                             f"plateau (default {DEFAULT_PLATEAU_DROP:g}: meant to exceed the "
+                             "window-to-window jitter of a loud signal's scores and stay below their "
+                             "rise over the noise's); only with --trigger-time plateau")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -114,6 +141,13 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptio
                                     else args.slide_step))
     if args.merger_offset is not None:
         values["merger_offset"] = args.merger_offset
+    if args.plateau_drop is not None and args.trigger_time != "plateau":
+        raise G2NetError(f"--plateau-drop {args.plateau_drop:g}: only used with --trigger-time plateau; "
+                         "add that or drop it")
+    if args.trigger_time is not None:
+        values["timing"] = args.trigger_time
+    if args.plateau_drop is not None:
+        values["plateau_drop"] = args.plateau_drop
     values.update(overrides)
     return SearchOptions(**values)
 
@@ -134,4 +168,5 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
             "slide_step": options.slides.step, "stride": options.stride,
             "cluster": options.cluster, "psd_duration": options.psd_duration,
             "merger_offset": options.merger_offset, "var": options.var,
+            "timing": options.timing, "plateau_drop": options.plateau_drop,
             **({} if strain.run_id is None else {"strain_run_id": strain.run_id}), **extra}

@@ -113,3 +113,25 @@ def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.nd
         kept_times.insert(pos, t)
         kept.insert(pos, int(index))
     return np.asarray(kept, dtype=np.int64)
+
+
+def plateau_times(time: np.ndarray, stat: np.ndarray, kept: np.ndarray, drop: float,
+                  step: float) -> np.ndarray:
+    """The middle of each kept output's plateau: the run of consecutive outputs (``time`` in window
+    order, one per window, ``step`` s apart) around output ``kept[i]`` whose ``stat`` stays at least
+    its own minus ``drop``. A loud signal scores alike in every window that holds its merger, so
+    the loudest of them lands anywhere on that plateau; its middle scatters far less."""
+
+    time = np.asarray(time, dtype=np.float64)
+    stat = np.asarray(stat, dtype=np.float64)
+    joined = np.abs(np.diff(time) - step) < 0.5 * step  # output j and j + 1 are adjacent windows
+    middle = np.empty(len(kept), dtype=np.float64)
+    for n, index in enumerate(kept):
+        level = stat[index] - drop
+        lo = hi = int(index)
+        while lo > 0 and joined[lo - 1] and stat[lo - 1] >= level:
+            lo -= 1
+        while hi < len(time) - 1 and joined[hi] and stat[hi + 1] >= level:
+            hi += 1
+        middle[n] = 0.5 * (time[lo] + time[hi])
+    return middle
