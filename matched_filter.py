@@ -126,13 +126,15 @@ def build_strain_parser() -> argparse.ArgumentParser:
 
 def strain_search(args: argparse.Namespace) -> Any:
     """--strain: refuse the shared search options a matched filter has no use for, run the rest."""
+    peak = "the matched filter reports each trigger at its SNR peak, the merger sample"
     for option, value, why in (
             ("--stride", args.stride, "the matched filter lays its windows to tile time by itself "
                                       "and computes the SNR at every sample"),
-            ("--merger-offset", args.merger_offset, "the matched filter reports each trigger at "
-                                                    "its SNR peak, the merger sample")):
+            ("--merger-offset", args.merger_offset, peak), ("--trigger-time", args.trigger_time, peak),
+            ("--plateau-drop", args.plateau_drop, peak)):
         if value is not None:
-            raise G2NetError(f"{option} {value:g}: not used by matched_filter.py --strain ({why}); drop it")
+            shown = f"{value:g}" if isinstance(value, float) else value
+            raise G2NetError(f"{option} {shown}: not used by matched_filter.py --strain ({why}); drop it")
     if args.bank_size is not None and args.bank_size < 1:
         raise G2NetError(f"--bank-size {args.bank_size}: must be >= 1")
     return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
