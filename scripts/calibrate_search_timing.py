@@ -9,7 +9,9 @@ search once over a calibration stretch (its own seed) with injections, then this
 every injection above ``--min-snr`` it takes the loudest trigger within ``--window`` s of ``tc``
 and prints the median error (time - tc), the half-width around it holding ``--coverage`` of the
 errors, and the ``--merger-offset`` and ``--var`` that centre and cover them. Tuning on the
-strain a search is evaluated on would flatter it; this is why the stretch is separate.
+strain a search is evaluated on would flatter it; this is why the stretch is separate. The offset
+holds for the trigger timing the calibration search used (``--trigger-time``, recorded in the
+trigger file): the printed options repeat it, so that the measured searches time triggers alike.
 """
 from __future__ import annotations
 
@@ -72,8 +74,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     result = calibrate(errors, float(attrs["merger_offset"]), args.coverage)
     print(f"{result['injections']} injections above SNR {args.min_snr:g}: trigger - tc median "
           f"{result['median_error']:+.3f} s (5-95%: {result['p05']:+.3f} to {result['p95']:+.3f} s)")
-    print(f"search with --merger-offset {result['merger_offset']:.3f} --var {result['var']:.3f}")
+    print(f"search with {timing_options(attrs)}--merger-offset {result['merger_offset']:.3f} "
+          f"--var {result['var']:.3f}")
     return result
+
+
+def timing_options(attrs: dict) -> str:
+    """The ``--trigger-time``/``--plateau-drop`` options the events were searched with (none:
+    the default, loudest), which the calibrated offset holds for."""
+    if attrs.get("timing", "loudest") == "loudest":
+        return ""
+    if attrs["timing"] != "plateau":
+        raise G2NetError(f"trigger timing {attrs['timing']!r} is not one search.py knows (loudest, "
+                         "plateau)")
+    return f"--trigger-time plateau --plateau-drop {float(attrs['plateau_drop']):g} "
 
 
 if __name__ == "__main__":
