@@ -2,7 +2,7 @@
 # The continuous-strain measurement (docs/benchmarks.md, "Searching continuous strain"):
 # train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
 # matched filter (background by time slides), evaluate both. Every size is a variable:
-#   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 BANK=64 N_TRAIN=20000 bash scripts/measure_search.sh
+#   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 TIMING_MODE=plateau BANK=64 N_TRAIN=20000 bash scripts/measure_search.sh
 # (the defaults: one day of foreground, 31 days of background, as measured in docs/benchmarks.md)
 # Speeds (seconds of strain per wall-clock second) are printed from the wall times of each step.
 set -euo pipefail
@@ -12,6 +12,7 @@ DURATION=${DURATION:-86400}      # s of foreground (and of background before sli
 SLIDES=${SLIDES:-30}             # time slides of the background for the network
 MF_SLIDES=${MF_SLIDES:-$SLIDES}  # time slides of the background for the matched filter
 STRIDE=${STRIDE:-0.5}            # s between the network's windows
+TIMING_MODE=${TIMING_MODE:-plateau}  # network trigger times: plateau (middle) or loudest window
 BANK=${BANK:-64}                 # matched-filter templates
 N_TRAIN=${N_TRAIN:-20000}        # two-detector training examples
 CONFIG=${CONFIG:-Demo2det}
@@ -51,17 +52,20 @@ fi
 step simulate-calibration 0 "$PY" simulate_strain.py --out "$OUT/calibration" --duration 3600 \
     --detectors H1,L1 --seed "$((SEED + 2))" --chirp-distance-range 20 75 --no-progress --overwrite
 step search-calibration 3600 "$PY" search.py --config "$CONFIG" --input "$OUT/calibration/foreground.hdf" \
-    --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --no-progress --overwrite
+    --output "$OUT/calibration_net.hdf" --stride "$STRIDE" --trigger-time "$TIMING_MODE" --no-progress --overwrite
 TIMING=$("$PY" scripts/calibrate_search_timing.py --injections "$OUT/calibration/injections.hdf" \
     --events "$OUT/calibration_net.hdf" | tee /dev/stderr | tail -1 | sed 's/^search with //')
 BG=$((DURATION * (SLIDES + 1)))
 MF_BG=$((DURATION * (MF_SLIDES + 1)))
-# shellcheck disable=SC2086  # $TIMING is two options
+# the offset holds for the calibration search's timing: the same --trigger-time (which $TIMING
+# repeats, with its --plateau-drop, when it is plateau)
+# shellcheck disable=SC2086  # $TIMING is several options
 step search-fg "$DURATION" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/foreground.hdf" \
-    --output "$OUT/fg_net.hdf" --stride "$STRIDE" $TIMING --no-progress --overwrite
+    --output "$OUT/fg_net.hdf" --stride "$STRIDE" --trigger-time "$TIMING_MODE" $TIMING --no-progress --overwrite
 # shellcheck disable=SC2086
 step search-bg "$BG" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" $TIMING --no-progress --overwrite
+    --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" --trigger-time "$TIMING_MODE" $TIMING \
+    --no-progress --overwrite
 step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
     --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress --overwrite
 step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
