@@ -817,3 +817,33 @@ def test_dataset_script_reads_a_mirror_and_refuses_with_one_line(fake_checkout, 
     for duration, seed, match in ((60, 1, "give more than 60 s"), (120, -1, "seed >= 0")):
         with pytest.raises(G2NetError, match=match):
             ds.make_dataset(tmp_path / "mirror", duration, tmp_path / "o2", seed, deps=tmp_path / "deps")
+
+
+def _logistic_found(snr: np.ndarray, half: float, slope: float, rng: np.random.Generator) -> np.ndarray:
+    return rng.random(len(snr)) < 1.0 / (1.0 + np.exp(-slope * (np.log(snr) - np.log(half))))
+
+
+def test_snr50_recovers_the_snr_of_half_found_and_the_paired_gap():
+    rng = np.random.default_rng(3)
+    snr = rng.uniform(2.0, 30.0, 4000)
+    a = _logistic_found(snr, 9.0, 8.0, rng)
+    b = _logistic_found(snr, 10.5, 8.0, rng)
+    out = g2net.search.evaluation.snr50(snr, [a, b], resamples=200)
+    first, second = out["searches"]
+    assert first["snr50"] == pytest.approx(9.0, abs=0.25) and second["snr50"] == pytest.approx(10.5, abs=0.25)
+    assert first["interval"][0] < first["snr50"] < first["interval"][1]
+    assert first["interval"][1] - first["interval"][0] < 0.6
+    assert out["difference"] == pytest.approx(1.5, abs=0.35)
+    assert out["difference_interval"][0] > 0.5  # paired: the gap is resolved
+    same = g2net.search.evaluation.snr50(snr, [a, a], resamples=50)
+    assert same["difference"] == 0 and same["difference_interval"] == [0.0, 0.0]
+
+
+def test_snr50_is_nan_without_a_crossing_and_ignores_missing_snrs():
+    snr = np.array([5.0, 8.0, 12.0, np.nan, 20.0, 0.0])
+    found = np.ones(6, dtype=bool)
+    out = g2net.search.evaluation.snr50(snr, [found], resamples=20)
+    assert out["injections"] == 4 and math.isnan(out["searches"][0]["snr50"])
+    assert all(math.isnan(v) for v in out["searches"][0]["interval"])
+    none = g2net.search.evaluation.snr50(np.full(3, np.nan), [np.zeros(3, bool)], resamples=5)
+    assert none["injections"] == 0 and math.isnan(none["searches"][0]["snr50"])

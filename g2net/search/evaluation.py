@@ -76,6 +76,9 @@ BOOTSTRAP_RESAMPLES = 2000  # resamples of the injections behind a paired compar
 BOOTSTRAP_SEED = 0  # fixed: the same inputs give the same comparison interval
 
 
+SNR50_RESAMPLES = 400  # bootstrap resamples behind the interval of the SNR of half found (a fit each)
+
+
 INTERVALS = {  # what each reported uncertainty is (summary.json "intervals")
     "level": INTERVAL_LEVEL,
     "far": "central interval on the Poisson rate of the background triggers louder than the threshold "
@@ -389,16 +392,82 @@ def found_fraction_by_snr(result: SearchResult, snr: np.ndarray, per_month: floa
     return rows
 
 
+def _logistic_fits(x: np.ndarray, y: np.ndarray, counts: np.ndarray, iterations: int = 100
+                   ) -> np.ndarray:
+    """Maximum-likelihood ``(b0, b1)`` of ``P(found) = 1 / (1 + exp(-(b0 + b1 x)))``, one fit per
+    row of ``counts`` (how often each injection is drawn): Newton's method, vectorised over rows
+    (the log-likelihood is concave; separable data diverge and give non-finite values)."""
+    from scipy.special import expit
+
+    b = np.zeros((counts.shape[0], 2))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(iterations):
+            p = expit(b[:, :1] + b[:, 1:] * x)
+            w = counts * p * (1.0 - p)
+            r = counts * (y - p)
+            g0, g1 = r.sum(1), (r * x).sum(1)
+            h00, h01, h11 = w.sum(1), (w * x).sum(1), (w * x * x).sum(1)
+            det = h00 * h11 - h01 ** 2
+            step = np.stack([(h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det], axis=1)
+            b = b + step
+            if np.all(np.abs(step[np.isfinite(step)]) < 1e-10):
+                break
+    return b
+
+
+def _snr50_of(fits: np.ndarray) -> np.ndarray:
+    """``exp(-b0 / b1)``: where the fitted found fraction crosses one half (NaN unless rising)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        value = np.exp(-fits[:, 0] / fits[:, 1])
+    return np.where(np.isfinite(value) & (fits[:, 1] > 0), value, np.nan)
+
+
+def snr50(snr: np.ndarray, found: Sequence[np.ndarray], resamples: int = SNR50_RESAMPLES,
+          seed: int = BOOTSTRAP_SEED, level: float = INTERVAL_LEVEL) -> dict[str, Any]:
+    """The optimal network SNR at which each search finds half the injections, from a logistic
+    fit of found against ln SNR: where two searches differ "in SNR units". ``found`` holds one
+    boolean mask per search over the same injections; the interval is a percentile bootstrap over
+    the injections, the same resamples for every search, so the difference of two is paired too.
+    Injections without a finite positive SNR are left out; NaN where a fit has no crossing (all
+    found, none found, or perfectly separated)."""
+    keep = np.isfinite(snr) & (snr > 0)
+    x = np.log(snr[keep])
+    masks = [np.asarray(f, dtype=bool)[keep].astype(np.float64) for f in found]
+    n = len(x)
+    if n == 0:
+        nan = {"snr50": math.nan, "interval": [math.nan, math.nan]}
+        return {"injections": 0, "searches": [dict(nan) for _ in masks],
+                "difference": math.nan, "difference_interval": [math.nan, math.nan]}
+    rng = np.random.default_rng(seed)
+    counts = np.vstack([np.ones(n)] + [np.bincount(rng.integers(0, n, n), minlength=n)
+                                       for _ in range(resamples)]).astype(np.float64)
+    values = [_snr50_of(_logistic_fits(x, y, counts)) for y in masks]
+    tails = [(1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0]
+
+    def interval(v: np.ndarray) -> list[float]:
+        v = v[np.isfinite(v)]
+        return [float(q) for q in np.quantile(v, tails)] if len(v) > resamples // 2 else [math.nan, math.nan]
+
+    out: dict[str, Any] = {"injections": int(n), "resamples": int(resamples), "level": level,
+                           "searches": [{"snr50": float(v[0]), "interval": interval(v[1:])} for v in values]}
+    if len(values) == 2:
+        diff = values[1] - values[0]
+        out.update(difference=float(diff[0]), difference_interval=interval(diff[1:]))
+    return out
+
+
 def compare_searches(reference: SearchResult, other: SearchResult, per_month: float,
                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                     level: float = INTERVAL_LEVEL) -> dict[str, Any]:
+                     level: float = INTERVAL_LEVEL, snr: np.ndarray | None = None) -> dict[str, Any]:
     """Does ``other`` beat ``reference`` at ``per_month`` false alarms per month: the ratio
     ``d_other / d_reference`` and difference ``d_other - d_reference`` of their sensitive
     distances, each with a paired percentile-bootstrap interval over the injections (resampled
     with replacement, the same resample for both searches; each search keeps its own threshold at
     that rate, so the interval holds the background fixed: it is the injections' part of the
     uncertainty). Both must be evaluated on the same injections. A resample in which neither search
-    finds anything has no ratio and is left out (counted in ``undefined_resamples``)."""
+    finds anything has no ratio and is left out (counted in ``undefined_resamples``). With the
+    injections' optimal ``snr``, also the gap in SNR units: each search's :func:`snr50` and their
+    difference (``other`` minus ``reference``) with a paired interval."""
     same = (reference.n_injections == other.n_injections
             and np.array_equal(reference.extra.get("injection-indices"), other.extra.get("injection-indices"))
             and np.array_equal(reference.weight, other.weight) and reference.v_total == other.v_total)
@@ -449,6 +518,12 @@ def compare_searches(reference: SearchResult, other: SearchResult, per_month: fl
         "distance_difference": float(d_other - d_ref),
         "distance_difference_interval": quantile(boot_other - boot_ref),
         "undefined_resamples": int((~defined).sum())})
+    if snr is not None:
+        gap = snr50(snr, [reference.found_stat > reference.thresholds[i],
+                          other.found_stat > other.thresholds[j]], seed=seed, level=level)
+        entry.update(snr50_reference=gap["searches"][0]["snr50"], snr50_search=gap["searches"][1]["snr50"],
+                     snr50_difference=gap["difference"],
+                     snr50_difference_interval=gap["difference_interval"])
     return entry
 
 
@@ -658,16 +733,19 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             reached = [f for f in TABLE_FARS if math.isfinite(result.at_far(f)["threshold"])]
             for f in reached:
                 entry[f"found_fraction_by_snr_at_{f:g}_per_month"] = found_fraction_by_snr(result, snr, f)
+                half = snr50(snr, [result.found_stat > result.at_far(f)["threshold"]])
+                entry[f"snr50_at_{f:g}_per_month"] = half["searches"][0]
             entry["found_fraction_by_snr_any"] = found_fraction_by_snr(result, snr, None)
             # the plot shows the lowest false-alarm rate the background measures
             far = reached[0] if reached else None
             snr_tables[f"{label} ({f'{far:g}/month' if far else 'any trigger'})"] = \
                 found_fraction_by_snr(result, snr, far)
         summary["searches"][label] = entry
-    comparisons = [compare_searches(a, b, f) for k, a in enumerate(results) for b in results[k + 1:]
-                   for f in TABLE_FARS]
+    comparisons = [compare_searches(a, b, f, snr=snr) for k, a in enumerate(results)
+                   for b in results[k + 1:] for f in TABLE_FARS]
     if comparisons:
         summary["comparisons"] = comparisons
+    entries = summary["searches"]
     # rates the background cannot reach are null (not NaN, which strict JSON readers refuse)
     summary = _json_safe(summary)
     text = json.dumps(summary, indent=2, allow_nan=False)
@@ -686,7 +764,7 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    print_table(results, snr_info, snr_tables, comparisons)
+    print_table(results, snr_info, snr_tables, comparisons, entries)
     return summary
 
 
@@ -696,7 +774,8 @@ def _interval(bounds: Sequence[float], digits: int = 2) -> str:
 
 def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None,
                 snr_tables: dict[str, list] | None = None,
-                comparisons: Sequence[dict[str, Any]] = ()) -> None:
+                comparisons: Sequence[dict[str, Any]] = (),
+                entries: dict[str, dict[str, Any]] | None = None) -> None:
     level = f"{INTERVAL_LEVEL:.0%}"
     header = "search".ljust(20) + "".join(f"{f'{f:g}/month':>20}" for f in TABLE_FARS)
     print("sensitive distance [Mpc] +- 1 s.e. (found fraction) at a false-alarm rate")
@@ -750,6 +829,15 @@ def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None
               "thresholds fixed)" + ("" if c["reference_background_seconds"] == c["search_background_seconds"]
                                      else f"; backgrounds differ: {c['reference_background_seconds'] / SECONDS_PER_DAY:.4g}"
                                           f" and {c['search_background_seconds'] / SECONDS_PER_DAY:.4g} days"))
+        if "snr50_difference" in c:
+            print(f"  SNR of half found: {c['search']} {c['snr50_search']:.2f}, {c['reference']} "
+                  f"{c['snr50_reference']:.2f}, difference {c['snr50_difference']:+.2f} "
+                  f"{_interval(c['snr50_difference_interval'])} (paired bootstrap)")
+    for label, entry in (entries or {}).items():
+        halves = [(key.split("_")[2], value) for key, value in entry.items() if key.startswith("snr50_at_")]
+        if halves:
+            print(f"{label}: optimal SNR at which half are found (logistic fit, {level} bootstrap): " +
+                  ", ".join(f"{v['snr50']:.2f} {_interval(v['interval'])} at {f}/month" for f, v in halves))
     if snr is None:
         return
     if not any(snr_tables.values()):
