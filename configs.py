@@ -20,7 +20,7 @@ from datasets import G2NetDataset
 from g2net.frontends import CQT, CNNSpectrogram, ComplexMorletCWT, WaveNetSpectrogram
 from g2net.training.callbacks import EarlyStopping, SaveSnapshot
 from g2net.training.trainer import TrainHook
-from loss_functions import BCEWithLogitsLoss
+from loss_functions import BCEWithLogitsLoss, TailRankingLoss
 from metrics import AUC
 from models1d_pytorch import CNN1d, ResNet1d, WaveNet1d, densenet121_1d
 from transforms import (COMPETITION_FACTORS, BandPass, Compose, FlipWave, GaussianNoiseSNR,
@@ -107,9 +107,11 @@ class Baseline:
     train_source = "files"
     # Online settings: approximant ('IMRPhenomD' or 'IMRPhenomPv2'), priors (simulate.Priors
     # fields: masses, spins, sky, tc, snr_range, snr_distribution, positive_fraction...), batches
-    # per epoch, device (None: the training device) and signal_bank (a polarisation bank, 'bank').
+    # per epoch, device (None: the training device), signal_bank (a polarisation bank, 'bank'),
+    # and swap_fraction / mute_fraction: the fractions of positives made incoherent (one
+    # detector's signal swapped for another positive's, or removed) and labelled noise (Aframe).
     online: dict = dict(approximant="IMRPhenomD", priors=dict(), steps_per_epoch=100, device=None,
-                        signal_bank=None)
+                        signal_bank=None, swap_fraction=0.0, mute_fraction=0.0)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -490,6 +492,27 @@ class Seq03w2detOnline(Seq03w2det):
     train_source = "online"
     num_epochs = 5
     online = dict(Baseline.online, steps_per_epoch=300)
+
+
+# Training for the tail (issue 18; docs/benchmarks.md "Training for the tail"): one change each to
+# Demo2detOnline, screened at equal wall-clock by the sensitive distance at low false-alarm rates.
+class Demo2detOnlineSnr4(Demo2detOnline):
+    """``Demo2detOnline`` with the network SNR log-uniform over 4-40 (p ~ snr^-1) instead of
+    uniform 5-20: signals down to SNR 4 and up to 40."""
+    online = dict(Demo2detOnline.online, priors=dict(snr_range=(4.0, 40.0),
+                                                     snr_distribution="loguniform"))
+
+
+class Demo2detOnlineSwapMute(Demo2detOnline):
+    """``Demo2detOnline`` with Aframe's coherence negatives: 10% of the positives get one
+    detector's signal from another positive and 10% lose one detector's signal, labelled noise."""
+    online = dict(Demo2detOnline.online, swap_fraction=0.1, mute_fraction=0.1)
+
+
+class Demo2detOnlineTail(Demo2detOnline):
+    """``Demo2detOnline`` trained with :class:`TailRankingLoss`: BCE plus each positive ranked
+    above the batch's loudest eighth of negatives."""
+    criterion = TailRankingLoss(weight=1.0, top_fraction=0.125)
 
 
 class Nspec16Online(Nspec16):

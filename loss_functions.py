@@ -1,10 +1,13 @@
-"""Training losses on logits: binary cross-entropy with label smoothing, and focal loss.
+"""Training losses on logits: binary cross-entropy with label smoothing, focal loss, and a
+ranking loss aimed at the low false-alarm region.
 
 Both take logits ``(B, 1)`` (any shape) and targets of the same number of elements (``(B,)`` or
 ``(B, 1)``; soft targets from mixup or pseudo-labels are fine) and compute in float32 even under
 autocast, where half-precision logs would lose the small differences training depends on.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -95,3 +98,35 @@ class FocalLoss(nn.Module):
         if self.alpha is not None:
             loss = loss * (self.alpha * target + (1 - self.alpha) * (1 - target))
         return _reduce(loss, self.reduction)
+
+
+class TailRankingLoss(nn.Module):
+    """BCE plus a ranking term aimed at the low false-alarm region, where searches are judged.
+
+    BCE weighs every negative alike, but a search's threshold at one false alarm per month sits
+    above all but the very loudest noise. The added term pushes every positive's logit above the
+    batch's ``top_fraction`` highest-scoring negatives: ``weight * mean softplus(neg - pos)`` over
+    those pairs, a smooth surrogate of the partial AUC over false-positive rates up to
+    ``top_fraction``. Examples count as positive when their (soft) target is >= 0.5; a batch
+    without both classes gets BCE alone.
+    """
+
+    def __init__(self, weight: float = 1.0, top_fraction: float = 0.125, smooth_eps: float = 0.0):
+        super().__init__()
+        if not (math.isfinite(weight) and weight >= 0):
+            raise G2NetError(f"TailRankingLoss: weight must be a finite number >= 0, got {weight}")
+        if not 0.0 < top_fraction <= 1.0:
+            raise G2NetError(f"TailRankingLoss: top_fraction must lie in (0, 1], got {top_fraction}")
+        if not 0.0 <= smooth_eps < 1.0:
+            raise G2NetError(f"TailRankingLoss: smooth_eps must lie in [0, 1), got {smooth_eps}")
+        self.weight, self.top_fraction, self.smooth_eps = weight, top_fraction, smooth_eps
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target = _prepare(input, target)
+        bce = F.binary_cross_entropy_with_logits(logits, smooth_targets(target, self.smooth_eps))
+        logits, positive = logits.flatten(), target.flatten() >= 0.5
+        negatives, positives = logits[~positive], logits[positive]
+        if not len(negatives) or not len(positives) or self.weight == 0:
+            return bce
+        hardest = negatives.topk(max(1, math.ceil(self.top_fraction * len(negatives)))).values
+        return bce + self.weight * F.softplus(hardest[None, :] - positives[:, None]).mean()

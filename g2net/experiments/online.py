@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2net.simulation.ml4gw_engine import (ML4GW_APPROXIMANTS, OnlineSimulator,
+from g2net.simulation.ml4gw_engine import (ML4GW_APPROXIMANTS, Batch, OnlineSimulator,
                                            check_ml4gw_approximant, make_generator)
 from g2net.simulation.priors import Priors
 from transforms import batched
@@ -45,10 +45,13 @@ class OnlineSource:
     """
 
     def __init__(self, simulator: OnlineSimulator, batch_size: int, steps_per_epoch: int, seed: int,
-                 transform: Any = None, rank: int = 0):
+                 transform: Any = None, rank: int = 0, swap_fraction: float = 0.0,
+                 mute_fraction: float = 0.0):
         if steps_per_epoch < 1 or batch_size < 1:
             raise G2NetError(f"online training needs steps_per_epoch >= 1 and batch_size >= 1, got "
                              f"{steps_per_epoch} and {batch_size}")
+        check_coherence_fractions(swap_fraction, mute_fraction, simulator.n_detectors)
+        self.swap_fraction, self.mute_fraction = swap_fraction, mute_fraction
         self.simulator, self.batch_size, self.steps = simulator, batch_size, steps_per_epoch
         self.seed, self.rank = seed, rank
         try:
@@ -68,6 +71,9 @@ class OnlineSource:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         while self.step < self.steps:
             batch = self.simulator.sample(self.generator, self.batch_size)
+            if self.swap_fraction or self.mute_fraction:
+                incoherent_negatives(batch, self.generator, self.swap_fraction, self.mute_fraction,
+                                     self.simulator.present)
             x = self.transform(batch.data, self.generator)
             self.step += 1
             yield x.float(), batch.target.float()[:, None]
@@ -92,6 +98,44 @@ class OnlineSource:
             self.step = step
 
 
+# ----------------------------------------------------------------------------- coherence negatives
+def check_coherence_fractions(swap: float, mute: float, n_detectors: int) -> None:
+    if not (0.0 <= swap <= 1.0 and 0.0 <= mute <= 1.0 and swap + mute <= 1.0):
+        raise G2NetError(f"online swap_fraction {swap} and mute_fraction {mute}: each in [0, 1], "
+                         "together at most 1 (fractions of the positives)")
+    if (swap or mute) and n_detectors < 2:
+        raise G2NetError("online swap_fraction / mute_fraction make a signal incoherent between "
+                         f"detectors; the config trains on {n_detectors} detector: set them to 0")
+
+
+def incoherent_negatives(batch: Batch, g: torch.Generator, swap_fraction: float,
+                         mute_fraction: float, detectors: list[int]) -> None:
+    """Aframe's channel swapping and muting, in place: of the batch's positives, ``swap_fraction``
+    get one detector's signal replaced by another positive's and ``mute_fraction`` lose one
+    detector's signal; both are relabelled noise. An astrophysical signal is coherent across the
+    network, so the network is taught to want the detectors to agree, not just one loud row."""
+    positives = torch.nonzero(batch.target > 0.5).flatten()
+    n = len(positives)
+    n_swap = int(round(swap_fraction * n)) if n >= 2 else 0
+    n_mute = int(round(mute_fraction * n))
+    if not n_swap + n_mute:
+        return
+    device = positives.device
+    shuffled = torch.randperm(n, generator=g, device=device)
+    rows = torch.as_tensor(detectors, device=device)
+    chosen = rows[torch.randint(len(detectors), (n_swap + n_mute,), generator=g, device=device)]
+    changed = positives[shuffled[:n_swap + n_mute]]
+    # a swap partner is any other positive: an offset of 1..n-1 positions among the positives
+    partner = positives[(shuffled[:n_swap] + torch.randint(1, max(n, 2), (n_swap,), generator=g,
+                                                            device=device)) % n]
+    incoming = torch.zeros((n_swap + n_mute, batch.signal.shape[-1]), dtype=batch.signal.dtype,
+                           device=device)
+    incoming[:n_swap] = batch.signal[partner, chosen[:n_swap]]
+    batch.data[changed, chosen] += incoming - batch.signal[changed, chosen]
+    batch.signal[changed, chosen] = incoming
+    batch.target[changed] = 0.0
+
+
 # ----------------------------------------------------------------------------- configs
 def online_settings(cfg: type) -> dict[str, Any]:
     """The config's ``online`` dict over ``Baseline.online`` (every key has its default there),
@@ -108,6 +152,8 @@ def online_settings(cfg: type) -> dict[str, Any]:
     if bad:
         raise G2NetError(f"config {cfg.name}: online priors {bad} are not Priors fields "
                          f"({', '.join(sorted(fields))})")
+    check_coherence_fractions(float(settings["swap_fraction"]), float(settings["mute_fraction"]),
+                              len(cfg.detectors))
     if settings["approximant"] not in ML4GW_APPROXIMANTS and cfg.train_source == "online":
         check_ml4gw_approximant(settings["approximant"])
     return settings
@@ -142,4 +188,5 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
                                 tuple(cfg.detectors))
     steps = int(settings["steps_per_epoch"])
     steps = min(steps, max_steps) if max_steps is not None else steps
-    return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank)
+    return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank,
+                        float(settings["swap_fraction"]), float(settings["mute_fraction"]))

@@ -267,6 +267,15 @@ class OnlineSimulator(torch.nn.Module):
     def device(self) -> torch.device:
         return self.snr_psd.device
 
+    @property
+    def present(self) -> list[int]:
+        """Rows (of H1, L1, V1) of the detectors this simulator fills."""
+        return [i for i in range(len(DETECTORS)) if i not in self.absent]
+
+    @property
+    def n_detectors(self) -> int:
+        return len(self.present)
+
     def targets(self, g: torch.Generator, batch: int) -> Tensor:
         """``round(positive_fraction * batch)`` positives in a random order (as simulate's splits)."""
         labels = torch.zeros(batch, dtype=torch.float64, device=self.device)
