@@ -2,7 +2,7 @@
 # The continuous-strain measurement (docs/benchmarks.md, "Searching continuous strain"):
 # train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
 # matched filter (background by time slides), evaluate both. Every size is a variable:
-#   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 TIMING_MODE=plateau BANK=64 N_TRAIN=20000 bash scripts/measure_search.sh
+#   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 TIMING_MODE=plateau BANK_FILE=data/reference_bank.hdf N_TRAIN=20000 bash scripts/measure_search.sh
 # (the defaults: one day of foreground, 31 days of background, as measured in docs/benchmarks.md)
 # Speeds (seconds of strain per wall-clock second) are printed from the wall times of each step.
 set -euo pipefail
@@ -13,7 +13,9 @@ SLIDES=${SLIDES:-30}             # time slides of the background for the network
 MF_SLIDES=${MF_SLIDES:-$SLIDES}  # time slides of the background for the matched filter
 STRIDE=${STRIDE:-0.5}            # s between the network's windows
 TIMING_MODE=${TIMING_MODE:-plateau}  # network trigger times: plateau (middle) or loudest window
-BANK=${BANK:-64}                 # matched-filter templates
+BANK_FILE=${BANK_FILE:-data/reference_bank.hdf}  # the reference matched filter's bank (docs/search.md)
+BANK=${BANK:-}                   # instead: a farthest-point bank of this many templates (history)
+MF_THREADS=${MF_THREADS:-2}      # torch threads of the matched filter
 N_TRAIN=${N_TRAIN:-20000}        # two-detector training examples
 CONFIG=${CONFIG:-Demo2det}
 LIMIT_FOLD=${LIMIT_FOLD-0}       # train only this fold (empty: all folds, averaged by the search)
@@ -66,10 +68,15 @@ step search-fg "$DURATION" "$PY" search.py --config "$CONFIG" --input "$OUT/stra
 step search-bg "$BG" "$PY" search.py --config "$CONFIG" --input "$OUT/strain/background.hdf" \
     --output "$OUT/bg_net.hdf" --stride "$STRIDE" --slides "$SLIDES" --trigger-time "$TIMING_MODE" $TIMING \
     --no-progress --overwrite
-step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
-    --output "$OUT/fg_mf.hdf" --bank-size "$BANK" --no-progress --overwrite
-step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_mf.hdf" --bank-size "$BANK" --slides "$MF_SLIDES" --no-progress --overwrite
+# the matched filter resumes a killed run from OUTPUT.checkpoint.npz: rerun the script to go on
+# (a finished trigger file is kept)
+MF_BANK=$([ -n "$BANK" ] && echo "--bank-size $BANK" || echo "--bank-file $BANK_FILE")
+# shellcheck disable=SC2086  # $MF_BANK is two words
+[ -f "$OUT/fg_mf.hdf" ] || step mf-fg "$DURATION" "$PY" matched_filter.py --strain "$OUT/strain/foreground.hdf" \
+    --output "$OUT/fg_mf.hdf" $MF_BANK --threads "$MF_THREADS" --no-progress
+# shellcheck disable=SC2086
+[ -f "$OUT/bg_mf.hdf" ] || step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
+    --output "$OUT/bg_mf.hdf" $MF_BANK --threads "$MF_THREADS" --slides "$MF_SLIDES" --no-progress
 step evaluate 0 "$PY" evaluate_search.py --injections "$OUT/strain/injections.hdf" \
     --foreground-files "$OUT/strain/foreground.hdf" \
     --foreground-events "$OUT/fg_net.hdf" --background-events "$OUT/bg_net.hdf" --label "$CONFIG" \
