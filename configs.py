@@ -108,10 +108,14 @@ class Baseline:
     # Online settings: approximant ('IMRPhenomD' or 'IMRPhenomPv2'), priors (simulate.Priors
     # fields: masses, spins, sky, tc, snr_range, snr_distribution, positive_fraction...), batches
     # per epoch, device (None: the training device), signal_bank (a polarisation bank, 'bank'),
-    # and swap_fraction / mute_fraction: the fractions of positives made incoherent (one
-    # detector's signal swapped for another positive's, or removed) and labelled noise (Aframe).
+    # swap_fraction / mute_fraction: the fractions of positives made incoherent (one detector's
+    # signal swapped for another positive's, or removed) and labelled noise (Aframe), and
+    # hard_negatives / hard_negative_fraction: a pool of background windows a trained model scores
+    # highest (scripts/mine_hard_negatives.py; .npy relative to the input folder) and the fraction
+    # of each batch's negatives replaced by its windows, drawn with replacement.
     online: dict = dict(approximant="IMRPhenomD", priors=dict(), steps_per_epoch=100, device=None,
-                        signal_bank=None, swap_fraction=0.0, mute_fraction=0.0)
+                        signal_bank=None, swap_fraction=0.0, mute_fraction=0.0,
+                        hard_negatives=None, hard_negative_fraction=0.0)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -513,6 +517,15 @@ class Demo2detOnlineTail(Demo2detOnline):
     """``Demo2detOnline`` trained with :class:`TailRankingLoss`: BCE plus each positive ranked
     above the batch's loudest eighth of negatives."""
     criterion = TailRankingLoss(weight=1.0, top_fraction=0.125)
+
+
+class Demo2detOnlineHardNeg(Demo2detOnline):
+    """``Demo2detOnline`` with a quarter of each batch's negatives replaced by hard negatives: the
+    background windows a trained ``Demo2detOnline`` scores highest. The pool is mined by
+    scripts/mine_hard_negatives.py from a Demo2detOnline search of a separate background strain
+    (never the strain the search is evaluated on) and copied into the input folder."""
+    online = dict(Demo2detOnline.online, hard_negatives="hard_negatives.npy",
+                  hard_negative_fraction=0.25)
 
 
 class Nspec16Online(Nspec16):

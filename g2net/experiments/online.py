@@ -21,7 +21,7 @@ from g2net.simulation.ml4gw_engine import (ML4GW_APPROXIMANTS, Batch, OnlineSimu
                                            check_ml4gw_approximant, make_generator)
 from g2net.simulation.priors import Priors
 from transforms import batched
-from utils import G2NetError, input_dir
+from utils import DETECTORS, EXAMPLE_SHAPE, G2NetError, input_dir, load_npy
 
 SOURCES = ("files", "online", "bank")
 
@@ -46,12 +46,20 @@ class OnlineSource:
 
     def __init__(self, simulator: OnlineSimulator, batch_size: int, steps_per_epoch: int, seed: int,
                  transform: Any = None, rank: int = 0, swap_fraction: float = 0.0,
-                 mute_fraction: float = 0.0):
+                 mute_fraction: float = 0.0, hard_negatives: Tensor | None = None,
+                 hard_negative_fraction: float = 0.0):
         if steps_per_epoch < 1 or batch_size < 1:
             raise G2NetError(f"online training needs steps_per_epoch >= 1 and batch_size >= 1, got "
                              f"{steps_per_epoch} and {batch_size}")
         check_coherence_fractions(swap_fraction, mute_fraction, simulator.n_detectors)
         self.swap_fraction, self.mute_fraction = swap_fraction, mute_fraction
+        check_hard_negative_fraction(hard_negative_fraction, hard_negatives is not None)
+        if hard_negatives is not None and tuple(hard_negatives.shape[1:]) != EXAMPLE_SHAPE:
+            raise G2NetError(f"a hard-negative pool holds windows of shape {tuple(hard_negatives.shape)}"
+                             f"; it must be (K, {EXAMPLE_SHAPE[0]}, {EXAMPLE_SHAPE[1]})")
+        self.hard_negative_fraction = hard_negative_fraction
+        self.hard_negatives = (None if hard_negatives is None else
+                               hard_negatives.to(simulator.device, torch.float64))
         self.simulator, self.batch_size, self.steps = simulator, batch_size, steps_per_epoch
         self.seed, self.rank = seed, rank
         try:
@@ -71,6 +79,9 @@ class OnlineSource:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         while self.step < self.steps:
             batch = self.simulator.sample(self.generator, self.batch_size)
+            if self.hard_negative_fraction:  # before swap/mute: only noise negatives are replaced
+                replace_hard_negatives(batch, self.generator, self.hard_negative_fraction,
+                                       self.hard_negatives)
             if self.swap_fraction or self.mute_fraction:
                 incoherent_negatives(batch, self.generator, self.swap_fraction, self.mute_fraction,
                                      self.simulator.present)
@@ -136,6 +147,65 @@ def incoherent_negatives(batch: Batch, g: torch.Generator, swap_fraction: float,
     batch.target[changed] = 0.0
 
 
+# ----------------------------------------------------------------------------- hard negatives
+def check_hard_negative_fraction(fraction: float, has_pool: bool, where: str = "online") -> None:
+    if not 0.0 <= fraction <= 1.0:
+        raise G2NetError(f"{where} hard_negative_fraction {fraction}: must be in [0, 1] (the "
+                         "fraction of each batch's negatives replaced by pool windows)")
+    if fraction and not has_pool:
+        raise G2NetError(f"{where} hard_negative_fraction {fraction} needs online['hard_negatives']"
+                         ": a pool of windows written by scripts/mine_hard_negatives.py (relative "
+                         "to the input folder)")
+
+
+def load_hard_negatives(path: Path, detectors: tuple[str, ...], where: str) -> Tensor:
+    """The pool of scripts/mine_hard_negatives.py as float64 ``(K, 3, 4096)``, checked: windows of
+    the example shape, finite, strain in every detector the config uses (a pool mined over other
+    detectors would give the network a tell); rows of unused detectors set to zero, as the
+    simulator leaves them."""
+    remedy = "write it with scripts/mine_hard_negatives.py and copy it into the input folder"
+    if not path.is_file():
+        raise G2NetError(f"{where}: online hard_negatives {path} not found; {remedy}")
+    try:
+        pool = load_npy(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise G2NetError(f"{where}: online hard_negatives {path} is not a .npy array ({exc}); "
+                         f"{remedy}") from None
+    if pool.ndim != 3 or pool.shape[1:] != EXAMPLE_SHAPE or pool.shape[0] < 1 or pool.dtype.kind != "f":
+        raise G2NetError(f"{where}: online hard_negatives {path} holds {pool.dtype} {pool.shape}; "
+                         f"a pool is float (K >= 1, {EXAMPLE_SHAPE[0]}, {EXAMPLE_SHAPE[1]}); {remedy}")
+    bad = np.flatnonzero(~np.isfinite(pool).all(axis=(1, 2)))
+    if len(bad):
+        raise G2NetError(f"{where}: online hard_negatives {path}: {len(bad)} window(s) hold NaN/inf "
+                         f"(first: {bad[0]}); {remedy}")
+    used = [DETECTORS.index(d) for d in detectors]
+    empty = np.argwhere(~pool[:, used].any(axis=-1))
+    if len(empty):
+        window, row = empty[0]
+        raise G2NetError(f"{where}: online hard_negatives {path}: window {window} has no "
+                         f"{detectors[row]} strain, which the config uses; mine the pool from strain "
+                         f"of {','.join(detectors)}")
+    pool = torch.from_numpy(np.array(pool, dtype=np.float64))
+    pool[:, [i for i in range(len(DETECTORS)) if i not in used]] = 0.0
+    return pool
+
+
+def replace_hard_negatives(batch: Batch, g: torch.Generator, fraction: float, pool: Tensor) -> None:
+    """In place: ``round(fraction * negatives)`` of the batch's negatives, chosen at random,
+    become pool windows drawn uniformly with replacement (target 0, no signal). The pool holds the
+    background windows a trained model scores highest, so training sees the noise that fools it,
+    not only average noise; drawn from the batch generator, so resume stays bit-identical."""
+    negatives = torch.nonzero(batch.target < 0.5).flatten()
+    n = int(round(fraction * len(negatives)))
+    if not n:
+        return
+    device = negatives.device
+    chosen = negatives[torch.randperm(len(negatives), generator=g, device=device)[:n]]
+    rows = torch.randint(len(pool), (n,), generator=g, device=device)
+    batch.data[chosen] = pool[rows].to(batch.data.dtype)
+    batch.signal[chosen] = 0.0  # noise only, as every negative: target stays 0
+
+
 # ----------------------------------------------------------------------------- configs
 def online_settings(cfg: type) -> dict[str, Any]:
     """The config's ``online`` dict over ``Baseline.online`` (every key has its default there),
@@ -154,9 +224,24 @@ def online_settings(cfg: type) -> dict[str, Any]:
                          f"({', '.join(sorted(fields))})")
     check_coherence_fractions(float(settings["swap_fraction"]), float(settings["mute_fraction"]),
                               len(cfg.detectors))
+    check_hard_negative_fraction(_fraction(settings, "hard_negative_fraction", cfg.name),
+                                 bool(settings["hard_negatives"]), f"config {cfg.name}: online")
     if settings["approximant"] not in ML4GW_APPROXIMANTS and cfg.train_source == "online":
         check_ml4gw_approximant(settings["approximant"])
     return settings
+
+
+def _fraction(settings: Mapping[str, Any], key: str, name: str) -> float:
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise G2NetError(f"config {name}: online {key} {value!r} is not a number in [0, 1]")
+    return float(value)
+
+
+def _in_input(value: str | Path) -> Path:
+    """A file setting (signal_bank, hard_negatives): absolute, or relative to the input folder."""
+    path = Path(value)
+    return path if path.is_absolute() else input_dir() / path
 
 
 def make_priors(settings: Mapping[str, Any]) -> Priors:
@@ -181,12 +266,15 @@ def make_source(cfg: type, device: torch.device, seed: int, rank: int = 0,
         if not settings["signal_bank"]:
             raise G2NetError(f"config {cfg.name}: train_source 'bank' needs online['signal_bank'] "
                              "(a polarisation bank, relative to the input folder)")
-        bank = Path(settings["signal_bank"])
-        bank = bank if bank.is_absolute() else input_dir() / bank
+        bank = _in_input(settings["signal_bank"])
+    fraction = float(settings["hard_negative_fraction"])
+    pool = (load_hard_negatives(_in_input(settings["hard_negatives"]), tuple(cfg.detectors),
+                                f"config {cfg.name}") if fraction else None)  # loaded once, if used
     where = torch.device(settings["device"]) if settings["device"] else device
     simulator = OnlineSimulator(make_priors(settings), settings["approximant"], bank, where,
                                 tuple(cfg.detectors))
     steps = int(settings["steps_per_epoch"])
     steps = min(steps, max_steps) if max_steps is not None else steps
     return OnlineSource(simulator, cfg.batch_size, steps, seed, cfg.transforms.get("train"), rank,
-                        float(settings["swap_fraction"]), float(settings["mute_fraction"]))
+                        float(settings["swap_fraction"]), float(settings["mute_fraction"]),
+                        pool, fraction)
