@@ -1,7 +1,7 @@
 """Calibrate where a search puts its triggers, on strain it will not be judged on.
 
 ``python scripts/calibrate_search_timing.py --injections CAL/injections.hdf --events CAL_EVENTS.hdf
-[--min-snr 12] [--window 2.5] [--coverage 0.9]``
+[--min-snr 12] [--window 2.5] [--coverage 0.99]``
 
 A network that ends in a global pool reports a window, not a merger time: ``search.py`` turns a
 window into ``time`` with ``--merger-offset`` and states its uncertainty with ``--var``. Run the
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from g2net.search.evaluation import read_injections  # noqa: E402
 from g2net.search.triggers import read_triggers  # noqa: E402
-from utils import G2NetError, cli_errors  # noqa: E402
+from utils import G2NetError, cli_errors, finite_float, float_in, positive_float  # noqa: E402
 
 
 def timing_errors(tc: np.ndarray, time: np.ndarray, stat: np.ndarray, window: float) -> np.ndarray:
@@ -59,10 +59,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--injections", required=True, help="injections.hdf of the calibration strain")
     parser.add_argument("--events", required=True, help="the search's triggers on that strain")
-    parser.add_argument("--min-snr", type=float, default=12.0, help="optimal network SNR above which "
+    parser.add_argument("--min-snr", type=finite_float, default=12.0, help="optimal network SNR above which "
                                                                    "injections are used")
-    parser.add_argument("--window", type=float, default=2.5, help="s around tc to look for a trigger")
-    parser.add_argument("--coverage", type=float, default=0.9, help="fraction of errors var covers")
+    parser.add_argument("--window", type=positive_float, default=2.5, help="s around tc to look for a trigger")
+    parser.add_argument("--coverage", type=float_in(0.0, 1.0), default=0.99,
+                        help="fraction of errors var covers (0.99: an injection the search finds is "
+                             "hardly ever lost to its timing; noise triggers are too rare near the "
+                             "thresholds that matter for a wider var to count them)")
     args = parser.parse_args(argv)
     injections = read_injections(args.injections)
     time, stat, _, attrs = read_triggers(args.events)

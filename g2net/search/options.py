@@ -36,7 +36,7 @@ TRIGGER_TIMINGS = ("loudest", "plateau")  # how a kept trigger's window becomes 
 
 # logit units (odds e-fold): meant to exceed the window-to-window jitter of a loud signal's scores and
 # stay below their rise over the noise's; not yet tuned (calibrate_search_timing.py measures the spread)
-DEFAULT_PLATEAU_DROP = 1.0
+DEFAULT_PLATEAU_DROP = 3.0  # logit; measured on a calibration hour (docs/search.md)
 
 
 PSD_PIECE = N_SAMPLES  # samples per periodogram of the PSD estimate (2 s: the whitening convention)
