@@ -111,12 +111,14 @@ def build_strain_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strain", required=True, help="strain file in the MLGWSC-1 layout")
     add_search_options(parser)
     bank = parser.add_mutually_exclusive_group()
-    bank.add_argument("--bank-size", type=int, default=None,
+    bank.add_argument("--bank-size", type=positive_int, default=None,
                       help=f"templates of the baseline's farthest-point bank (default {DEFAULT_BANK_SIZE})")
     bank.add_argument("--bank-file", type=Path, default=None,
                       help="a template bank file instead (the reference bank: "
                            "--build-reference-bank writes data/reference_bank.hdf)")
-    parser.add_argument("--templates-per-pass", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="PyTorch CPU threads (default: torch's, one per core)")
+    parser.add_argument("--templates-per-pass", type=positive_int, default=None,
                         help="templates filtered together; each pass holds their SNR series for "
                              "the time slides (default: as many as fit 1 GiB)")
     parser.add_argument("--restart", action="store_true",
@@ -135,8 +137,8 @@ def strain_search(args: argparse.Namespace) -> Any:
         if value is not None:
             shown = f"{value:g}" if isinstance(value, float) else value
             raise G2NetError(f"{option} {shown}: not used by matched_filter.py --strain ({why}); drop it")
-    if args.bank_size is not None and args.bank_size < 1:
-        raise G2NetError(f"--bank-size {args.bank_size}: must be >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     return strain_filter.run(args.strain, args.output, options_from_args(args), args.bank_size,
                              not args.no_progress, args.slide_step, args.overwrite,
                              bank_file=args.bank_file, psd_duration=args.psd_duration,

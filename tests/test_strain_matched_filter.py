@@ -165,3 +165,17 @@ def test_a_killed_search_resumes_to_the_same_triggers(loud_strain, bank_file, tm
     fresh = _search(loud_strain / "background.hdf", tmp_path / "r.hdf", *args, "--restart")
     assert "resuming" not in capsys.readouterr().err
     np.testing.assert_array_equal(fresh["stat"], whole["stat"])
+
+
+@pytest.mark.parametrize("option", ["--bank-size", "--templates-per-pass", "--threads"])
+def test_strain_counts_are_refused_by_the_shared_argparse_types(option, capsys):
+
+
+    for value in ("0", "-2", "1.5"):
+        with pytest.raises(SystemExit) as exit_info:
+            mf_cli.build_strain_parser().parse_args(
+                ["--strain", "s.hdf", "--output", "o.hdf", option, value])
+        assert exit_info.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+    assert mf_cli.build_strain_parser().parse_args(
+        ["--strain", "s.hdf", "--output", "o.hdf", option, "3"]).__dict__[option[2:].replace("-", "_")] == 3
