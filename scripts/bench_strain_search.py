@@ -144,10 +144,12 @@ def cmd_mf(args: argparse.Namespace) -> None:
         path = write_noise(Path(tmp) / "noise.hdf", args.seconds)
         w = time.perf_counter()
         scorer = strain_mf.StrainMatchedFilter(bank, DETECTORS, device="cpu", window_seconds=args.window or None,
+                                               threshold=args.threshold,
                                                **({"template_chunk": args.chunk} if args.chunk else {}))
         step = scorer.slide_step(DETECTORS)
         psd = args.psd_duration or strain_mf.PSD_WINDOWS * scorer.window_seconds
-        base = dict(window=scorer.n, stride=scorer.stride, psd_duration=psd, batch_size=args.batch_size)
+        base = dict(window=scorer.n, stride=scorer.stride, psd_duration=psd, batch_size=args.batch_size,
+                    threshold=args.threshold, slide_span=scorer.slide_span)
         slid_options = SearchOptions(**base, slides=TimeSlides(args.slides, step))
         scorer.templates_per_pass = min(len(bank), args.per_pass or max(1, int(
             strain_mf.MEMORY_BUDGET // scorer.bytes_per_template(slid_options, 2, SAMPLE_RATE))))
@@ -199,6 +201,9 @@ def main() -> None:
     mf.add_argument("--per-pass", type=int, default=0, help="templates a pass (0: what 1 GiB holds)")
     mf.add_argument("--window", type=int, default=0, help="s per filtered window (0: the filter's choice)")
     mf.add_argument("--chunk", type=int, default=0, help="templates per chunk (0: the filter's default)")
+    mf.add_argument("--threshold", type=float, default=None,
+                    help="network SNR below which no output is kept (the slides then add templates only "
+                         "where a bound reaches it)")
     net = sub.add_parser("net")
     net.add_argument("--config", default="Demo2det")
     net.add_argument("--stride", type=float, default=0.5)

@@ -153,8 +153,11 @@ def test_matched_filter_finds_every_loud_injection_and_no_background(loud_strain
             scorer = g2net.search.matched_filter.StrainMatchedFilter(bank, strain.detectors, g2net.search.matched_filter.template_seconds(bank))
             step = scorer.slide_step(strain.detectors)  # whole strides: filtered windows reused
             window = scorer.n / 2048  # 32 s: whole inspirals of 10+10 Msun from 20 Hz fill most of 16 s
-            assert window == 32 and window < step < window + scorer.stride + 0.02 and (step / scorer.stride) % 1 < 1e-9
+            # the shortest whole number of strides past the longest template and the light travel time
+            least = scorer.template_seconds + 0.0101
+            assert window == 32 and least < step <= least + scorer.stride and (step / scorer.stride) % 1 < 1e-9
             options = search_options.SearchOptions(window=scorer.n, stride=scorer.stride, psd_duration=64.0,
+                                           slide_span=scorer.slide_span,
                                            slides=TimeSlides(slides, step))
             result = engine.search_strain(strain, scorer, options, progress=False)
             assert result["reused_detectors"]

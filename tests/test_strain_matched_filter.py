@@ -179,3 +179,64 @@ def test_strain_counts_are_refused_by_the_shared_argparse_types(option, capsys):
         assert f"argument {option}" in capsys.readouterr().err
     assert mf_cli.build_strain_parser().parse_args(
         ["--strain", "s.hdf", "--output", "o.hdf", option, "3"]).__dict__[option[2:].replace("-", "_")] == 3
+
+
+def test_threshold_skips_only_combinations_that_cannot_reach_it(loud_strain, bank_file, tmp_path, monkeypatch):
+    """With --threshold the slides add templates' series only in bins whose bound reaches it, and
+    the triggers are exactly those of the full combination cut at the same threshold."""
+    threshold = 5.0  # low enough that the background keeps noise triggers to compare
+    added = []
+    real = strain_mf.StrainMatchedFilter._combine_above
+
+    def counting(self, prepared):
+        value, index = real(self, prepared)
+        added.append((int((value > 0).sum()), value.numel()))
+        return value, index
+
+    monkeypatch.setattr(strain_mf.StrainMatchedFilter, "_combine_above", counting)
+    for kind, slides in (("foreground", "0"), ("background", "3")):
+        args = ["--bank-file", str(bank_file), "--slides", slides, "--threshold", str(threshold)]
+        added.clear()
+        bounded = _search(loud_strain / f"{kind}.hdf", tmp_path / f"{kind}_bounded.hdf", *args)
+        computed, bins = map(sum, zip(*added))
+        # the full combination with the same threshold: the filter told that every output is needed
+        monkeypatch.setattr(strain_mf.StrainMatchedFilter, "_combine_above",
+                            lambda *a: pytest.fail("the bound was used"))
+        original = strain_mf.StrainMatchedFilter.__init__
+        monkeypatch.setattr(strain_mf.StrainMatchedFilter, "__init__",
+                            lambda self, *a, **k: original(self, *a, **{**k, "threshold": None}))
+        full = _search(loud_strain / f"{kind}.hdf", tmp_path / f"{kind}_full.hdf", *args)
+        monkeypatch.setattr(strain_mf.StrainMatchedFilter, "__init__", original)
+        monkeypatch.setattr(strain_mf.StrainMatchedFilter, "_combine_above", counting)
+        assert len(full["time"]) > 3 and full["stat"].min() >= threshold
+        np.testing.assert_array_equal(bounded["time"], full["time"])
+        np.testing.assert_array_equal(bounded["stat"], full["stat"])
+        assert 0 < computed < 0.5 * bins  # most bins were skipped, yet nothing was lost
+
+
+def test_bound_row_bounds_every_template_sum(bank_file):
+    """The last row of prepare's output: each bin's loudest template, whose sum over detectors is
+    never below the network statistic of any template (float32 sums are monotonic)."""
+    import torch
+
+    bank = reference_bank.load(bank_file)
+    scorer = strain_mf.StrainMatchedFilter(bank, ("H1", "L1"), template_seconds=6.0, threshold=8.0)
+    rng = np.random.default_rng(3)
+    windows = rng.normal(size=(2, 2, scorer.n)) * 1e-21
+    psd = np.full((2, 2049), 2 * 1e-42 / 2048)  # one-sided PSD of that white noise
+    prepared = [scorer.prepare(windows[:, j], psd[j], j) for j in range(2)]
+    # plant one loud coincidence so that one sample must be computed exactly
+    for p in prepared:
+        p[1, 0, 5000] = 40.0
+        p[1, -1, 5000] = p[1, :-1, 5000].max()
+    sums = (prepared[0][:, :-1] + prepared[1][:, :-1]).amax(dim=1)
+    assert torch.all(prepared[0][:, -1] + prepared[1][:, -1] >= sums)
+    stat, offset = scorer.combine(prepared)
+    k = 5000 // scorer.bin_width
+    assert stat[1, k] == pytest.approx(np.sqrt(80.0))
+    assert offset[1, k] == pytest.approx((scorer.first + 5000) / 2048)
+    assert np.count_nonzero(stat) == 1  # nothing else reaches SNR 8 in white noise
+    # without the threshold every bin has its value, the planted one the same
+    scorer.threshold = None
+    full, _ = scorer.combine(prepared)
+    assert full[1, k] == stat[1, k] and np.count_nonzero(full) == full.size and full.max() == stat.max()

@@ -18,6 +18,12 @@ each time once), then clustered like the network search: ``stat`` is ``rho_net``
 merger time in the first detector. Templates are filtered a pass at a time (as many as fit the
 memory the time slides need) and every output keeps the loudest pass; the search saves its
 progress beside ``--output`` and a rerun of the same command resumes (g2net.search.checkpoint).
+
+With ``--threshold`` the combination is exact only where it can matter: at each merger sample the
+sum over detectors of each detector's loudest template bounds the network statistic from above,
+so samples whose bound stays below the threshold are dropped without adding the templates' series.
+The triggers are those of the full combination with the same threshold; a month of time slides then
+costs what filtering the data once costs, not templates x slides additions.
 """
 from __future__ import annotations
 
@@ -123,8 +129,10 @@ class StrainMatchedFilter:
     def __init__(self, bank: Bank, detectors: Sequence[str], template_seconds: float | None = None,
                  sample_rate: float = SAMPLE_RATE, window_seconds: int | None = None,
                  device: str | None = None, template_chunk: int = 32, bin_seconds: float = 1.0,
-                 templates_per_pass: int | None = None, templates: np.ndarray | None = None):
+                 templates_per_pass: int | None = None, templates: np.ndarray | None = None,
+                 threshold: float | None = None):
         self.bank, self.detectors = bank, tuple(detectors)
+        self.threshold = threshold  # network SNR below which no output is needed (None: all are)
         self.template_seconds = _longest_template(bank) if template_seconds is None \
             else float(template_seconds)
         self.window_seconds = _window_for(self.template_seconds) if window_seconds is None \
@@ -149,6 +157,8 @@ class StrainMatchedFilter:
         self.first, self.last = first, last  # merger samples [first, last) of each window
         self.template_chunk = template_chunk
         self.bin_seconds = bin_seconds
+        self.bin_width = max(1, int(round(bin_seconds * sample_rate)))
+        self.n_out_bins = -(-(last - first) // self.bin_width)
         self._waveforms: np.ndarray | None = None  # made when first filtered (one pass at a time)
         self._cached: dict[int, tuple] = {}
         self._sum: torch.Tensor | None = None  # network SNR^2 buffer of combine
@@ -166,7 +176,7 @@ class StrainMatchedFilter:
         chosen = self.templates[index * self.templates_per_pass:(index + 1) * self.templates_per_pass]
         return StrainMatchedFilter(self.bank, self.detectors, self.template_seconds, self.rate,
                                    self.window_seconds, str(self.device), self.template_chunk,
-                                   self.bin_seconds, templates=chosen)
+                                   self.bin_seconds, templates=chosen, threshold=self.threshold)
 
     @property
     def waveforms(self) -> np.ndarray:
@@ -216,15 +226,18 @@ class StrainMatchedFilter:
 
     @torch.no_grad()
     def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> torch.Tensor:
-        """``(B, templates, merger samples)`` SNR^2 of one detector's raw windows ``(B, n)``: at
-        each merger sample for the first detector; for the others the largest within the light
-        travel time to the first (what the network statistic adds)."""
+        """``(B, templates + 1, merger samples)``: rows ``:-1`` the SNR^2 of every template in one
+        detector's raw windows ``(B, n)``, at each merger sample for the first detector and for the
+        others the largest within the light travel time to the first (what the network statistic
+        adds); the last row the loudest template's SNR^2 at each sample (what :meth:`combine`
+        bounds the network statistic with)."""
         fine, templates = self._detector_templates(psd, detector)
         spectrum = torch.from_numpy(np.fft.rfft(whiten_with_psd(windows[:, None, :], fine[None], self.rate),
                                                 axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
                                     ).to(self.device)
         radius = self.radius[detector - 1] if detector else 0
-        out = torch.empty((windows.shape[0], templates.shape[0], self.last - self.first), device=self.device)
+        n_templates = templates.shape[0]
+        out = torch.empty((windows.shape[0], n_templates + 1, self.last - self.first), device=self.device)
         shape = (windows.shape[0], min(self.template_chunk, templates.shape[0]), self.n)
         if self._padded is None or self._padded.shape != shape:  # upper half zero: negative frequencies
             self._padded = torch.zeros(shape, dtype=torch.complex64, device=self.device)
@@ -234,39 +247,72 @@ class StrainMatchedFilter:
             torch.mul(spectrum[:, None, :], chunk[None], out=padded[..., :self.n_bins])
             series = torch.fft.ifft(padded, dim=-1)[..., self.first - radius:self.last + radius]
             snr2 = torch.view_as_real(series).square().sum(-1).mul_(4.0)  # z = 2 ifft(...) (matched_filter.py)
-            out[:, start:start + self.template_chunk] = sliding_max(snr2, radius) if radius else snr2
+            out[:, start:start + chunk.shape[0]] = sliding_max(snr2, radius) if radius else snr2
+        out[:, n_templates] = out[:, :n_templates].amax(dim=1)
         return out
+
+    def _binned_max(self, series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value, index in bin)`` of the largest of each ``bin_seconds`` of ``(B, merger
+        samples)``; the last bin may be shorter."""
+        pad = self.n_out_bins * self.bin_width - series.shape[1]
+        padded = torch.nn.functional.pad(series, (0, pad), value=-1.0)
+        return padded.reshape(series.shape[0], self.n_out_bins, self.bin_width).max(dim=2)
 
     @torch.no_grad()
     def combine(self, prepared: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """``(stat, offset)`` of shape (B, bins): the loudest network SNR and its merger time (s
         from the window start) in each ``bin_seconds`` of the window's merger range, so that a
-        quiet signal is not hidden by a louder noise peak seconds away in the same window."""
-        first, *others = prepared
-        if others:
-            if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
-                self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
-            network = torch.add(first, others[0], out=self._sum[:first.numel()].view(first.shape))
-            for part in others[1:]:
-                network.add_(part)
+        quiet signal is not hidden by a louder noise peak seconds away in the same window. With a
+        ``threshold``, bins that cannot reach it are 0 (see :meth:`_combine_above`)."""
+        if self.threshold is not None and self.threshold > 0 and len(prepared) > 1:
+            value, index = self._combine_above(prepared)
         else:
-            network = first
-        best = network.amax(dim=1)
-        width = int(round(self.bin_seconds * self.rate))
-        n_bins = -(-best.shape[1] // width)
-        padded = torch.nn.functional.pad(best, (0, n_bins * width - best.shape[1]), value=-1.0)
-        value, index = padded.reshape(best.shape[0], n_bins, width).max(dim=2)
-        offset = (self.first + np.arange(n_bins) * width + index.cpu().numpy()) / self.rate
+            first, *others = [p[:, :-1] for p in prepared]
+            if others:
+                if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
+                    self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
+                network = torch.add(first, others[0], out=self._sum[:first.numel()].view(first.shape))
+                for part in others[1:]:
+                    network.add_(part)
+            else:
+                network = first
+            value, index = self._binned_max(network.amax(dim=1))
+        offset = (self.first + np.arange(self.n_out_bins) * self.bin_width + index.cpu().numpy()) / self.rate
         return value.clamp(min=0).sqrt().cpu().numpy().astype(np.float64), offset
+
+    def _combine_above(self, prepared: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binned network SNR^2 and its index, with the templates' series added only at samples
+        whose bound (the sum of each detector's loudest template, never below the loudest sum of
+        one template's: float sums are monotonic) reaches the threshold; 0 elsewhere."""
+        floor = (self.threshold * (1 - 1e-6)) ** 2  # a hair low: sqrt and the float64 compare round
+        first = prepared[0][:, -1]
+        if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
+            self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
+        bound = torch.add(first, prepared[1][:, -1], out=self._sum[:first.numel()].view(first.shape))
+        for part in prepared[2:]:
+            bound.add_(part[:, -1])
+        rows, samples = torch.nonzero(bound >= floor, as_tuple=True)
+        network = prepared[0][rows, :-1, samples] + prepared[1][rows, :-1, samples]  # as the full sum adds
+        for part in prepared[2:]:
+            network.add_(part[rows, :-1, samples])
+        bound.zero_()[rows, samples] = network.amax(dim=1)
+        return self._binned_max(bound)
 
     def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(stat, offset)`` of raw windows ``(B, detectors, n)`` (see :meth:`combine`)."""
         return self.combine([self.prepare(batch[:, j], psd[j], j) for j in range(batch.shape[1])])
 
+    @property
+    def slide_span(self) -> float:
+        """Seconds of data one output depends on in each detector: the longest template (the SNR
+        at a merger sample correlates the template with the data before it)."""
+        return self.template_seconds
+
     def slide_step(self, detectors: Sequence[str]) -> float:
-        """The shortest slide step (s) that is a whole number of strides and exceeds the window
-        plus the light travel time, so that time slides reuse each detector's filtered windows."""
-        least = self.n / self.rate + light_travel_time(tuple(detectors))
+        """The shortest slide step (s) that is a whole number of strides and exceeds the longest
+        template plus the light travel time, so that time slides reuse each detector's filtered
+        windows and never pair a signal with itself."""
+        least = self.slide_span + light_travel_time(tuple(detectors))
         return (math.floor(least / self.stride) + 1) * self.stride
 
 
@@ -292,16 +338,17 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | 
     output_path = check_output(output, strain_path, overwrite)
     with StrainFile(strain_path, sample_rate=SAMPLE_RATE) as strain:
         bank = load_bank(bank_file, bank_size, progress)
-        scorer = StrainMatchedFilter(bank, strain.detectors)
+        scorer = StrainMatchedFilter(bank, strain.detectors, threshold=options.threshold)
         step = scorer.slide_step(strain.detectors) if slide_step is None else slide_step
         options = SearchOptions(**{**options.__dict__, "window": scorer.n, "stride": scorer.stride,
+                                   "slide_span": scorer.slide_span,
                                    "psd_duration": PSD_WINDOWS * scorer.window_seconds
                                    if psd_duration is None else psd_duration,
                                    "slides": TimeSlides(options.slides.n_slides, step)})
         options.validate(strain.detectors, strain.sample_rate)
         if templates_per_pass is None:
-            templates_per_pass = max(1, int(MEMORY_BUDGET // scorer.bytes_per_template(
-                options, len(strain.detectors), strain.sample_rate)))
+            templates_per_pass = max(1, int(MEMORY_BUDGET // scorer.bytes_per_template(  # and the bound row
+                options, len(strain.detectors), strain.sample_rate)) - 1)
         if templates_per_pass < 1:
             raise G2NetError(f"--templates-per-pass {templates_per_pass}: must be >= 1")
         scorer.templates_per_pass = min(templates_per_pass, len(bank))

@@ -61,6 +61,7 @@ class SearchOptions:
     plateau_drop: float = DEFAULT_PLATEAU_DROP  # below the loudest output, still the plateau
     slides: TimeSlides = TimeSlides()
     reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
+    slide_span: float | None = None  # s of data one output depends on (None: the window); slides exceed it
 
     def validate(self, detectors: Sequence[str], sample_rate: float) -> None:
         for f in fields(self):  # the command line refuses these already (utils.finite_float)
@@ -86,7 +87,7 @@ class SearchOptions:
             raise G2NetError(f"--plateau-drop {self.plateau_drop:g}: must be > 0")
         if self.batch_size < 1:
             raise G2NetError(f"--batch-size {self.batch_size}: must be >= 1")
-        self.slides.validate(detectors, window_s)
+        self.slides.validate(detectors, window_s if self.slide_span is None else self.slide_span)
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +100,9 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slides", type=int, default=0,
                         help="time slides besides the zero lag (background only: shifts detectors)")
     parser.add_argument("--slide-step", type=positive_float, default=None,
-                        help="s between slides; must exceed the window plus the light travel time "
-                             f"(default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
+                        help="s between slides; must exceed the light travel time plus the data one "
+                             "output depends on (search.py: the window; the matched filter: its longest "
+                             f"template) (default: {DEFAULT_SLIDE_STEP:g} s for search.py; for the matched "
                              "filter the shortest whole number of its strides that does)")
     parser.add_argument("--psd-duration", type=positive_float, default=None,
                         help="s of data around each block of windows that its PSD is estimated from "
@@ -114,7 +116,8 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
                              "(default: the middle of the simulator's tc range, 1.7; the matched "
                              "filter reports its SNR peak and refuses it)")
     parser.add_argument("--threshold", type=finite_float, default=None,
-                        help="drop outputs below this before clustering (smaller files)")
+                        help="drop outputs below this before clustering (smaller files; the matched "
+                             "filter then skips the time slides' combinations that cannot reach it)")
     parser.add_argument("--trigger-time", choices=TRIGGER_TIMINGS, default=None,
                         help="loudest (default): a trigger's time is its loudest window's start plus "
                              "--merger-offset; plateau: the middle of the run of consecutive windows "

@@ -35,7 +35,8 @@ class TimeSlides:
     step: float = 0.0
 
     def validate(self, detectors: Sequence[str], window: float) -> None:
-        """Refuse a step that could pair a signal with itself, or slides with fewer than 2 detectors."""
+        """Refuse a step that could pair a signal with itself (``window``: the seconds of data one
+        output depends on), or slides with fewer than 2 detectors."""
         if self.n_slides < 0:
             raise G2NetError(f"--slides {self.n_slides}: must be >= 0")
         if self.n_slides == 0:
@@ -45,7 +46,7 @@ class TimeSlides:
         least = light_travel_time(tuple(detectors)) + window
         if not self.step > least:
             raise G2NetError(f"--slide-step {self.step:g} s: must exceed the light travel time between "
-                             f"{','.join(detectors)} plus the {window:g} s window ({least:.3f} s)")
+                             f"{','.join(detectors)} plus the {window:g} s of data one output depends on ({least:.3f} s)")
 
     def lags(self) -> range:
         return range(self.n_slides + 1)
