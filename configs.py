@@ -18,7 +18,7 @@ from torch import nn, optim
 from architectures import MultiInstanceSCNN, SpectroCNN
 from datasets import G2NetDataset
 from g2net.frontends import CQT, CNNSpectrogram, ComplexMorletCWT, WaveNetSpectrogram
-from g2net.training.callbacks import EarlyStopping, SaveSnapshot
+from g2net.training.callbacks import EarlyStopping, SaveAllSnapshots, SaveSnapshot
 from g2net.training.trainer import TrainHook
 from loss_functions import BCEWithLogitsLoss, TailRankingLoss
 from metrics import AUC
@@ -526,6 +526,15 @@ class Demo2detOnlineHardNeg(Demo2detOnline):
     (never the strain the search is evaluated on) and copied into the input folder."""
     online = dict(Demo2detOnline.online, hard_negatives="hard_negatives.npy",
                   hard_negative_fraction=0.25)
+
+
+class Demo2detOnlineCurve(Demo2detOnline):
+    """``Demo2detOnline`` for four times as long (24 epochs, cosine over all of them), every
+    epoch's model kept as ``fold<k>_epoch<e>.pt``: the learning curve of the search's sensitive
+    distance against training time (scripts/learning_curve.py)."""
+    num_epochs = 24
+    scheduler_params = dict(Demo2detOnline.scheduler_params, T_0=24)
+    callbacks = [EarlyStopping(patience=24, maximize=True), SaveSnapshot(), SaveAllSnapshots()]
 
 
 class Nspec16Online(Nspec16):

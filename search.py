@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="strain file in the MLGWSC-1 layout")
     add_search_options(parser)
     parser.add_argument("--debug", action="store_true", help="use the --debug run's checkpoints")
+    parser.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
+                        help="score with these checkpoints instead of every results/NAME/fold<k>.pt "
+                             "(e.g. the per-epoch snapshots fold0_epoch<e>.pt of a config with "
+                             "SaveAllSnapshots; scripts/learning_curve.py)")
     parser.add_argument("--gpu", type=int, nargs="+", help="CUDA device ids (default: the first)")
     return parser
 
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     return run(args.config, args.input, args.output, options_from_args(args), args.debug, args.gpu,
-               not args.no_progress, args.overwrite)
+               not args.no_progress, args.overwrite, args.checkpoint)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,11 @@ class ModelScorer:
 
 
 def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = None,
-                  device_preprocess: bool | None = None) -> tuple[Scorer, int]:
+                  device_preprocess: bool | None = None,
+                  checkpoints: Sequence[Path] | None = None) -> tuple[Scorer, int]:
     """``(scorer, window samples)`` of a trained experiment: the config's test preprocessing with
-    ``Whiten`` using the data's PSD, every fold checkpoint (loaded as predict.py loads them),
-    fold-mean logits. When every step acts on each detector alone (``Whiten``, ``BandPass``) the
+    ``Whiten`` using the data's PSD, every fold checkpoint (loaded as predict.py loads them; or
+    ``checkpoints``, e.g. one epoch's snapshot), their mean logit. When every step acts on each detector alone (``Whiten``, ``BandPass``) the
     scorer is a :class:`DetectorSplitScorer`, so time slides reuse each detector's windows.
 
     ``device_preprocess`` (default: on CUDA) runs the preprocessing as batched torch modules on the
@@ -85,7 +86,7 @@ def config_scorer(cfg: type, debug: bool = False, gpu: Sequence[int] | None = No
                          "without gpu_transforms")
     runtime = setup_runtime(gpu, 0, deterministic=False)
     trainers = [checkpoint_trainer(cfg, path, runtime, lambda message: None, False)
-                for path in fold_checkpoints(cfg, debug)]
+                for path in (fold_checkpoints(cfg, debug) if checkpoints is None else checkpoints)]
     on_device = runtime.device.type == "cuda" if device_preprocess is None else device_preprocess
     scorer = ModelScorer(steps, trainers, runtime.device, on_device)
     per_detector = all(isinstance(step, (Whiten, BandPass)) for step in steps)
@@ -99,16 +100,24 @@ def config_detectors(cfg: type) -> tuple[str, ...]:
 
 def run(config: str, input_path: str | Path, output: str | Path, options: SearchOptions,
         debug: bool = False, gpu: Sequence[int] | None = None, progress: bool = True,
-        overwrite: bool = False) -> dict[str, Any]:
+        overwrite: bool = False, checkpoints: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Search ``input_path`` with experiment ``config``'s folds (or ``checkpoints``) into ``output``."""
     output = check_output(output, input_path, overwrite)
     cfg = get_config(config)
+    if checkpoints is not None:
+        checkpoints = [Path(c) for c in checkpoints]
+        missing = [str(c) for c in checkpoints if not c.is_file()]
+        if missing or not checkpoints:
+            raise G2NetError(f"--checkpoint {' '.join(missing) or '(none)'}: no such checkpoint file; "
+                             f"give fold<k>.pt or fold<k>_epoch<e>.pt files of results/{cfg.name}/")
     detectors = config_detectors(cfg)
     with StrainFile(input_path, detectors, SAMPLE_RATE) as strain:
-        scorer, window = config_scorer(cfg, debug, gpu)
+        scorer, window = config_scorer(cfg, debug, gpu, checkpoints=checkpoints)
         options = SearchOptions(**{**options.__dict__, "window": window})
         result = search_strain(strain, scorer, options, progress)
+        extra = {} if checkpoints is None else {"checkpoints": ",".join(str(c) for c in checkpoints)}
         write_triggers(output, result["time"], result["stat"], result["var"],
-                       trigger_attrs(strain, options, result, config=cfg.name, search="search.py"))
+                       trigger_attrs(strain, options, result, config=cfg.name, search="search.py", **extra))
     print(f"{len(result['time'])} triggers from {result['windows']} windows over "
           f"{result['duration']:g} s of {'slid ' if options.slides.n_slides else ''}strain -> {output}")
     return result
