@@ -16,6 +16,8 @@ TIMING_MODE=${TIMING_MODE:-plateau}  # network trigger times: plateau (middle) o
 BANK_FILE=${BANK_FILE:-data/reference_bank.hdf}  # the reference matched filter's bank (docs/search.md)
 BANK=${BANK:-}                   # instead: a farthest-point bank of this many templates (history)
 MF_THREADS=${MF_THREADS:-2}      # torch threads of the matched filter
+MF_THRESHOLD=${MF_THRESHOLD:-6.5}  # network SNR kept from the matched filter's slides (below 10,000/month;
+                                 # the combination then skips what cannot reach it: docs/search.md)
 N_TRAIN=${N_TRAIN:-20000}        # two-detector training examples
 CONFIG=${CONFIG:-Demo2det}
 LIMIT_FOLD=${LIMIT_FOLD-0}       # train only this fold (empty: all folds, averaged by the search)
@@ -76,7 +78,7 @@ MF_BANK=$([ -n "$BANK" ] && echo "--bank-size $BANK" || echo "--bank-file $BANK_
     --output "$OUT/fg_mf.hdf" $MF_BANK --threads "$MF_THREADS" --no-progress
 # shellcheck disable=SC2086
 [ -f "$OUT/bg_mf.hdf" ] || step mf-bg "$MF_BG" "$PY" matched_filter.py --strain "$OUT/strain/background.hdf" \
-    --output "$OUT/bg_mf.hdf" $MF_BANK --threads "$MF_THREADS" --slides "$MF_SLIDES" --no-progress
+    --output "$OUT/bg_mf.hdf" $MF_BANK --threads "$MF_THREADS" --slides "$MF_SLIDES" --threshold "$MF_THRESHOLD" --no-progress
 step evaluate 0 "$PY" evaluate_search.py --injections "$OUT/strain/injections.hdf" \
     --foreground-files "$OUT/strain/foreground.hdf" \
     --foreground-events "$OUT/fg_net.hdf" --background-events "$OUT/bg_net.hdf" --label "$CONFIG" \
