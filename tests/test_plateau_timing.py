@@ -182,7 +182,7 @@ def test_bad_timing_options_are_refused_by_argparse(option, value, message, tmp_
 def _toy_network(monkeypatch):
     """search.py with PlateauScorer as its trained experiment."""
     monkeypatch.setattr(network, "get_config", lambda name: types.SimpleNamespace(name=name, detectors=("H1", "L1")))
-    monkeypatch.setattr(network, "config_scorer", lambda cfg, debug, gpu: (PlateauScorer(), 4096))
+    monkeypatch.setattr(network, "config_scorer", lambda cfg, debug, gpu, **kwargs: (PlateauScorer(), 4096))
 
 
 def test_search_cli_times_at_the_plateau_and_records_it(ramp, tmp_path, monkeypatch):
