@@ -212,9 +212,11 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
     assert result["windows"] == 77 + 65  # (40 - 2) / 0.5 + 1, and 32 / 0.5 + 1 in the slide
     assert result["duration"] == 40 + 34  # V1 is shifted by 2 x 3 s in slide 1
     with h5py.File(tmp_path / "bg.hdf") as f:
-        assert sorted(f.keys()) == ["stat", "time", "var"]
-        assert all(f[k].dtype == np.float64 and f[k].ndim == 1 for k in f.keys())
+        assert sorted(f.keys()) == ["slide", "stat", "time", "var"]  # MLGWSC-1's three, each trigger's slide
+        assert all(f[k].dtype == np.float64 and f[k].ndim == 1 for k in ("time", "stat", "var"))
         assert np.all(np.diff(f["time"][()]) >= 0) and f.attrs["duration"] == 74.0
+        assert f["slide"].dtype == np.int64 and set(f["slide"][()]) == {0, 1}
+        np.testing.assert_array_equal(f.attrs["slide_duration"], [40.0, 34.0])
     # the statistic is the mean of the folds' logits on whitened (data PSD), band-passed windows
     scorer, window = network.config_scorer(configs.Debug, debug=True)
     with StrainFile(tmp_path / "three" / "background.hdf") as strain:

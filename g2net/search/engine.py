@@ -221,8 +221,9 @@ def reuses_detectors(scorer: Scorer, options: SearchOptions, sample_rate: float)
 
 def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, progress: bool = True,
                   checkpoint: SearchCheckpoint | None = None) -> dict[str, Any]:
-    """Triggers ``time, stat, var`` of every segment and slide of ``strain``, and the analysed
-    duration (seconds of slid data long enough for a window).
+    """Triggers ``time, stat, var`` of every segment and slide of ``strain``, the slide each came
+    from (``slide``), and the analysed duration (seconds of slid data long enough for a window),
+    in all (``duration``) and per slide (``slide_duration``).
 
     A :class:`DetectorSplitScorer` has each detector's windows prepared once and re-paired in
     every slide when the slide step is a whole number of strides; otherwise every slide
@@ -302,7 +303,8 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
             if checkpoint is not None:
                 end_of_pass = u + 1 == len(units) or units[u + 1][0] != p
                 checkpoint.save(u + 1, state, force=end_of_pass)
-    times, stats, duration, n_windows = [], [], 0.0, 0
+    times, stats, slides, duration, n_windows = [], [], [], 0.0, 0
+    slide_duration = np.zeros(options.slides.n_slides + 1)
     for s, (seg, lags) in enumerate(jobs):
         for k in lags:
             usable = options.slides.usable(seg.n_samples, k, n_det, rate)
@@ -318,8 +320,12 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
             keep = cluster_triggers(t, st, options.cluster)  # across block edges
             times.append(t[keep])
             stats.append(st[keep])
+            slides.append(np.full(len(keep), k, dtype=np.int64))
+            slide_duration[k] += usable / rate
             duration += usable / rate
     time = np.concatenate(times)
     stat = np.concatenate(stats)
     return {"time": time, "stat": stat, "var": np.full(len(time), options.var),
-            "duration": duration, "windows": n_windows, "reused_detectors": reuse, "passes": n_passes}
+            "slide": np.concatenate(slides), "slide_duration": slide_duration,
+            "duration": duration, "windows": n_windows, "reused_detectors": reuse,
+            "passes": n_passes}

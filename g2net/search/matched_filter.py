@@ -363,7 +363,8 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | 
                        trigger_attrs(strain, options, result, search="matched_filter",
                                      bank_size=len(bank), bank=str(bank_file or f"farthest-point {len(bank)}"),
                                      window_seconds=scorer.window_seconds,
-                                     template_seconds=scorer.template_seconds))
+                                     template_seconds=scorer.template_seconds),
+                       slide=result["slide"])
         checkpoint.remove()
     print(f"{len(result['time'])} triggers over {result['duration']:g} s of "
           f"{'slid ' if options.slides.n_slides else ''}strain ({len(bank)} templates in "

@@ -117,7 +117,8 @@ def run(config: str, input_path: str | Path, output: str | Path, options: Search
         result = search_strain(strain, scorer, options, progress)
         extra = {} if checkpoints is None else {"checkpoints": ",".join(str(c) for c in checkpoints)}
         write_triggers(output, result["time"], result["stat"], result["var"],
-                       trigger_attrs(strain, options, result, config=cfg.name, search="search.py", **extra))
+                       trigger_attrs(strain, options, result, config=cfg.name, search="search.py", **extra),
+                       slide=result["slide"])
     print(f"{len(result['time'])} triggers from {result['windows']} windows over "
           f"{result['duration']:g} s of {'slid ' if options.slides.n_slides else ''}strain -> {output}")
     return result

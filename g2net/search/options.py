@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from g2net.search.strain_io import StrainFile
 from g2net.search.timeslides import TimeSlides
+from g2net.search.triggers import SLIDE_DURATION
 from g2net.simulation.priors import Priors
 from utils import N_SAMPLES, G2NetError, finite_float, output_file, positive_float
 
@@ -166,7 +167,8 @@ def check_output(path: str | Path, strain: str | Path, overwrite: bool = False) 
 
 def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, Any],
                   **extra: Any) -> dict[str, Any]:
-    return {"duration": result["duration"], "input": str(strain.path),
+    return {"duration": result["duration"], SLIDE_DURATION: result["slide_duration"],
+            "input": str(strain.path),
             "detectors": ",".join(strain.detectors), "slides": options.slides.n_slides,
             "slide_step": options.slides.step, "stride": options.stride,
             "cluster": options.cluster, "psd_duration": options.psd_duration,

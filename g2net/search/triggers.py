@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -18,24 +18,32 @@ import numpy as np
 from utils import G2NetError, commit_staged, stage_file
 
 TRIGGER_DATASETS = ("time", "stat", "var")
+SLIDE_DATASET = "slide"  # ours, beside MLGWSC-1's three: the time slide of each trigger
+SLIDE_DURATION = "slide_duration"  # attribute: analysed seconds of each slide, zero lag first
 
 
 TRIGGER_DTYPE = np.float64
 
 
 def write_triggers(path: str | Path, time: np.ndarray, stat: np.ndarray, var: np.ndarray | float,
-                   attrs: Mapping[str, Any] | None = None) -> None:
-    """Trigger file: ``time``, ``stat``, ``var`` (float64, 1-D, sorted by time), written atomically."""
+                   attrs: Mapping[str, Any] | None = None, slide: np.ndarray | None = None) -> None:
+    """Trigger file: ``time``, ``stat``, ``var`` (float64, 1-D, sorted by time), and when given
+    the time slide of each trigger (``slide``, int64; 0 is the zero lag), written atomically."""
     time = np.asarray(time, dtype=TRIGGER_DTYPE).ravel()
     stat = np.asarray(stat, dtype=TRIGGER_DTYPE).ravel()
     var = np.broadcast_to(np.asarray(var, dtype=TRIGGER_DTYPE), time.shape).copy()
     if not time.shape == stat.shape == var.shape:
         raise ValueError(f"time {time.shape}, stat {stat.shape} and var {var.shape} differ in length")
+    columns = dict(zip(TRIGGER_DATASETS, (time, stat, var)))
+    if slide is not None:
+        columns[SLIDE_DATASET] = np.asarray(slide, dtype=np.int64).ravel()
+        if columns[SLIDE_DATASET].shape != time.shape:
+            raise ValueError(f"slide {columns[SLIDE_DATASET].shape} and time {time.shape} differ in length")
     order = np.argsort(time, kind="stable")
     tmp = stage_file(path)
     try:
         with h5py.File(tmp, "w") as f:
-            for name, values in zip(TRIGGER_DATASETS, (time, stat, var)):
+            for name, values in columns.items():
                 f.create_dataset(name, data=values[order])
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
@@ -76,6 +84,46 @@ def read_triggers(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     if "duration" in attrs:
         attrs["duration"] = _duration(path, attrs["duration"])
     return values[0], values[1], values[2], attrs
+
+
+def parse_slides(text: str) -> list[int]:
+    """``"0"``, ``"0,3,5"``, ``"0-15"`` or a mix (``"0,4-7"``) as sorted distinct slide numbers."""
+    chosen: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if hi else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            chosen.update(range(first, last + 1))
+    except ValueError:
+        raise G2NetError(f"--slides {text!r}: give slide numbers >= 0 as a list and ranges, "
+                         "such as 0 (the zero lag), 0,3,5 or 0-15") from None
+    return sorted(chosen)
+
+
+def select_slides(path: str | Path, slides: Sequence[int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(time, stat, var, slide, attrs)`` of the triggers of ``slides`` only, ``attrs['duration']``
+    their analysed seconds (``slide_duration`` keeps its length, 0 for the slides left out): the zero lag of a slid background (MLGWSC-1's ``evaluate.py`` compares a
+    foreground with an unslid background), or a shorter background from a longer one."""
+    time, stat, var, attrs = read_triggers(path)
+    with h5py.File(path, "r") as f:
+        if SLIDE_DATASET not in f or SLIDE_DURATION not in attrs:
+            raise G2NetError(f"{path} does not record the slide of each trigger (written before "
+                             "2026-12-07, or not by search.py / matched_filter.py --strain); rerun "
+                             "the search to select slides")
+        slide = np.asarray(f[SLIDE_DATASET][()], dtype=np.int64).ravel()
+    per_slide = np.asarray(attrs[SLIDE_DURATION], dtype=np.float64).ravel()
+    missing = [k for k in slides if k >= len(per_slide)]
+    if missing:
+        raise G2NetError(f"{path} holds slides 0-{len(per_slide) - 1}; slide(s) "
+                         f"{', '.join(map(str, missing))} are not in it")
+    keep = np.isin(slide, slides)
+    kept_duration = np.where(np.isin(np.arange(len(per_slide)), slides), per_slide, 0.0)
+    selected = {**attrs, "duration": float(kept_duration.sum()), SLIDE_DURATION: kept_duration,
+                "selected_slides": np.asarray(slides, dtype=np.int64), "selected_from": str(path)}
+    return time[keep], stat[keep], var[keep], slide[keep], selected
 
 
 def _duration(path: Path, value: Any) -> float:
