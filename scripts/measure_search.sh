@@ -3,6 +3,8 @@
 # train the two-detector Demo2det, simulate long H1+L1 strain, search it with Demo2det and with the
 # matched filter (background by time slides), evaluate both. Every size is a variable:
 #   OUT=measure DURATION=86400 SLIDES=30 STRIDE=0.5 TIMING_MODE=plateau BANK_FILE=data/reference_bank.hdf N_TRAIN=20000 bash scripts/measure_search.sh
+# MLGWSC1=<checkout of gwastro/ml-mock-data-challenge-1> searches the challenge's dataset 1 (made by its own
+# generate_data.py, seed DATASET_SEED) instead, and also scores both searches with the challenge's evaluate.py.
 # (the defaults: one day of foreground, 31 days of background, as measured in docs/benchmarks.md)
 # Speeds (seconds of strain per wall-clock second) are printed from the wall times of each step.
 set -euo pipefail
@@ -22,6 +24,9 @@ N_TRAIN=${N_TRAIN:-20000}        # two-detector training examples
 CONFIG=${CONFIG:-Demo2det}
 LIMIT_FOLD=${LIMIT_FOLD-0}       # train only this fold (empty: all folds, averaged by the search)
 SEED=${SEED:-13}
+MLGWSC1=${MLGWSC1:-}             # a checkout of gwastro/ml-mock-data-challenge-1: search its dataset 1
+                                 # (scripts/mlgwsc1_dataset.py) instead of the simulator's strain
+DATASET_SEED=${DATASET_SEED:-$((SEED + 1))}  # seed of the searched strain (either kind)
 mkdir -p "$OUT"
 export G2NET_INPUT_DIR="$OUT/train_input" G2NET_RESULTS_DIR="$OUT/results"
 
@@ -47,9 +52,12 @@ if [ ! -f "$G2NET_RESULTS_DIR/$CONFIG/fold0.pt" ]; then
     step prep 0 "$PY" prep_data.py --input "$G2NET_INPUT_DIR" --cache --no-progress
     step train 0 "$PY" train.py --config "$CONFIG" ${LIMIT_FOLD:+--limit_fold "$LIMIT_FOLD"}
 fi
-if [ ! -f "$OUT/strain/injections.hdf" ]; then
+if [ ! -f "$OUT/strain/injections.hdf" ] && [ -n "$MLGWSC1" ]; then
+    step mlgwsc1-dataset 0 "$PY" scripts/mlgwsc1_dataset.py --checkout "$MLGWSC1" --duration "$DURATION" \
+        --seed "$DATASET_SEED" --out "$OUT/strain" --overwrite
+elif [ ! -f "$OUT/strain/injections.hdf" ]; then
     step simulate-strain 0 "$PY" simulate_strain.py --out "$OUT/strain" --duration "$DURATION" \
-        --detectors H1,L1 --seed "$((SEED + 1))" --no-progress --overwrite
+        --detectors H1,L1 --seed "$DATASET_SEED" --no-progress --overwrite
 fi
 # where the network's triggers lie relative to the merger, calibrated on a separate hour of strain
 # (its own seed) whose sources are close enough (chirp distance 20-75 Mpc) to be mostly loud
@@ -84,3 +92,20 @@ step evaluate 0 "$PY" evaluate_search.py --injections "$OUT/strain/injections.hd
     --foreground-events "$OUT/fg_net.hdf" --background-events "$OUT/bg_net.hdf" --label "$CONFIG" \
     --foreground-events "$OUT/fg_mf.hdf" --background-events "$OUT/bg_mf.hdf" --label "matched filter" \
     --out "$OUT/evaluation"
+if [ -n "$MLGWSC1" ]; then
+    # the challenge's own scorer at zero lag: it divides by the foreground's duration, so it is given
+    # the zero lag of each slid background (scripts/select_slides.py) and the same foreground
+    mkdir -p "$OUT/challenge"
+    if [ -d "$MLGWSC1/.git" ] || [ -f "$MLGWSC1/evaluate.py" ]; then
+        cp "$MLGWSC1/evaluate.py" "$OUT/challenge/evaluate.py"
+    else  # a bare or mirror git directory
+        git --git-dir="$MLGWSC1" show HEAD:evaluate.py > "$OUT/challenge/evaluate.py"
+    fi
+    for search in net mf; do
+        "$PY" scripts/select_slides.py --events "$OUT/bg_$search.hdf" --slides 0 \
+            --output "$OUT/challenge/bg0_$search.hdf" --overwrite
+        step "challenge-evaluate-$search" 0 "$PY" "$OUT/challenge/evaluate.py" --injection-file "$OUT/strain/injections.hdf" \
+            --foreground-events "$OUT/fg_$search.hdf" --foreground-files "$OUT/strain/foreground.hdf" \
+            --background-events "$OUT/challenge/bg0_$search.hdf" --output-file "$OUT/challenge/eval_$search.hdf" --force
+    done
+fi
