@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from g2net.search.evaluation import read_injections  # noqa: E402
+from g2net.search.injection_snr import injection_snr  # noqa: E402
 from g2net.search.triggers import read_triggers  # noqa: E402
 from utils import G2NetError, cli_errors, finite_float, float_in, positive_float  # noqa: E402
 
@@ -66,13 +67,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                         help="fraction of errors var covers (0.99: an injection the search finds is "
                              "hardly ever lost to its timing; noise triggers are too rare near the "
                              "thresholds that matter for a wider var to count them)")
+    parser.add_argument("--foreground", default=None, help="the strain the events searched, for "
+                        "injection files without optimal SNRs (MLGWSC-1's); default: the events' "
+                        "input attribute")
     args = parser.parse_args(argv)
     injections = read_injections(args.injections)
     time, stat, _, attrs = read_triggers(args.events)
     if "merger_offset" not in attrs:
         raise G2NetError(f"{args.events} does not record the merger offset it was searched with; "
                          "search it again with this version of search.py")
-    loud = injections["snr_network"] > args.min_snr
+    loud = np.asarray(calibration_snrs(args.injections, injections, args.foreground or attrs.get("input")),
+                      dtype=np.float64) > args.min_snr  # NaN (no SNR: outside the strain) is not loud
     errors = timing_errors(injections["tc"][loud], time, stat, args.window)
     result = calibrate(errors, float(attrs["merger_offset"]), args.coverage)
     print(f"{result['injections']} injections above SNR {args.min_snr:g}: trigger - tc median "
@@ -80,6 +85,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"search with {timing_options(attrs)}--merger-offset {result['merger_offset']:.3f} "
           f"--var {result['var']:.3f}")
     return result
+
+
+def calibration_snrs(injection_file: str, injections: dict, foreground: str | None) -> np.ndarray:
+    """Each injection's optimal network SNR: the file's ``snr_network`` (simulate_strain.py), else,
+    as for MLGWSC-1's injection files, computed from its parameters against the foreground's PSD
+    (:mod:`g2net.search.injection_snr`, as evaluate_search.py does); NaN where none can be had."""
+    if "snr_network" in injections:
+        return injections["snr_network"]
+    if not foreground:
+        raise G2NetError(f"{injection_file} records no optimal SNRs (snr_network) and the events do "
+                         "not name the strain they searched; give it with --foreground")
+    snr = injection_snr(injection_file, injections, [foreground], np.ones(len(injections["tc"]), bool))
+    if snr.network is None:
+        raise G2NetError(f"{injection_file}: no optimal SNRs to choose the loud injections by ({snr.detail})")
+    print(f"optimal SNRs {snr.label} ({snr.detail})")
+    return snr.network
 
 
 def timing_options(attrs: dict) -> str:

@@ -847,3 +847,29 @@ def test_snr50_is_nan_without_a_crossing_and_ignores_missing_snrs():
     assert all(math.isnan(v) for v in out["searches"][0]["interval"])
     none = g2net.search.evaluation.snr50(np.full(3, np.nan), [np.zeros(3, bool)], resamples=5)
     assert none["injections"] == 0 and math.isnan(none["searches"][0]["snr50"])
+
+
+def test_timing_calibration_on_challenge_files_computes_their_snrs(challenge_files, tmp_path, capsys):
+    """MLGWSC-1's injection files record no SNRs: calibrate_search_timing.py computes them against
+    the searched foreground (named by the events' input attribute, or --foreground) instead of
+    failing; without a foreground to compute them from it says so in one line."""
+    import calibrate_search_timing as cal
+
+    out, ours = challenge_files
+    tc = ours["tc"]
+    attrs = {"merger_offset": 1.7, "timing": "loudest", "input": str(out / "foreground.hdf")}
+    write_triggers(tmp_path / "events.hdf", tc + 0.5 + 0.01 * np.arange(len(tc)), np.full(len(tc), 9.0),
+                   0.3, attrs)
+    result = cal.main(["--injections", str(out / "injections.hdf"), "--events", str(tmp_path / "events.hdf"),
+                       "--min-snr", "0", "--coverage", "0.9"])
+    assert "optimal SNRs computed" in capsys.readouterr().out
+    assert result["injections"] == 10  # every injection has a computed SNR > 0 and a trigger
+    assert result["median_error"] == pytest.approx(0.545) and result["merger_offset"] == pytest.approx(1.155)
+    del attrs["input"]
+    write_triggers(tmp_path / "bare.hdf", tc + 0.5, np.full(len(tc), 9.0), 0.3, attrs)
+    with pytest.raises(SystemExit) as exit_info:
+        cal.main(["--injections", str(out / "injections.hdf"), "--events", str(tmp_path / "bare.hdf")])
+    assert exit_info.value.code == 2
+    assert "records no optimal SNRs" in capsys.readouterr().err
+    assert cal.main(["--injections", str(out / "injections.hdf"), "--events", str(tmp_path / "bare.hdf"),
+                     "--foreground", str(out / "foreground.hdf"), "--min-snr", "0"])["injections"] == 10
