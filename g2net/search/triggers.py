@@ -105,8 +105,9 @@ def parse_slides(text: str) -> list[int]:
 def select_slides(path: str | Path, slides: Sequence[int]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """``(time, stat, var, slide, attrs)`` of the triggers of ``slides`` only, ``attrs['duration']``
-    their analysed seconds (``slide_duration`` keeps its length, 0 for the slides left out): the zero lag of a slid background (MLGWSC-1's ``evaluate.py`` compares a
-    foreground with an unslid background), or a shorter background from a longer one."""
+    their analysed seconds (``slide_duration`` keeps its length, 0 for the slides left out): the
+    zero lag of a slid background (MLGWSC-1's ``evaluate.py`` compares a foreground with an unslid
+    background), or a shorter background from a longer one."""
     time, stat, var, attrs = read_triggers(path)
     with h5py.File(path, "r") as f:
         if SLIDE_DATASET not in f or SLIDE_DURATION not in attrs:
