@@ -9,7 +9,11 @@ examples seen come from the fold's ``history.csv``::
         --background strain/background.hdf --injections strain/injections.hdf --slides 16 --out curve \\
         -- --stride 0.25 --trigger-time plateau --merger-offset 1.109 --var 0.839
 
-Everything after ``--`` goes to both searches (the background's also gets ``--slides``). Writes
+Everything after ``--`` goes to both searches (the background's also gets ``--slides``).
+``--reference FG BG`` scores another search's trigger files (the reference matched filter's, on the
+same foreground and background) beside every epoch: each row then also holds the reference's
+distance and the network's distance as a fraction of it with a 90% paired interval, and the plot
+draws the reference as dashed lines. Writes
 ``curve/fg_epoch<e>.hdf``, ``bg_epoch<e>.hdf``, ``eval_epoch<e>/`` and ``learning_curve.csv`` (one
 row per epoch: training seconds, examples seen, validation AUC, and for every rate the distance,
 its error, the injections found and whether the background reaches the rate) and
@@ -49,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=list(TABLE_FARS), metavar="RATE",
                         help="false alarms per month the curve is read at (of evaluate_search.py's "
                              f"{', '.join(f'{r:g}' for r in TABLE_FARS)})")
+    parser.add_argument("--reference", type=Path, nargs=2, metavar=("FG_EVENTS", "BG_EVENTS"),
+                        help="another search's foreground and background trigger files (e.g. the "
+                             "reference matched filter's), scored beside every epoch")
     parser.add_argument("--out", required=True, type=Path, help="folder for the searches and the curve")
     parser.add_argument("--debug", action="store_true", help="the --debug run's snapshots")
     return parser
@@ -70,9 +77,13 @@ def snapshots(folder: Path, fold: int, epochs: Sequence[int] | None) -> dict[int
     return dict(sorted(found.items()))
 
 
+REFERENCE_LABEL = "reference"
+
+
 def curve_rows(epochs: dict[int, dict[str, Any]], history: list[dict[str, Any]], fold: int,
-               rates: Sequence[float], label: str) -> list[dict[str, Any]]:
-    """One row per epoch from the evaluations' summaries and the fold's history."""
+               rates: Sequence[float], label: str, reference: bool = False) -> list[dict[str, Any]]:
+    """One row per epoch from the evaluations' summaries and the fold's history; with
+    ``reference``, also the reference search's distance and the network's as a fraction of it."""
     by_epoch = {row["epoch"]: row for row in history if row["fold"] == fold}
     rows = []
     for epoch, summary in epochs.items():
@@ -89,8 +100,28 @@ def curve_rows(epochs: dict[int, dict[str, Any]], history: list[dict[str, Any]],
             row[f"distance_error_{rate:g}"] = at["distance_error"]
             row[f"found_{rate:g}"] = at["found"]
             row[f"reached_{rate:g}"] = int(bool(at["reached"]))
+        if reference:
+            row.update(_against_reference(summary, label, rates))
         rows.append(row)
     return rows
+
+
+def _against_reference(summary: dict[str, Any], label: str, rates: Sequence[float]) -> dict[str, Any]:
+    """The reference's distance at each rate and the network's distance over it, with the paired
+    interval of evaluate_search.py's comparison (reference first, so its ratio is network /
+    reference)."""
+    at = summary["searches"][REFERENCE_LABEL]["at_far_per_month"]
+    pairs = {c["per_month"]: c for c in summary["comparisons"]
+             if c["reference"] == REFERENCE_LABEL and c["search"] == label}
+    columns: dict[str, Any] = {}
+    for rate in rates:
+        pair = pairs[float(rate)]
+        columns[f"reference_distance_{rate:g}"] = at[f"{rate:g}"]["distance"]
+        columns[f"reference_reached_{rate:g}"] = int(bool(at[f"{rate:g}"]["reached"]))
+        low, high = pair["distance_ratio_interval"]
+        columns[f"ratio_{rate:g}"] = pair["distance_ratio"]
+        columns[f"ratio_low_{rate:g}"], columns[f"ratio_high_{rate:g}"] = low, high
+    return columns
 
 
 def _number(value: Any) -> float:
@@ -111,7 +142,10 @@ def plot(rows: list[dict[str, Any]], rates: Sequence[float], path: Path, title: 
                   for h, r in zip(hours, rows) if r[f"reached_{rate:g}"]]
         if points:
             x, y, err = zip(*points)
-            top.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{rate:g} / month")
+            line = top.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{rate:g} / month")
+            if rows[0].get(f"reference_reached_{rate:g}"):
+                top.axhline(rows[0][f"reference_distance_{rate:g}"], ls="--", lw=1,
+                            color=line[0].get_color(), label=f"reference, {rate:g} / month")
     top.set_ylabel("sensitive distance (Mpc)")
     top.legend(title="false alarms", fontsize=8)
     top.set_title(title, fontsize=9)
@@ -121,6 +155,13 @@ def plot(rows: list[dict[str, Any]], rates: Sequence[float], path: Path, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _fraction_text(row: dict[str, Any], rate: float) -> str:
+    if not row.get(f"reference_reached_{rate:g}"):
+        return ""
+    return (f" ({_number(row[f'ratio_{rate:g}']):.3f} [{_number(row[f'ratio_low_{rate:g}']):.3f}, "
+            f"{_number(row[f'ratio_high_{rate:g}']):.3f}] of the reference)")
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -142,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for name in ("foreground", "background", "injections"):
         if not getattr(args, name).is_file():
             raise G2NetError(f"--{name} {getattr(args, name)}: no such file")
+    for path in args.reference or ():
+        if not path.is_file():
+            raise G2NetError(f"--reference {path}: no such trigger file")
+    label = cfg.name
+    if label == REFERENCE_LABEL:
+        raise G2NetError(f"--config {label}: the name is taken by --reference's search in the evaluation")
     folder = experiment_dir(cfg, args.debug)
     chosen = snapshots(folder, args.fold, args.epochs)
     history = read_history(folder / HISTORY_FILE)
@@ -152,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     import evaluate_search
     import search
 
-    label = cfg.name
+    reference = (["--foreground-events", str(args.reference[0]), "--background-events",
+                  str(args.reference[1]), "--label", REFERENCE_LABEL] if args.reference else [])
     summaries = {}
     for epoch, snapshot in chosen.items():
         outputs = {}
@@ -164,16 +212,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                              "--checkpoint", str(snapshot), *(["--debug"] if args.debug else []),
                              *extra, *search_args])
         summaries[epoch] = evaluate_search.main([
-            "--injections", str(args.injections), "--foreground-files", str(args.foreground),
+            "--injections", str(args.injections), "--foreground-files", str(args.foreground), *reference,
             "--foreground-events", str(outputs["fg"]), "--background-events", str(outputs["bg"]),
             "--label", label, "--out", str(args.out / f"eval_epoch{epoch}")])
-    rows = curve_rows(summaries, history, args.fold, args.rates, label)
+    rows = curve_rows(summaries, history, args.fold, args.rates, label, bool(args.reference))
     write_csv(rows, args.out / "learning_curve.csv")
     plot(rows, args.rates, args.out / "learning_curve.png",
          f"{cfg.name} fold {args.fold}: {args.foreground.name} against {args.slides} slides")
     for row in rows:
         reached = [f"{rate:g}/month {_number(row[f'distance_{rate:g}']):,.0f} +- "
-                   f"{_number(row[f'distance_error_{rate:g}']):,.0f} Mpc"
+                   f"{_number(row[f'distance_error_{rate:g}']):,.0f} Mpc" + _fraction_text(row, rate)
                    for rate in args.rates if row[f"reached_{rate:g}"]]
         print(f"epoch {row['epoch']}: {row['train_seconds']:,.0f} s, valid AUC {row['valid_auc']:.4f}; "
               + ("; ".join(reached) or "no rate reached"))

@@ -15,7 +15,7 @@ import configs
 import evaluate_search
 import search
 import simulate_strain
-from g2net.search.triggers import read_triggers
+from g2net.search.triggers import read_triggers, write_triggers
 from utils import G2NetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,34 @@ def test_each_epoch_is_searched_with_its_snapshot_and_scored(strain, snapshots, 
     assert [r["distance_1000"] for r in again] == [r["distance_1000"] for r in rows]
 
 
+def test_reference_scored_beside_every_epoch(strain, snapshots, tmp_path):
+    """--reference: a search that finds every injection above a quiet background is the reference;
+    each row holds its distance and the network's fraction of it, paired, as evaluate_search.py
+    computes them, and the plot and CSV carry them."""
+    with h5py.File(strain / "injections.hdf") as f:
+        tc = np.sort(f["tc"][()])
+    fg, bg = tmp_path / "ref_fg.hdf", tmp_path / "ref_bg.hdf"
+    write_triggers(fg, tc, np.full(len(tc), 100.0), 0.3)
+    write_triggers(bg, np.arange(10.0, 190.0, 30.0), np.full(6, 1.0), 0.3, attrs=dict(duration=3875.0))
+    module = _script()
+    out = tmp_path / "curve"
+    rows = module.main(_args(strain, out, "--reference", str(fg), str(bg), *SEARCH))
+    alone = evaluate_search.main([
+        "--injections", str(strain / "injections.hdf"), "--foreground-files", str(strain / "foreground.hdf"),
+        "--foreground-events", str(fg), "--background-events", str(bg), "--label", "r",
+        "--out", str(tmp_path / "alone")])["searches"]["r"]["at_far_per_month"]["1000"]
+    assert alone["found"] == alone["injections"] > 0  # a perfect reference
+    for row in rows:
+        assert row["reference_reached_1000"] == 1 and row["reference_distance_1000"] == alone["distance"]
+        # the reference finds everything, so every resample has a ratio: network / reference
+        assert row["ratio_1000"] == pytest.approx(row["distance_1000"] / alone["distance"])
+        assert row["ratio_low_1000"] <= row["ratio_1000"] <= row["ratio_high_1000"] <= 1.0
+    with open(out / "learning_curve.csv") as handle:
+        written = list(csv.DictReader(handle))
+    assert float(written[0]["reference_distance_1000"]) == pytest.approx(alone["distance"])
+    assert "ratio_low_1" in written[0] and written[0]["reference_reached_1"] == "0"
+
+
 def test_search_checkpoint_option(strain, snapshots, tmp_path):
     """--checkpoint scores with exactly that file; a missing one is refused before any output."""
     one = search.main(["--config", "Debug", "--debug", "--input", str(strain / "foreground.hdf"),
@@ -122,6 +150,7 @@ def test_search_checkpoint_option(strain, snapshots, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--epochs", "5"], "--epochs 5: no such snapshot"),
     (["--", "--slides", "3"], "--slides after --: the script sets it"),
+    (["--reference", "nope_fg.hdf", "nope_bg.hdf"], "--reference nope_fg.hdf: no such trigger file"),
 ])
 def test_refused_before_any_search(strain, snapshots, tmp_path, monkeypatch, capsys, extra, message):
     module = _script()
