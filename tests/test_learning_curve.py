@@ -101,25 +101,22 @@ def test_each_epoch_is_searched_with_its_snapshot_and_scored(strain, snapshots, 
     again = module.main(_args(strain, out, *SEARCH))
     assert [r["distance_1000"] for r in again] == [r["distance_1000"] for r in rows]
 
-
-def test_reference_scored_beside_every_epoch(strain, snapshots, tmp_path):
-    """--reference: a search that finds every injection above a quiet background is the reference;
-    each row holds its distance and the network's fraction of it, paired, as evaluate_search.py
-    computes them, and the plot and CSV carry them."""
+    # --reference: a search that finds every injection above a quiet background, scored beside
+    # each epoch (the kept searches, not searched again): its distance and the network's fraction
+    # of it, paired, as evaluate_search.py computes them, in the rows and the CSV
     with h5py.File(strain / "injections.hdf") as f:
         tc = np.sort(f["tc"][()])
     fg, bg = tmp_path / "ref_fg.hdf", tmp_path / "ref_bg.hdf"
     write_triggers(fg, tc, np.full(len(tc), 100.0), 0.3)
     write_triggers(bg, np.arange(10.0, 190.0, 30.0), np.full(6, 1.0), 0.3, attrs=dict(duration=3875.0))
-    module = _script()
-    out = tmp_path / "curve"
-    rows = module.main(_args(strain, out, "--reference", str(fg), str(bg), *SEARCH))
+    against = module.main(_args(strain, out, "--reference", str(fg), str(bg), *SEARCH))
     alone = evaluate_search.main([
         "--injections", str(strain / "injections.hdf"), "--foreground-files", str(strain / "foreground.hdf"),
         "--foreground-events", str(fg), "--background-events", str(bg), "--label", "r",
         "--out", str(tmp_path / "alone")])["searches"]["r"]["at_far_per_month"]["1000"]
     assert alone["found"] == alone["injections"] > 0  # a perfect reference
-    for row in rows:
+    for row, plain in zip(against, rows):
+        assert row["distance_1000"] == plain["distance_1000"]
         assert row["reference_reached_1000"] == 1 and row["reference_distance_1000"] == alone["distance"]
         # the reference finds everything, so every resample has a ratio: network / reference
         assert row["ratio_1000"] == pytest.approx(row["distance_1000"] / alone["distance"])
