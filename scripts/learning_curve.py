@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from g2net.experiments.runner import experiment_dir, get_config  # noqa: E402
@@ -129,26 +131,48 @@ def _number(value: Any) -> float:
 
 
 def plot(rows: list[dict[str, Any]], rates: Sequence[float], path: Path, title: str) -> None:
-    """Distance (with its error) at every reached rate, and the validation AUC, against hours trained."""
+    """Distance (with its error) at every reached rate, the network's fraction of the reference's
+    (paired intervals; when a reference was scored) and the validation AUC, against hours trained."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6), sharex=True, height_ratios=(2, 1))
+    paired = [rate for rate in rates if rows[0].get(f"reference_reached_{rate:g}")]
+    heights = (2, 1.3, 1) if paired else (2, 1)
+    fig, axes = plt.subplots(len(heights), 1, figsize=(8.5, 2.2 * sum(heights) + 0.8), sharex=True,
+                             height_ratios=heights)
+    top, bottom = axes[0], axes[-1]
     hours = [r["train_seconds"] / 3600 for r in rows]
+    colours = {}
     for rate in rates:
         points = [(h, r[f"distance_{rate:g}"], _number(r[f"distance_error_{rate:g}"]))
                   for h, r in zip(hours, rows) if r[f"reached_{rate:g}"]]
         if points:
             x, y, err = zip(*points)
             line = top.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{rate:g} / month")
-            if rows[0].get(f"reference_reached_{rate:g}"):
+            colours[rate] = line[0].get_color()
+            if rate in paired:
                 top.axhline(rows[0][f"reference_distance_{rate:g}"], ls="--", lw=1,
-                            color=line[0].get_color(), label=f"reference, {rate:g} / month")
+                            color=colours[rate], label=f"reference, {rate:g} / month")
     top.set_ylabel("sensitive distance (Mpc)")
-    top.legend(title="false alarms", fontsize=8)
+    # beside the curves, never over them
+    top.legend(title="false alarms", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top.set_title(title, fontsize=9)
+    if paired:
+        middle = axes[1]
+        dodge = 0.01 * (max(hours) - min(hours) or 1.0)  # side by side, so the intervals stay readable
+        for i, rate in enumerate(paired):
+            points = [(h, _number(r[f"ratio_{rate:g}"]), _number(r[f"ratio_low_{rate:g}"]),
+                       _number(r[f"ratio_high_{rate:g}"])) for h, r in zip(hours, rows)
+                      if r[f"reached_{rate:g}"]]
+            if points:
+                x, y, low, high = map(np.array, zip(*points))
+                middle.errorbar(x + dodge * (i - (len(paired) - 1) / 2), y, yerr=[y - low, high - y],
+                                marker="o", capsize=3,
+                                color=colours.get(rate), label=f"{rate:g} / month")
+        middle.axhline(1.0, color="k", lw=0.8)
+        middle.set_ylabel("distance / reference\n(90% paired)")
     bottom.plot(hours, [r["valid_auc"] for r in rows], marker="o", color="k")
     bottom.set_ylabel("valid AUC")
     bottom.set_xlabel("training time (h, this run's wall clock)")
