@@ -120,7 +120,9 @@ def build_strain_parser() -> argparse.ArgumentParser:
                         help="PyTorch CPU threads (default: torch's, one per core)")
     parser.add_argument("--templates-per-pass", type=positive_int, default=None,
                         help="templates filtered together; each pass holds their SNR series for "
-                             "the time slides (default: as many as fit 1 GiB)")
+                             "the time slides (default: as many as fit a quarter of the memory available, "
+                             "at least 1 GiB; fewer a pass means more passes, each paying the slides' "
+                             "combination again)")
     parser.add_argument("--restart", action="store_true",
                         help="discard the checkpoint beside --output instead of resuming from it")
     return parser

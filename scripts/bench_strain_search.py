@@ -152,7 +152,7 @@ def cmd_mf(args: argparse.Namespace) -> None:
                     threshold=args.threshold, slide_span=scorer.slide_span)
         slid_options = SearchOptions(**base, slides=TimeSlides(args.slides, step))
         scorer.templates_per_pass = min(len(bank), args.per_pass or max(1, int(
-            strain_mf.MEMORY_BUDGET // scorer.bytes_per_template(slid_options, 2, SAMPLE_RATE))))
+            strain_mf.memory_budget() // scorer.bytes_per_template(slid_options, 2, SAMPLE_RATE))))
         print(f"{len(bank)} templates ({scorer.templates_per_pass} a pass), longest "
               f"{scorer.template_seconds:.2f} s, {scorer.window_seconds} s windows, stride "
               f"{scorer.stride:.3f} s, PSD over {psd:g} s, {args.threads} threads; scorer set up in "

@@ -114,6 +114,26 @@ def test_templates_in_passes_give_the_same_triggers(loud_strain, bank_file, tmp_
     np.testing.assert_allclose(three["stat"], one["stat"], rtol=1e-6)
 
 
+def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tmp_path, monkeypatch):
+    """The default pass holds a quarter of the memory available, never less than 1 GiB (few
+    templates a pass make a long slid background several times slower), and the search uses it."""
+    assert strain_mf.available_memory() > 0  # read on this machine
+    monkeypatch.setattr(strain_mf, "available_memory", lambda: 100 << 30)
+    assert strain_mf.memory_budget() == 25 << 30
+    monkeypatch.setattr(strain_mf, "available_memory", lambda: 1 << 20)
+    assert strain_mf.memory_budget() == strain_mf.MEMORY_BUDGET == 1 << 30
+    monkeypatch.setattr(strain_mf, "available_memory", lambda: None)
+    assert strain_mf.memory_budget() == 1 << 30
+    monkeypatch.setattr(strain_mf, "memory_budget", lambda: 0)  # room for none: one template a pass
+    tight = _search(loud_strain / "background.hdf", tmp_path / "tight.hdf", "--bank-file", str(bank_file),
+                    "--slides", "2")
+    monkeypatch.setattr(strain_mf, "memory_budget", lambda: 1 << 40)
+    roomy = _search(loud_strain / "background.hdf", tmp_path / "roomy.hdf", "--bank-file", str(bank_file),
+                    "--slides", "2")
+    assert tight["passes"] == 3 and roomy["passes"] == 1
+    np.testing.assert_array_equal(tight["time"], roomy["time"])
+
+
 def _dies_after(saves: int, real_save):
     """SearchCheckpoint.save that saves, then kills the search at its ``saves``-th call."""
     calls = []
