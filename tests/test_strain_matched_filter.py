@@ -114,7 +114,7 @@ def test_templates_in_passes_give_the_same_triggers(loud_strain, bank_file, tmp_
     np.testing.assert_allclose(three["stat"], one["stat"], rtol=1e-6)
 
 
-def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tmp_path, monkeypatch):
+def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tmp_path, monkeypatch, capsys):
     """The default pass holds a quarter of the memory available, never less than 1 GiB (few
     templates a pass make a long slid background several times slower), and the search uses it."""
     assert strain_mf.available_memory() > 0  # read on this machine
@@ -132,6 +132,20 @@ def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tm
                     "--slides", "2")
     assert tight["passes"] == 3 and roomy["passes"] == 1
     np.testing.assert_array_equal(tight["time"], roomy["time"])
+    # a run killed in passes of one resumes in passes of one though more memory is free now
+    monkeypatch.setattr(strain_mf, "CHECKPOINT_EVERY", 0.0)
+    real_save = search_checkpoint.SearchCheckpoint.save
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(4, real_save))
+    monkeypatch.setattr(strain_mf, "memory_budget", lambda: 0)
+    out = tmp_path / "killed.hdf"
+    with pytest.raises(KeyboardInterrupt):
+        _search(loud_strain / "background.hdf", out, "--bank-file", str(bank_file), "--slides", "2")
+    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
+    monkeypatch.setattr(strain_mf, "memory_budget", lambda: 1 << 40)
+    capsys.readouterr()
+    resumed = _search(loud_strain / "background.hdf", out, "--bank-file", str(bank_file), "--slides", "2")
+    assert "resuming from" in capsys.readouterr().err and resumed["passes"] == 3
+    np.testing.assert_array_equal(resumed["time"], tight["time"])
 
 
 def _dies_after(saves: int, real_save):

@@ -37,6 +37,16 @@ def strain_identity(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def recorded_fingerprint(path: str | Path) -> dict[str, Any] | None:
+    """The fingerprint a checkpoint file was written with; None when there is none to read."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            found = json.loads(str(f["fingerprint"]))
+    except Exception:  # absent, torn or foreign: resume() says so when it is read for real
+        return None
+    return found if isinstance(found, dict) else None
+
+
 class SearchCheckpoint:
     """The checkpoint file of one search, identified by ``fingerprint`` (JSON-able)."""
 

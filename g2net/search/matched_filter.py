@@ -40,7 +40,7 @@ import torch
 from g2net.filtering.bank import DEFAULT_BANK_SIZE, default_bank_spec, load_or_build_bank
 from g2net.filtering.templates import (TEMPLATE_POST_MERGER, TEMPLATE_TAPER, sliding_max,
                                        template_waveform, whitened_unit_templates)
-from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, strain_identity
+from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, recorded_fingerprint, strain_identity
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
@@ -76,6 +76,13 @@ def available_memory() -> int | None:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def _checkpointed_templates_per_pass(path: Path) -> int | None:
+    """The pass size a search's checkpoint was made with, so that resuming it is not turned into
+    starting over by memory that is freer or fuller than when it was killed."""
+    value = ((recorded_fingerprint(path) or {}).get("filter") or {}).get("templates_per_pass")
+    return value if isinstance(value, int) and value >= 1 else None
 
 
 def memory_budget() -> int:
@@ -374,6 +381,8 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | 
                                    if psd_duration is None else psd_duration,
                                    "slides": TimeSlides(options.slides.n_slides, step)})
         options.validate(strain.detectors, strain.sample_rate)
+        if templates_per_pass is None and resume:  # the killed run's passes, whatever memory is free now
+            templates_per_pass = _checkpointed_templates_per_pass(checkpoint_path(output_path))
         if templates_per_pass is None:
             templates_per_pass = max(1, int(memory_budget() // scorer.bytes_per_template(  # and the bound row
                 options, len(strain.detectors), strain.sample_rate)) - 1)
