@@ -269,8 +269,10 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
     current: tuple[int, int] | None = None
     pass_scorer: Any = first
     prepared: list[_PreparedWindows] = []
-    with tqdm(total=total, initial=sum(seconds(u) for u in range(done)), unit="s", desc="search",
-              disable=not progress) as bar:
+    # smoothing=0: the rate is the mean since start, because a pass's combining of the slides
+    # makes the recent rate swing far from it and the remaining time with it (30 h shown for 1 h).
+    with tqdm(total=total, initial=sum(seconds(u) for u in range(done)), unit="s", unit_scale=True,
+              smoothing=0, desc="search (s of strain)", disable=not progress) as bar:
         for u in range(done, len(units)):
             p, s, b0 = units[u]
             seg = jobs[s][0]
