@@ -265,13 +265,13 @@ def search_strain(strain: StrainFile, scorer: Scorer, options: SearchOptions, pr
         _, s, b0 = units[unit]
         return sum((st[-1] + blocks.stride - st[0]) / rate for _, _, st in lag_blocks(s, b0))
 
-    total = sum(seconds(u) for u in range(len(units)))
+    unit_seconds = [seconds(u) for u in range(len(units))]
     current: tuple[int, int] | None = None
     pass_scorer: Any = first
     prepared: list[_PreparedWindows] = []
     # smoothing=0: the rate is the mean since start, because a pass's combining of the slides
     # makes the recent rate swing far from it and the remaining time with it (30 h shown for 1 h).
-    with tqdm(total=total, initial=sum(seconds(u) for u in range(done)), unit="s", unit_scale=True,
+    with tqdm(total=sum(unit_seconds), initial=sum(unit_seconds[:done]), unit="s", unit_scale=True,
               smoothing=0, desc="search (s of strain)", disable=not progress) as bar:
         for u in range(done, len(units)):
             p, s, b0 = units[u]
