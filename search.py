@@ -17,7 +17,8 @@ segment (and every time slide, timeslides.py):
   loudest that score within ``--plateau-drop`` of it (docs/search.md).
 The trigger file (``time``, ``stat``, ``var``, float64, sorted in time) is what MLGWSC-1's
 ``evaluate.py`` and ``evaluate_search.py`` read; its attribute ``duration`` is the analysed
-duration, time slides included.
+duration, time slides included. Progress is saved beside ``--output`` (``.checkpoint.npz``), and
+rerunning a killed command resumes it (``--restart`` starts over).
 """
 from __future__ import annotations
 
@@ -40,13 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(e.g. the per-epoch snapshots fold0_epoch<e>.pt of a config with "
                              "SaveAllSnapshots; scripts/learning_curve.py)")
     parser.add_argument("--gpu", type=int, nargs="+", help="CUDA device ids (default: the first)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the checkpoint beside --output instead of resuming from it")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     return run(args.config, args.input, args.output, options_from_args(args), args.debug, args.gpu,
-               not args.no_progress, args.overwrite, args.checkpoint)
+               not args.no_progress, args.overwrite, args.checkpoint, resume=not args.restart)
 
 
 if __name__ == "__main__":

@@ -472,3 +472,66 @@ def test_device_preprocessing_equals_the_numpy_transforms(tmp_path, monkeypatch)
     expected = numpy_scorer(batch, psd)
     np.testing.assert_allclose(torch_scorer(batch, psd), expected, rtol=1e-4, atol=1e-4)
     assert np.ptp(expected) > 1e-3  # the windows differ, so the comparison means something
+
+
+def test_a_killed_network_search_resumes_to_the_same_triggers(loud_strain, tmp_path, monkeypatch, capsys):
+    """search.py saves its progress beside --output: rerun after a kill, it resumes and writes the
+    triggers of an uninterrupted run; other models or --restart start over."""
+    import torch
+
+    import configs
+    from g2net.search import checkpoint as search_checkpoint
+
+    monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
+    folder = tmp_path / "results" / "Demo2det"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    for fold in range(2):
+        model = configs.Demo2det.model(**configs.Demo2det.model_params)
+        torch.save({"model": model.state_dict(), "state": {"finished": True, "epoch": 0}},
+                   folder / f"fold{fold}.pt")
+    real = search_checkpoint.SearchCheckpoint
+    monkeypatch.setattr(network, "SearchCheckpoint",  # save after every block
+                        lambda path, fingerprint, every: real(path, fingerprint, every=0.0))
+
+    def run(out, *extra):
+        return search.main(["--config", "Demo2det", "--input", str(loud_strain / "background.hdf"),
+                            "--output", str(out), "--stride", "2", "--psd-duration", "16",
+                            "--slides", "1", "--no-progress", *extra])
+
+    def killed(out, saves, *extra):
+        real_save = real.save
+        calls = []
+
+        def save(self, done, state, force=False):
+            saved = real_save(self, done, state, force)
+            calls.append(done)
+            if len(calls) == saves:
+                raise KeyboardInterrupt
+            return saved
+        monkeypatch.setattr(real, "save", save)
+        with pytest.raises(KeyboardInterrupt):
+            run(out, *extra)
+        monkeypatch.setattr(real, "save", real_save)
+        capsys.readouterr()
+
+    whole = run(tmp_path / "whole.hdf")
+    out = tmp_path / "killed.hdf"
+    killed(out, 5)
+    kept = search_checkpoint.checkpoint_path(out)
+    assert kept.is_file() and not out.exists()
+    again = run(out)
+    assert f"resuming from {kept}: 5 of " in capsys.readouterr().err
+    np.testing.assert_array_equal(again["time"], whole["time"])
+    np.testing.assert_array_equal(again["stat"], whole["stat"])
+    assert not kept.exists()  # finished: the checkpoint goes
+    # one fold's checkpoint instead of both is another search: it starts over
+    killed(out.with_name("models.hdf"), 3)
+    alone = run(out.with_name("models.hdf"), "--checkpoint", str(folder / "fold0.pt"))
+    assert "written by a different search (differs in: models); starting over" in capsys.readouterr().err
+    assert alone["windows"] == whole["windows"]
+    # --restart discards a matching checkpoint
+    killed(out.with_name("r.hdf"), 3)
+    fresh = run(out.with_name("r.hdf"), "--restart")
+    assert "resuming" not in capsys.readouterr().err
+    np.testing.assert_array_equal(fresh["stat"], whole["stat"])

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, strain_identity
 from g2net.search.engine import Scorer, search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
@@ -100,8 +101,11 @@ def config_detectors(cfg: type) -> tuple[str, ...]:
 
 def run(config: str, input_path: str | Path, output: str | Path, options: SearchOptions,
         debug: bool = False, gpu: Sequence[int] | None = None, progress: bool = True,
-        overwrite: bool = False, checkpoints: Sequence[str | Path] | None = None) -> dict[str, Any]:
-    """Search ``input_path`` with experiment ``config``'s folds (or ``checkpoints``) into ``output``."""
+        overwrite: bool = False, checkpoints: Sequence[str | Path] | None = None,
+        resume: bool = True, checkpoint_every: float = 60.0) -> dict[str, Any]:
+    """Search ``input_path`` with experiment ``config``'s folds (or ``checkpoints``) into ``output``.
+    Progress is saved beside ``output`` (a month of background is an hour on a CPU) and resumed
+    unless ``resume`` is False; the models' files are part of the search's fingerprint."""
     output = check_output(output, input_path, overwrite)
     cfg = get_config(config)
     if checkpoints is not None:
@@ -112,13 +116,21 @@ def run(config: str, input_path: str | Path, output: str | Path, options: Search
                              f"give fold<k>.pt or fold<k>_epoch<e>.pt files of results/{cfg.name}/")
     detectors = config_detectors(cfg)
     with StrainFile(input_path, detectors, SAMPLE_RATE) as strain:
-        scorer, window = config_scorer(cfg, debug, gpu, checkpoints=checkpoints)
+        models = fold_checkpoints(cfg, debug) if checkpoints is None else checkpoints
+        scorer, window = config_scorer(cfg, debug, gpu, checkpoints=models)
         options = SearchOptions(**{**options.__dict__, "window": window})
-        result = search_strain(strain, scorer, options, progress)
+        checkpoint = SearchCheckpoint(checkpoint_path(output), {
+            "search": "search.py", "config": cfg.name, "strain": strain_identity(input_path),
+            "strain_run_id": strain.run_id, "options": options.__dict__,
+            "models": [strain_identity(m) for m in models]}, every=checkpoint_every)
+        if not resume:
+            checkpoint.remove()
+        result = search_strain(strain, scorer, options, progress, checkpoint)
         extra = {} if checkpoints is None else {"checkpoints": ",".join(str(c) for c in checkpoints)}
         write_triggers(output, result["time"], result["stat"], result["var"],
                        trigger_attrs(strain, options, result, config=cfg.name, search="search.py", **extra),
                        slide=result["slide"])
+        checkpoint.remove()
     print(f"{len(result['time'])} triggers from {result['windows']} windows over "
           f"{result['duration']:g} s of {'slid ' if options.slides.n_slides else ''}strain -> {output}")
     return result
