@@ -183,6 +183,7 @@ def _toy_network(monkeypatch):
     """search.py with PlateauScorer as its trained experiment."""
     monkeypatch.setattr(network, "get_config", lambda name: types.SimpleNamespace(name=name, detectors=("H1", "L1")))
     monkeypatch.setattr(network, "config_scorer", lambda cfg, debug, gpu, **kwargs: (PlateauScorer(), 4096))
+    monkeypatch.setattr(network, "fold_checkpoints", lambda cfg, debug: [])  # no model files to fingerprint
 
 
 def test_search_cli_times_at_the_plateau_and_records_it(ramp, tmp_path, monkeypatch):
