@@ -1,7 +1,9 @@
 """Shared fixtures and helpers: a tiny simulated competition folder, prepared once per test session;
-running the command-line scripts; quiet prep_data options; one-line error messages."""
+running the command-line scripts; quiet prep_data options; one-line error messages; untrained fold
+checkpoints and searches killed part-way for the resume tests."""
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -68,6 +70,49 @@ def one_line_error(excinfo) -> str:
     message = str(excinfo.value)
     assert "\n" not in message
     return message
+
+
+def write_untrained_folds(config, folder: Path, folds: int = 2, seed: int = 0) -> list[Path]:
+    """Finished fold checkpoints of ``config``'s model with its initial weights (``torch.manual_seed
+    (seed)`` first), where train.py writes them: what search.py and predict.py read."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    paths = []
+    for fold in range(folds):
+        model = config.model(**config.model_params)
+        paths.append(folder / f"fold{fold}.pt")
+        torch.save({"model": model.state_dict(), "state": {"finished": True, "epoch": 0}}, paths[-1])
+    return paths
+
+
+@pytest.fixture
+def killed_at_save(monkeypatch):
+    """``with killed_at_save(n): run()``: the strain search inside saves its checkpoint as usual and
+    is killed (KeyboardInterrupt) right after the n-th save; the test fails if it finishes first."""
+    from g2net.search import checkpoint
+
+    @contextlib.contextmanager
+    def killed(saves: int):
+        real_save = checkpoint.SearchCheckpoint.save
+        calls = []
+
+        def save(self, done, state, force=False):
+            saved = real_save(self, done, state, force)
+            calls.append(done)
+            if len(calls) == saves:
+                raise KeyboardInterrupt
+            return saved
+
+        monkeypatch.setattr(checkpoint.SearchCheckpoint, "save", save)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(checkpoint.SearchCheckpoint, "save", real_save)
+
+    return killed
 
 
 @pytest.fixture(scope="session")

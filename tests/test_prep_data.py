@@ -320,7 +320,7 @@ def test_error_counts_every_problem_of_both_splits_and_lists_the_first_ids(tmp_p
     message = str(error.value)
     assert f"7 missing (first: {example_path(root.resolve(), 'train', train_ids[2])})" in message
     assert ", ".join(train_ids[2:7]) + " and 2 more" in message
-    assert f"test: 1 of 5 example files listed in sample_submission.csv are unusable" in message
+    assert "test: 1 of 5 example files listed in sample_submission.csv are unusable" in message
     assert test_ids[3] in message
 
 

@@ -331,7 +331,7 @@ def test_limit_fold_refuses_to_mix_folds_trained_on_other_data(results, simulate
     for flags in (["--limit_fold", "1"], ["--limit_fold", "0", "--inference"],
                   ["--limit_fold", "0", "--skip_existing"]):
         line = cli_train(["--config", "Debug", "--silent", *flags], capsys)
-        assert f"fold 0 of experiment Debug was trained on other data than the input folder holds " \
+        assert "fold 0 of experiment Debug was trained on other data than the input folder holds " \
                "now (another train.csv (its ids or labels))" in line
         assert "python train.py --config Debug)" in line
         assert_untouched(before, results, RUN_FOLDER_NOISE)

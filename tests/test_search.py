@@ -5,6 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import write_untrained_folds
 from g2net.search.strain_io import StrainFile, StrainWriter
 from g2net.search.triggers import cluster_triggers, read_triggers, write_triggers
 from g2net.search.timeslides import TimeSlides, light_travel_time
@@ -195,12 +196,7 @@ def test_search_cli_scores_with_the_trained_folds(loud_strain, tmp_path, monkeyp
 
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
     folder = tmp_path / "results" / "Debug_debug"
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    for fold in range(2):
-        model = configs.Debug.model(**configs.Debug.model_params)
-        torch.save({"model": model.state_dict(), "state": {"finished": True, "epoch": 0}},
-                   folder / f"fold{fold}.pt")
+    write_untrained_folds(configs.Debug, folder)
     with pytest.raises(G2NetError, match="H1,L1 but H1,L1,V1 are needed"):
         search.main(["--config", "Debug", "--debug", "--input", str(loud_strain / "foreground.hdf"),
                      "--output", str(tmp_path / "x.hdf"), "--no-progress"])
@@ -474,22 +470,16 @@ def test_device_preprocessing_equals_the_numpy_transforms(tmp_path, monkeypatch)
     assert np.ptp(expected) > 1e-3  # the windows differ, so the comparison means something
 
 
-def test_a_killed_network_search_resumes_to_the_same_triggers(loud_strain, tmp_path, monkeypatch, capsys):
+def test_a_killed_network_search_resumes_to_the_same_triggers(loud_strain, tmp_path, monkeypatch, capsys,
+                                                              killed_at_save):
     """search.py saves its progress beside --output: rerun after a kill, it resumes and writes the
     triggers of an uninterrupted run; other models or --restart start over."""
-    import torch
-
     import configs
     from g2net.search import checkpoint as search_checkpoint
 
     monkeypatch.setenv("G2NET_RESULTS_DIR", str(tmp_path / "results"))
     folder = tmp_path / "results" / "Demo2det"
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    for fold in range(2):
-        model = configs.Demo2det.model(**configs.Demo2det.model_params)
-        torch.save({"model": model.state_dict(), "state": {"finished": True, "epoch": 0}},
-                   folder / f"fold{fold}.pt")
+    write_untrained_folds(configs.Demo2det, folder)
     real = search_checkpoint.SearchCheckpoint
     monkeypatch.setattr(network, "SearchCheckpoint",  # save after every block
                         lambda path, fingerprint, every: real(path, fingerprint, every=0.0))
@@ -500,19 +490,8 @@ def test_a_killed_network_search_resumes_to_the_same_triggers(loud_strain, tmp_p
                             "--slides", "1", "--no-progress", *extra])
 
     def killed(out, saves, *extra):
-        real_save = real.save
-        calls = []
-
-        def save(self, done, state, force=False):
-            saved = real_save(self, done, state, force)
-            calls.append(done)
-            if len(calls) == saves:
-                raise KeyboardInterrupt
-            return saved
-        monkeypatch.setattr(real, "save", save)
-        with pytest.raises(KeyboardInterrupt):
+        with killed_at_save(saves):
             run(out, *extra)
-        monkeypatch.setattr(real, "save", real_save)
         capsys.readouterr()
 
     whole = run(tmp_path / "whole.hdf")

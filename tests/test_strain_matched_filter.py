@@ -114,7 +114,8 @@ def test_templates_in_passes_give_the_same_triggers(loud_strain, bank_file, tmp_
     np.testing.assert_allclose(three["stat"], one["stat"], rtol=1e-6)
 
 
-def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tmp_path, monkeypatch, capsys):
+def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tmp_path, monkeypatch, capsys,
+                                                         killed_at_save):
     """The default pass holds a quarter of the memory available, never less than 1 GiB (few
     templates a pass make a long slid background several times slower), and the search uses it."""
     assert strain_mf.available_memory() > 0  # read on this machine
@@ -127,12 +128,9 @@ def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tm
     # room for none: one template a pass; killed in the first pass
     monkeypatch.setattr(strain_mf, "memory_budget", lambda: 0)
     monkeypatch.setattr(strain_mf, "CHECKPOINT_EVERY", 0.0)
-    real_save = search_checkpoint.SearchCheckpoint.save
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(4, real_save))
     out = tmp_path / "killed.hdf"
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_save(4):
         _search(loud_strain / "background.hdf", out, "--bank-file", str(bank_file), "--slides", "2")
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
     # more memory free now: a fresh search takes one pass, the killed one resumes in passes of one
     monkeypatch.setattr(strain_mf, "memory_budget", lambda: 1 << 40)
     capsys.readouterr()
@@ -144,33 +142,17 @@ def test_templates_a_pass_follow_the_memory_available(loud_strain, bank_file, tm
     np.testing.assert_array_equal(resumed["time"], roomy["time"])
 
 
-def _dies_after(saves: int, real_save):
-    """SearchCheckpoint.save that saves, then kills the search at its ``saves``-th call."""
-    calls = []
-
-    def save(self, done, state, force=False):
-        saved = real_save(self, done, state, force)
-        calls.append(done)
-        if len(calls) == saves:
-            raise KeyboardInterrupt
-        return saved
-
-    return save
-
-
-def test_a_killed_search_resumes_to_the_same_triggers(loud_strain, bank_file, tmp_path, monkeypatch, capsys):
+def test_a_killed_search_resumes_to_the_same_triggers(loud_strain, bank_file, tmp_path, monkeypatch, capsys,
+                                                      killed_at_save):
     args = ["--bank-file", str(bank_file), "--slides", "2", "--templates-per-pass", "2",
             "--psd-duration", "32"]  # 2 passes x 15 blocks of 16 s windows
     whole = _search(loud_strain / "background.hdf", tmp_path / "whole.hdf", *args)
     monkeypatch.setattr(strain_mf, "CHECKPOINT_EVERY", 0.0)  # save after every block
-    real_save = search_checkpoint.SearchCheckpoint.save
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(20, real_save))
     out = tmp_path / "killed.hdf"
-    with pytest.raises(KeyboardInterrupt):  # killed in the second pass
+    with killed_at_save(20):  # killed in the second pass
         _search(loud_strain / "background.hdf", out, *args)
     kept = search_checkpoint.checkpoint_path(out)
     assert kept.is_file() and not out.exists()
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
     capsys.readouterr()
     again = _search(loud_strain / "background.hdf", out, *args)
     assert f"resuming from {kept}: 20 of 30 work units done" in capsys.readouterr().err
@@ -178,19 +160,15 @@ def test_a_killed_search_resumes_to_the_same_triggers(loud_strain, bank_file, tm
     np.testing.assert_array_equal(again["stat"], whole["stat"])
     assert not kept.exists()  # finished: the checkpoint goes
     # a checkpoint of another search (here another --cluster) is not mixed in: it starts over
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(5, real_save))
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_save(5):
         _search(loud_strain / "background.hdf", tmp_path / "other.hdf", *args, "--cluster", "2")
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
     capsys.readouterr()
     changed = _search(loud_strain / "background.hdf", tmp_path / "other.hdf", *args)
     assert "written by a different search (differs in: options); starting over" in capsys.readouterr().err
     np.testing.assert_array_equal(changed["time"], whole["time"])
     # --restart discards a matching checkpoint
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", _dies_after(5, real_save))
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_save(5):
         _search(loud_strain / "background.hdf", tmp_path / "r.hdf", *args)
-    monkeypatch.setattr(search_checkpoint.SearchCheckpoint, "save", real_save)
     capsys.readouterr()
     fresh = _search(loud_strain / "background.hdf", tmp_path / "r.hdf", *args, "--restart")
     assert "resuming" not in capsys.readouterr().err
