@@ -159,21 +159,17 @@ def test_neighbour_matches_measure_spacing(bank):
 # Library calls against hand-written reference implementations of the same quantities
 # ------------------------------------------------------------------------------------------------
 def _reference_sliding_max(x, radius: int):
-    """Reference sliding maximum by doubling (sparse-table trick), without F.max_pool1d."""
-    import torch
+    """Reference sliding maximum: torch's max pooling (2 radius + 1 comparisons per sample)."""
+    import torch.nn.functional as F
 
-    width = 2 * radius + 1
-    span, level = 1, x
-    while 2 * span <= width:
-        level = torch.maximum(level[..., :-span], level[..., span:])
-        span *= 2
-    length = x.shape[-1] - width + 1
-    return torch.maximum(level[..., :length], level[..., width - span:width - span + length])
+    flat = x.reshape(-1, 1, x.shape[-1])
+    pooled = F.max_pool1d(flat, kernel_size=2 * radius + 1, stride=1)
+    return pooled.reshape(*x.shape[:-1], pooled.shape[-1])
 
 
 @pytest.mark.parametrize("shape, radius", [((2, 50), 0), ((2, 50), 4), ((2, 3, 5, 64), 1),
                                            ((2, 3, 5, 64), 20), ((1, 7, 300), 55)])
-def test_sliding_max_is_max_pool_and_equals_the_doubling_reference(shape, radius):
+def test_sliding_max_by_doubling_equals_max_pooling(shape, radius):
     import torch
 
     x = torch.from_numpy(np.random.default_rng(radius).normal(size=shape)).float()
@@ -181,6 +177,10 @@ def test_sliding_max_is_max_pool_and_equals_the_doubling_reference(shape, radius
     got = templates.sliding_max(x, radius)
     assert got.shape == x.shape[:-1] + (x.shape[-1] - 2 * radius,)
     np.testing.assert_array_equal(got.numpy(), _reference_sliding_max(x, radius).numpy())
+    # written into a given (strided) array, as the strain filter does
+    out = torch.full(shape[:-1] + (x.shape[-1] - 2 * radius + 3,), -1.0)[..., 3:]
+    assert templates.sliding_max(x, radius, out=out) is out
+    np.testing.assert_array_equal(out.numpy(), got.numpy())
 
 
 def test_pycbc_conversions_equal_the_closed_formulas():

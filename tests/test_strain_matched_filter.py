@@ -93,6 +93,38 @@ def test_bank_file_templates_keep_their_spins_and_whole_inspirals(bank_file):
     assert lean.stride / lean.window_seconds >= strain_mf.MIN_USABLE
 
 
+def test_prepare_is_the_plain_matched_filter_in_any_chunking(bank_file):
+    """prepare's rows (templates in chunks through reused work arrays, the later detector's
+    maximum within the light travel time) are 4 |IFFT(d~ h~*)|^2 computed plainly in float64,
+    and do not depend on how many templates a chunk holds (the last chunk partly filled)."""
+    from g2net.whitening import whiten_with_psd
+
+    bank = reference_bank.load(bank_file)
+    psd = np.full((2, 2049), 2 * 1e-42 / 2048)  # one-sided PSD of the white noise below
+    results = {}
+    for chunk in (32, 2, 1):  # one chunk; a full and a partial one; one template a chunk
+        scorer = strain_mf.StrainMatchedFilter(bank, ("H1", "L1"), template_seconds=6.0, device="cpu",
+                                               template_chunk=chunk)
+        windows = np.random.default_rng(5).normal(size=(2, 2, scorer.n)) * 1e-21
+        results[chunk] = [scorer.prepare(windows[:, j], psd[j], j).numpy() for j in range(2)]
+    for chunk in (2, 1):
+        for got, want in zip(results[chunk], results[32]):
+            np.testing.assert_array_equal(got, want)
+    for j, got in enumerate(results[32]):
+        fine, templates = scorer._detector_templates(psd[j], j)
+        white = whiten_with_psd(windows[:, j, None], fine[None], 2048.0)[:, 0]
+        spectrum = np.fft.rfft(white, axis=-1)[:, :scorer.n_bins]
+        full = np.zeros((2, len(bank), scorer.n), dtype=np.complex128)
+        full[..., :scorer.n_bins] = spectrum[:, None] * templates.numpy().astype(np.complex128)[None]
+        snr2 = 4 * np.abs(np.fft.ifft(full, axis=-1)) ** 2
+        radius = scorer.radius[0] if j else 0
+        assert radius == (20 if j else 0)  # H1-L1: 10 ms at 2048 Hz
+        series = snr2[..., scorer.first - radius:scorer.last + radius]
+        want = np.lib.stride_tricks.sliding_window_view(series, 2 * radius + 1, axis=-1).max(-1)
+        np.testing.assert_allclose(got[:, :-1], want, rtol=2e-4, atol=2e-4 * want.max())
+        np.testing.assert_array_equal(got[:, -1], got[:, :-1].max(axis=1))  # the bound row
+
+
 def test_bank_file_search_finds_the_loud_injections(loud_strain, bank_file, tmp_path):
     result = _search(loud_strain / "foreground.hdf", tmp_path / "t.hdf", "--bank-file", str(bank_file))
     with h5py.File(loud_strain / "injections.hdf") as f:
