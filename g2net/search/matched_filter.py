@@ -15,9 +15,12 @@ template in every detector, network statistic
 
 maximised over templates, at merger times ``t`` in the window's middle (consecutive windows cover
 each time once), then clustered like the network search: ``stat`` is ``rho_net``, ``time`` its
-merger time in the first detector. Templates are filtered a pass at a time (as many as fit the
-memory the time slides need) and every output keeps the loudest pass; the search saves its
-progress beside ``--output`` and a rerun of the same command resumes (g2net.search.checkpoint).
+merger time in the first detector. With time slides, templates are filtered a pass at a time (as
+many as fit the memory the slides need: each detector's series are kept and re-paired in every
+slide) and every output keeps the loudest pass; at zero lag each chunk of templates is added over
+detectors and maximised as soon as it is filtered, so all templates go in one pass and nothing is
+held. The search saves its progress beside ``--output`` and a rerun of the same command resumes
+(g2net.search.checkpoint).
 
 With ``--threshold`` the combination is exact only where it can matter: at each merger sample the
 sum over detectors of each detector's loudest template bounds the network statistic from above,
@@ -94,6 +97,10 @@ def memory_budget() -> int:
     return MEMORY_BUDGET if available is None else max(MEMORY_BUDGET, int(MEMORY_SHARE * available))
 
 
+FFT_ROWS = 8  # inverse transforms per torch.fft call: larger batches (20-80 MB of complex64) made
+# the FFT allocate fresh memory each call, a third of the filter's CPU time in page faults
+
+
 CHECKPOINT_EVERY = 60.0  # s between checkpoints (and at the end of every pass of templates)
 
 
@@ -163,7 +170,7 @@ class StrainMatchedFilter:
 
     def __init__(self, bank: Bank, detectors: Sequence[str], template_seconds: float | None = None,
                  sample_rate: float = SAMPLE_RATE, window_seconds: int | None = None,
-                 device: str | None = None, template_chunk: int = 32, bin_seconds: float = 1.0,
+                 device: str | None = None, template_chunk: int = 8, bin_seconds: float = 1.0,
                  templates_per_pass: int | None = None, templates: np.ndarray | None = None,
                  threshold: float | None = None):
         self.bank, self.detectors = bank, tuple(detectors)
@@ -259,6 +266,34 @@ class StrainMatchedFilter:
             self._cached[detector] = (key, fine, templates)
         return self._cached[detector][1], self._cached[detector][2]
 
+    def _spectrum(self, windows: np.ndarray, fine: np.ndarray) -> torch.Tensor:
+        """One detector's raw windows ``(B, n)`` whitened by ``fine`` and transformed, ``(B, bins)``."""
+        white = whiten_with_psd(windows[:, None, :], fine[None], self.rate)
+        return torch.from_numpy(np.fft.rfft(white, axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
+                                ).to(self.device)
+
+    def _filter_chunk(self, spectrum: torch.Tensor, chunk: torch.Tensor, radius: int,
+                      target: torch.Tensor) -> None:
+        """SNR^2 of a chunk of templates ``(c, bins)`` in windows ``spectrum`` written into ``target``
+        ``(B, c, merger samples)``, maximised within ``radius`` samples (the light travel time)."""
+        padded, series, power, other = self._buffers(spectrum.shape[0])
+        size = chunk.shape[0]
+        samples = self.last - self.first + 2 * radius
+        torch.mul(spectrum[:, None, :], chunk[None], out=padded[:, :size, :self.n_bins])
+        for b in range(spectrum.shape[0]):  # small transforms, no page faults (see FFT_ROWS)
+            for i in range(0, size, FFT_ROWS):
+                j = min(i + FFT_ROWS, size)
+                torch.fft.ifft(padded[b, i:j], dim=-1, out=series[b, i:j])
+        parts = torch.view_as_real(series[:, :size, self.first - radius:self.last + radius])
+        # SNR^2 = 4 (re^2 + im^2) (z = 2 ifft(...), matched_filter.py), into reused buffers:
+        # the same float operations as square().sum(-1), without its slow two-element reduction
+        snr2 = torch.mul(parts[..., 0], parts[..., 0], out=power[:, :size, :samples])
+        snr2.add_(torch.mul(parts[..., 1], parts[..., 1], out=other[:, :size, :samples])).mul_(4.0)
+        if radius:
+            sliding_max(snr2, radius, out=target)
+        else:
+            target.copy_(snr2)
+
     @torch.no_grad()
     def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> torch.Tensor:
         """``(B, templates + 1, merger samples)``: rows ``:-1`` the SNR^2 of every template in one
@@ -267,35 +302,21 @@ class StrainMatchedFilter:
         adds); the last row the loudest template's SNR^2 at each sample (what :meth:`combine`
         bounds the network statistic with)."""
         fine, templates = self._detector_templates(psd, detector)
-        spectrum = torch.from_numpy(np.fft.rfft(whiten_with_psd(windows[:, None, :], fine[None], self.rate),
-                                                axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
-                                    ).to(self.device)
+        spectrum = self._spectrum(windows, fine)
         radius = self.radius[detector - 1] if detector else 0
         n_templates = templates.shape[0]
         out = torch.empty((windows.shape[0], n_templates + 1, self.last - self.first), device=self.device)
-        padded, series, power, other = self._buffers(windows.shape[0], min(self.template_chunk, n_templates))
-        samples = self.last - self.first + 2 * radius
         for start in range(0, n_templates, self.template_chunk):
             chunk = templates[start:start + self.template_chunk]
-            size = chunk.shape[0]
-            torch.mul(spectrum[:, None, :], chunk[None], out=padded[:, :size, :self.n_bins])
-            torch.fft.ifft(padded[:, :size], dim=-1, out=series[:, :size])
-            parts = torch.view_as_real(series[:, :size, self.first - radius:self.last + radius])
-            # SNR^2 = 4 (re^2 + im^2) (z = 2 ifft(...), matched_filter.py), into reused buffers:
-            # the same float operations as square().sum(-1), without its slow two-element reduction
-            snr2 = torch.mul(parts[..., 0], parts[..., 0], out=power[:, :size, :samples])
-            snr2.add_(torch.mul(parts[..., 1], parts[..., 1], out=other[:, :size, :samples])).mul_(4.0)
-            if radius:
-                sliding_max(snr2, radius, out=out[:, start:start + size])
-            else:
-                out[:, start:start + size] = snr2
+            self._filter_chunk(spectrum, chunk, radius, out[:, start:start + chunk.shape[0]])
         out[:, n_templates] = out[:, :n_templates].amax(dim=1)
         return out
 
-    def _buffers(self, batch: int, chunk: int) -> tuple[torch.Tensor, ...]:
+    def _buffers(self, batch: int) -> tuple[torch.Tensor, ...]:
         """Reused work arrays of :meth:`prepare` (allocated per chunk of templates, they made a third
         of the filter's CPU time system time, page faults): the zero-padded spectra (upper half zero:
         negative frequencies), their inverse transforms, two SNR^2 series long enough for any detector."""
+        chunk = min(self.template_chunk, len(self.templates))
         key = (batch, chunk)
         samples = self.last - self.first + 2 * max(self.radius, default=0)
         if self._work is None or self._work[0] != key:
@@ -332,6 +353,10 @@ class StrainMatchedFilter:
             else:
                 network = first
             value, index = self._binned_max(network.amax(dim=1))
+        return self._output(value, index)
+
+    def _output(self, value: torch.Tensor, index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(stat, offset)`` from the binned network SNR^2 and each bin's index of its largest."""
         offset = (self.first + np.arange(self.n_out_bins) * self.bin_width + index.cpu().numpy()) / self.rate
         return value.clamp(min=0).sqrt().cpu().numpy().astype(np.float64), offset
 
@@ -353,9 +378,29 @@ class StrainMatchedFilter:
         bound.zero_()[rows, samples] = network.amax(dim=1)
         return self._binned_max(bound)
 
+    @torch.no_grad()
     def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(stat, offset)`` of raw windows ``(B, detectors, n)`` (see :meth:`combine`)."""
-        return self.combine([self.prepare(batch[:, j], psd[j], j) for j in range(batch.shape[1])])
+        """``(stat, offset)`` of raw windows ``(B, detectors, n)``: :meth:`combine` of every
+        detector's :meth:`prepare` without the threshold, the same values, but each chunk of
+        templates is added over detectors and maximised as soon as it is filtered, so that no
+        template's series is held (the zero-lag search: its cost is the filtering alone)."""
+        n_det = batch.shape[1]
+        detector_templates = [self._detector_templates(psd[j], j) for j in range(n_det)]
+        spectra = [self._spectrum(batch[:, j], fine) for j, (fine, _) in enumerate(detector_templates)]
+        shape = (batch.shape[0], min(self.template_chunk, len(self.templates)), self.last - self.first)
+        total, part = (torch.empty(shape, device=self.device) for _ in range(2))
+        best: torch.Tensor | None = None
+        for start in range(0, len(self.templates), self.template_chunk):
+            size = min(self.template_chunk, len(self.templates) - start)
+            for j, (_, templates) in enumerate(detector_templates):
+                target = (part if j else total)[:, :size]
+                self._filter_chunk(spectra[j], templates[start:start + size],
+                                   self.radius[j - 1] if j else 0, target)
+                if j:  # first + second + ...: the order of combine's sum, so the same floats
+                    total[:, :size].add_(target)
+            loudest = total[:, :size].amax(dim=1)
+            best = loudest if best is None else torch.maximum(best, loudest, out=best)
+        return self._output(*self._binned_max(best))
 
     @property
     def slide_span(self) -> float:
@@ -395,26 +440,30 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | 
         bank = load_bank(bank_file, bank_size, progress)
         scorer = StrainMatchedFilter(bank, strain.detectors, threshold=options.threshold)
         step = scorer.slide_step(strain.detectors) if slide_step is None else slide_step
+        zero_lag = options.slides.n_slides == 0
         options = SearchOptions(**{**options.__dict__, "window": scorer.n, "stride": scorer.stride,
                                    "slide_span": scorer.slide_span,
                                    "psd_duration": PSD_WINDOWS * scorer.window_seconds
                                    if psd_duration is None else psd_duration,
-                                   "slides": TimeSlides(options.slides.n_slides, step)})
+                                   "slides": TimeSlides(options.slides.n_slides, step),
+                                   # no slides to re-pair: every chunk of templates is combined as
+                                   # soon as it is filtered (the scorer's __call__), nothing is held
+                                   "reuse_detectors": options.reuse_detectors and not zero_lag})
         options.validate(strain.detectors, strain.sample_rate)
         if templates_per_pass is None and resume:  # the killed run's passes, whatever memory is free now
             templates_per_pass = _checkpointed_templates_per_pass(checkpoint_path(output_path))
         if templates_per_pass is None:
-            templates_per_pass = max(1, int(memory_budget() // scorer.bytes_per_template(  # and the bound row
-                options, len(strain.detectors), strain.sample_rate)) - 1)
+            templates_per_pass = len(bank) if zero_lag else max(1, int(memory_budget() // (
+                scorer.bytes_per_template(options, len(strain.detectors), strain.sample_rate))) - 1)
         if templates_per_pass < 1:
             raise G2NetError(f"--templates-per-pass {templates_per_pass}: must be >= 1")
         scorer.templates_per_pass = min(templates_per_pass, len(bank))
         if progress:
-            held = scorer.templates_per_pass * scorer.bytes_per_template(
+            per_pass = scorer.templates_per_pass * scorer.bytes_per_template(
                 options, len(strain.detectors), strain.sample_rate)
+            held = "zero lag: none held" if zero_lag else f"each holds {per_pass / 2**30:.1f} GiB"
             print(f"{len(bank)} templates in {scorer.n_passes} pass(es) of {scorer.templates_per_pass} "
-                  f"(each holds {held / 2**30:.1f} GiB of SNR series; --templates-per-pass sets it)",
-                  file=sys.stderr)
+                  f"({held} of SNR series; --templates-per-pass sets it)", file=sys.stderr)
         checkpoint = SearchCheckpoint(checkpoint_path(output_path), {
             "search": "matched_filter", "strain": strain_identity(strain_path),
             "strain_run_id": strain.run_id, "options": options.__dict__, "filter": scorer.describe()},
