@@ -9,7 +9,7 @@ import pytest
 import matched_filter as mf_cli
 import simulate_strain
 from g2net.filtering import reference_bank
-from g2net.filtering.templates import template_waveform
+from g2net.filtering.templates import template_waveform, whitened_unit_templates
 from g2net.search import checkpoint as search_checkpoint
 from g2net.search import matched_filter as strain_mf
 from g2net.search.triggers import read_triggers
@@ -95,7 +95,8 @@ def test_bank_file_templates_keep_their_spins_and_whole_inspirals(bank_file):
 
 def test_prepare_is_the_plain_matched_filter_in_any_chunking(bank_file):
     """prepare's rows (templates in chunks through reused work arrays, the later detector's
-    maximum within the light travel time) are 4 |IFFT(d~ h~*)|^2 computed plainly in float64,
+    maximum within the light travel time) are 4 |IFFT(d~ h~*)|^2 computed plainly in float64 with
+    the whitened unit templates of ``whitened_unit_templates``,
     however many templates a chunk holds (the last chunk partly filled)."""
     from g2net.whitening import whiten_with_psd
 
@@ -110,12 +111,14 @@ def test_prepare_is_the_plain_matched_filter_in_any_chunking(bank_file):
     for chunk in (2, 1):  # float32 transforms batched differently: equal to rounding
         for got, want in zip(results[chunk], results[32]):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * want.max())
+    freqs = np.fft.rfftfreq(scorer.n, 1 / 2048.0)
     for j, got in enumerate(results[32]):
-        fine, templates = scorer._detector_templates(psd[j], j)
+        fine = np.interp(freqs, np.fft.rfftfreq(2 * 2048, 1 / 2048.0), psd[j])  # the PSD on the window's grid
+        templates = np.conj(whitened_unit_templates(scorer.waveforms, fine[None], 20.0, scorer.n, 2048.0))
         white = whiten_with_psd(windows[:, j, None], fine[None], 2048.0)[:, 0]
         spectrum = np.fft.rfft(white, axis=-1)[:, :scorer.n_bins]
         full = np.zeros((2, len(bank), scorer.n), dtype=np.complex128)
-        full[..., :scorer.n_bins] = spectrum[:, None] * templates.numpy().astype(np.complex128)[None]
+        full[..., :scorer.n_bins] = spectrum[:, None] * templates[None, :, :scorer.n_bins]
         snr2 = 4 * np.abs(np.fft.ifft(full, axis=-1)) ** 2
         radius = scorer.radius[0] if j else 0
         assert radius == (20 if j else 0)  # H1-L1: 10 ms at 2048 Hz

@@ -41,14 +41,14 @@ import numpy as np
 import torch
 
 from g2net.filtering.bank import DEFAULT_BANK_SIZE, default_bank_spec, load_or_build_bank
-from g2net.filtering.templates import (TEMPLATE_POST_MERGER, TEMPLATE_TAPER, sliding_max,
-                                       template_waveform, whitened_unit_templates)
+from g2net.filtering.templates import TEMPLATE_POST_MERGER, TEMPLATE_TAPER, sliding_max, template_waveform
 from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, recorded_fingerprint, strain_identity
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
 from g2net.search.strain_io import StrainFile
 from g2net.search.timeslides import TimeSlides, light_travel_time
 from g2net.search.triggers import write_triggers
+from g2net.spectral import inverse_asd
 from g2net.whitening import whiten_with_psd
 from utils import SAMPLE_RATE, G2NetError
 
@@ -202,6 +202,7 @@ class StrainMatchedFilter:
         self.bin_width = max(1, int(round(bin_seconds * sample_rate)))
         self.n_out_bins = -(-(last - first) // self.bin_width)
         self._waveforms: np.ndarray | None = None  # made when first filtered (one pass at a time)
+        self._spectra: tuple[torch.Tensor, np.ndarray] | None = None  # see _template_spectra
         self._cached: dict[int, tuple] = {}
         self._sum: torch.Tensor | None = None  # network SNR^2 buffer of combine
         self._work: tuple | None = None  # prepare's reused arrays (see _buffers)
@@ -253,29 +254,54 @@ class StrainMatchedFilter:
         """Seconds between windows so that consecutive windows' merger ranges tile time."""
         return (self.last - self.first) / self.rate
 
-    def _detector_templates(self, psd: np.ndarray, detector: int) -> tuple[np.ndarray, torch.Tensor]:
-        """``(psd on the window's grid, conjugate whitened unit templates (T, bins))`` of one
-        detector's PSD (the last one is kept: consecutive windows share their block's PSD)."""
+    @property
+    def conj_templates(self) -> torch.Tensor:
+        """``conj(h~) x sample rate`` of every template ``(T, bins)`` (complex64, on the device), bins
+        below ``f_lower`` zero: made once a pass. Whitening by a block's PSD is then a gain on the
+        data's spectrum and a norm per template (:meth:`_whitening`), not T x bins new templates."""
+        return self._template_spectra()[0]
+
+    def _template_spectra(self) -> tuple[torch.Tensor, np.ndarray]:
+        """``(conj_templates, |h~ x sample rate|^2 (T, bins) float64, what the norms sum)``."""
+        if self._spectra is None:
+            freqs = np.fft.rfftfreq(self.n, 1.0 / self.rate)[:self.n_bins]
+            wave = self.waveforms[:, :self.n_bins] * self.rate  # the rfft of the sampled template
+            wave[:, freqs < self.f_lower] = 0.0
+            self._spectra = (torch.from_numpy(np.conj(wave).astype(np.complex64)).to(self.device),
+                             np.abs(wave) ** 2)
+        return self._spectra
+
+    def _whitening(self, psd: np.ndarray, detector: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """``(psd on the window's grid, its whitening gain (bins,), 4 / (h|h) of every template
+        (T,))`` for one detector's PSD (the last one is kept: consecutive windows share their
+        block's PSD). The filter's SNR^2 is ``4 |ifft(D~ gain conj(h~) rate)|^2 / (h|h)``, the
+        whitened unit templates of ``whitened_unit_templates`` met by the whitened data."""
         key = (detector, psd.tobytes())
         if self._cached.get(detector, (None,))[0] != key:
             freqs = np.fft.rfftfreq(self.n, 1.0 / self.rate)
             piece = np.fft.rfftfreq(2 * (psd.shape[-1] - 1), 1.0 / self.rate)
             fine = np.interp(freqs, piece, psd)
-            white = whitened_unit_templates(self.waveforms, fine[None, :], self.f_lower, self.n, self.rate)
-            templates = torch.from_numpy(np.conj(white[..., :self.n_bins]).astype(np.complex64)).to(self.device)
-            self._cached[detector] = (key, fine, templates)
-        return self._cached[detector][1], self._cached[detector][2]
+            gain = inverse_asd(fine, self.rate)[:self.n_bins]  # the Nyquist bin is not filtered
+            norm2 = 2.0 / self.n * (self._template_spectra()[1] @ gain ** 2)
+            if np.any(norm2 == 0):
+                raise G2NetError("a template has no power above f_lower in the PSD's band; check the "
+                                 "bank's mass range and f_lower")
+            self._cached[detector] = (key, fine, torch.from_numpy(gain.astype(np.float32)).to(self.device),
+                                      torch.from_numpy((4.0 / norm2).astype(np.float32)).to(self.device))
+        return self._cached[detector][1:]
 
-    def _spectrum(self, windows: np.ndarray, fine: np.ndarray) -> torch.Tensor:
-        """One detector's raw windows ``(B, n)`` whitened by ``fine`` and transformed, ``(B, bins)``."""
+    def _spectrum(self, windows: np.ndarray, fine: np.ndarray, gain: torch.Tensor) -> torch.Tensor:
+        """One detector's raw windows ``(B, n)`` whitened by ``fine``, transformed and multiplied by
+        the templates' whitening gain, ``(B, bins)``."""
         white = whiten_with_psd(windows[:, None, :], fine[None], self.rate)
-        return torch.from_numpy(np.fft.rfft(white, axis=-1)[:, 0, :self.n_bins].astype(np.complex64)
-                                ).to(self.device)
+        spectrum = torch.from_numpy(np.fft.rfft(white, axis=-1)[:, 0, :self.n_bins].astype(np.complex64))
+        return spectrum.to(self.device).mul_(gain)
 
-    def _filter_chunk(self, spectrum: torch.Tensor, chunk: torch.Tensor, radius: int,
+    def _filter_chunk(self, spectrum: torch.Tensor, chunk: torch.Tensor, scale: torch.Tensor, radius: int,
                       target: torch.Tensor) -> None:
-        """SNR^2 of a chunk of templates ``(c, bins)`` in windows ``spectrum`` written into ``target``
-        ``(B, c, merger samples)``, maximised within ``radius`` samples (the light travel time)."""
+        """SNR^2 of a chunk of templates (``conj_templates`` rows ``(c, bins)``, ``scale`` their 4 /
+        (h|h)) in windows ``spectrum`` written into ``target`` ``(B, c, merger samples)``, maximised
+        within ``radius`` samples (the light travel time)."""
         padded, series, power, other = self._buffers(spectrum.shape[0])
         size = chunk.shape[0]
         samples = self.last - self.first + 2 * radius
@@ -285,10 +311,11 @@ class StrainMatchedFilter:
                 j = min(i + FFT_ROWS, size)
                 torch.fft.ifft(padded[b, i:j], dim=-1, out=series[b, i:j])
         parts = torch.view_as_real(series[:, :size, self.first - radius:self.last + radius])
-        # SNR^2 = 4 (re^2 + im^2) (z = 2 ifft(...), matched_filter.py), into reused buffers:
-        # the same float operations as square().sum(-1), without its slow two-element reduction
+        # SNR^2 = 4 (re^2 + im^2) / (h|h) (z = 2 ifft(...), matched_filter.py), into reused buffers
+        # (square().sum(-1), a two-element reduction, was several times slower)
         snr2 = torch.mul(parts[..., 0], parts[..., 0], out=power[:, :size, :samples])
-        snr2.add_(torch.mul(parts[..., 1], parts[..., 1], out=other[:, :size, :samples])).mul_(4.0)
+        snr2.add_(torch.mul(parts[..., 1], parts[..., 1], out=other[:, :size, :samples]))
+        snr2.mul_(scale[None, :, None])
         if radius:
             sliding_max(snr2, radius, out=target)
         else:
@@ -301,14 +328,15 @@ class StrainMatchedFilter:
         others the largest within the light travel time to the first (what the network statistic
         adds); the last row the loudest template's SNR^2 at each sample (what :meth:`combine`
         bounds the network statistic with)."""
-        fine, templates = self._detector_templates(psd, detector)
-        spectrum = self._spectrum(windows, fine)
+        fine, gain, scale = self._whitening(psd, detector)
+        spectrum = self._spectrum(windows, fine, gain)
         radius = self.radius[detector - 1] if detector else 0
+        templates = self.conj_templates
         n_templates = templates.shape[0]
         out = torch.empty((windows.shape[0], n_templates + 1, self.last - self.first), device=self.device)
         for start in range(0, n_templates, self.template_chunk):
-            chunk = templates[start:start + self.template_chunk]
-            self._filter_chunk(spectrum, chunk, radius, out[:, start:start + chunk.shape[0]])
+            end = min(start + self.template_chunk, n_templates)
+            self._filter_chunk(spectrum, templates[start:end], scale[start:end], radius, out[:, start:end])
         out[:, n_templates] = out[:, :n_templates].amax(dim=1)
         return out
 
@@ -384,17 +412,17 @@ class StrainMatchedFilter:
         detector's :meth:`prepare` without the threshold, the same values, but each chunk of
         templates is added over detectors and maximised as soon as it is filtered, so that no
         template's series is held (the zero-lag search: its cost is the filtering alone)."""
-        n_det = batch.shape[1]
-        detector_templates = [self._detector_templates(psd[j], j) for j in range(n_det)]
-        spectra = [self._spectrum(batch[:, j], fine) for j, (fine, _) in enumerate(detector_templates)]
+        whitening = [self._whitening(psd[j], j) for j in range(batch.shape[1])]
+        spectra = [self._spectrum(batch[:, j], fine, gain) for j, (fine, gain, _) in enumerate(whitening)]
+        templates = self.conj_templates
         shape = (batch.shape[0], min(self.template_chunk, len(self.templates)), self.last - self.first)
         total, part = (torch.empty(shape, device=self.device) for _ in range(2))
         best: torch.Tensor | None = None
         for start in range(0, len(self.templates), self.template_chunk):
             size = min(self.template_chunk, len(self.templates) - start)
-            for j, (_, templates) in enumerate(detector_templates):
+            for j, (_, _, scale) in enumerate(whitening):
                 target = (part if j else total)[:, :size]
-                self._filter_chunk(spectra[j], templates[start:start + size],
+                self._filter_chunk(spectra[j], templates[start:start + size], scale[start:start + size],
                                    self.radius[j - 1] if j else 0, target)
                 if j:  # first + second + ...: the order of combine's sum, so the same floats
                     total[:, :size].add_(target)
