@@ -13,6 +13,7 @@ from g2net.filtering.templates import template_waveform, whitened_unit_templates
 from g2net.search import checkpoint as search_checkpoint
 from g2net.search import matched_filter as strain_mf
 from g2net.search.triggers import read_triggers
+from utils import G2NetError
 
 # three aligned-spin templates near the loud injections' masses (unequal spins on purpose)
 TEMPLATES = {"mass1": [34.0, 30.0, 45.0], "mass2": [31.0, 29.0, 20.0],
@@ -126,6 +127,15 @@ def test_prepare_is_the_plain_matched_filter_in_any_chunking(bank_file):
         want = np.lib.stride_tricks.sliding_window_view(series, 2 * radius + 1, axis=-1).max(-1)
         np.testing.assert_allclose(got[:, :-1], want, rtol=2e-4, atol=2e-4 * want.max())
         np.testing.assert_array_equal(got[:, -1], got[:, :-1].max(axis=1))  # the bound row
+
+
+def test_a_psd_that_leaves_a_template_no_band_is_refused(bank_file):
+    """Whitening by a PSD that is infinite everywhere gives every template a zero norm: refused in
+    one line (as whitened_unit_templates refuses it) instead of dividing by zero."""
+    scorer = strain_mf.StrainMatchedFilter(reference_bank.load(bank_file), ("H1", "L1"), template_seconds=6.0,
+                                           device="cpu")
+    with pytest.raises(G2NetError, match="a template has no power above f_lower in the PSD's band"):
+        scorer._whitening(np.full(2049, np.inf), 0)
 
 
 def test_zero_lag_call_is_combine_of_prepare_without_holding_series(bank_file):

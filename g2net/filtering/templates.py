@@ -83,10 +83,16 @@ def whitened_unit_templates(waveforms: np.ndarray, psd: np.ndarray, f_lower: flo
     white[..., freqs < f_lower] = 0.0
     white[..., -1] = 0.0
     norm = np.sqrt(2.0 / n_samples * np.sum(np.abs(white) ** 2, axis=-1, keepdims=True))
+    check_template_norms(norm)
+    return white / norm
+
+
+def check_template_norms(norm: np.ndarray) -> None:
+    """Refuse templates whose whitened norm is zero (no power where the PSD is finite above
+    ``f_lower``): they would divide by zero and match nothing."""
     if np.any(norm == 0):
         raise G2NetError("a template has no power above f_lower in the PSD's band; check the "
                          "bank's mass range and f_lower")
-    return white / norm
 
 
 def max_match(one: torch.Tensor, many: torch.Tensor,

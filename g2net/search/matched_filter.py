@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from g2net.filtering.bank import DEFAULT_BANK_SIZE, default_bank_spec, load_or_build_bank
-from g2net.filtering.templates import TEMPLATE_POST_MERGER, TEMPLATE_TAPER, sliding_max, template_waveform
+from g2net.filtering.templates import (TEMPLATE_POST_MERGER, TEMPLATE_TAPER, check_template_norms, sliding_max,
+                                       template_waveform)
 from g2net.search.checkpoint import SearchCheckpoint, checkpoint_path, recorded_fingerprint, strain_identity
 from g2net.search.engine import search_strain
 from g2net.search.options import SearchOptions, check_output, trigger_attrs
@@ -283,9 +284,7 @@ class StrainMatchedFilter:
             fine = np.interp(freqs, piece, psd)
             gain = inverse_asd(fine, self.rate)[:self.n_bins]  # the Nyquist bin is not filtered
             norm2 = 2.0 / self.n * (self._template_spectra()[1] @ gain ** 2)
-            if np.any(norm2 == 0):
-                raise G2NetError("a template has no power above f_lower in the PSD's band; check the "
-                                 "bank's mass range and f_lower")
+            check_template_norms(norm2)
             self._cached[detector] = (key, fine, torch.from_numpy(gain.astype(np.float32)).to(self.device),
                                       torch.from_numpy((4.0 / norm2).astype(np.float32)).to(self.device))
         return self._cached[detector][1:]
