@@ -340,9 +340,10 @@ class StrainMatchedFilter:
         return out
 
     def _buffers(self, batch: int) -> tuple[torch.Tensor, ...]:
-        """Reused work arrays of :meth:`prepare` (allocated per chunk of templates, they made a third
-        of the filter's CPU time system time, page faults): the zero-padded spectra (upper half zero:
-        negative frequencies), their inverse transforms, two SNR^2 series long enough for any detector."""
+        """Reused work arrays of :meth:`_filter_chunk` (allocated per chunk of templates, they made a
+        third of the filter's CPU time system time, page faults): the zero-padded spectra (upper half
+        zero: negative frequencies), their inverse transforms, two SNR^2 series long enough for any
+        detector."""
         chunk = min(self.template_chunk, len(self.templates))
         key = (batch, chunk)
         samples = self.last - self.first + 2 * max(self.radius, default=0)
