@@ -296,6 +296,10 @@ class StrainMatchedFilter:
         spectrum = torch.from_numpy(np.fft.rfft(white, axis=-1)[:, 0, :self.n_bins].astype(np.complex64))
         return spectrum.to(self.device).mul_(gain)
 
+    def _radius(self, detector: int) -> int:
+        """Samples within the light travel time from the first detector (0 for the first)."""
+        return self.radius[detector - 1] if detector else 0
+
     def _filter_chunk(self, spectrum: torch.Tensor, chunk: torch.Tensor, scale: torch.Tensor, radius: int,
                       target: torch.Tensor) -> None:
         """SNR^2 of a chunk of templates (``conj_templates`` rows ``(c, bins)``, ``scale`` their 4 /
@@ -329,7 +333,7 @@ class StrainMatchedFilter:
         bounds the network statistic with)."""
         fine, gain, scale = self._whitening(psd, detector)
         spectrum = self._spectrum(windows, fine, gain)
-        radius = self.radius[detector - 1] if detector else 0
+        radius = self._radius(detector)
         templates = self.conj_templates
         n_templates = templates.shape[0]
         out = torch.empty((windows.shape[0], n_templates + 1, self.last - self.first), device=self.device)
@@ -423,7 +427,7 @@ class StrainMatchedFilter:
             for j, (_, _, scale) in enumerate(whitening):
                 target = (part if j else total)[:, :size]
                 self._filter_chunk(spectra[j], templates[start:start + size], scale[start:start + size],
-                                   self.radius[j - 1] if j else 0, target)
+                                   self._radius(j), target)
                 if j:  # first + second + ...: the order of combine's sum, so the same floats
                     total[:, :size].add_(target)
             loudest = total[:, :size].amax(dim=1)
