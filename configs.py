@@ -491,8 +491,9 @@ class Demo2detOnline(Demo2det):
 
 
 class Seq03w2detOnline(Seq03w2det):
-    """``Seq03w2det`` (the larger two-detector model: Seq03's 1D network) on online H1+L1 batches:
-    300 steps of 64 per epoch, 5 epochs."""
+    """``Seq03w2det`` (Seq03's 1D network, 5.3M parameters) on online H1+L1 batches: 300 steps of
+    64 per epoch, 5 epochs. A GPU config: on 2 CPU cores a step takes 18 s (7.5 h in all) and a
+    searched window 74 ms (``Deep2detOnline`` is the larger model a CPU trains and searches)."""
     train_source = "online"
     num_epochs = 5
     online = dict(Baseline.online, steps_per_epoch=300)
@@ -535,6 +536,17 @@ class Demo2detOnlineCurve(Demo2detOnline):
     num_epochs = 24
     scheduler_params = dict(Demo2detOnline.scheduler_params, T_0=24)
     callbacks = [EarlyStopping(patience=24, maximize=True), SaveSnapshot(), SaveAllSnapshots()]
+
+
+class Deep2detOnline(Demo2detOnlineCurve):
+    """The larger two-detector model a CPU still trains in an hour: ``Demo2det``'s first layers,
+    then two more pooled layers of 128 channels (4x the parameters), so that each output sees
+    0.92 s of strain instead of 0.22 s (a quiet signal's inspiral, not only its merger). Online
+    generation dominates a training step, so it costs 1.1x ``Demo2detOnline`` a step and 1.8x a
+    searched window (docs/benchmarks.md); ``Seq03w2detOnline`` costs 90x a step and 170x a window."""
+    model_params = dict(Demo2detOnline.model_params, hidden_dims=(16, 32, 64, 64, 128, 128),
+                        kernel_size=(32, 16, 8, 8, 8, 8), stride=(4, 2, 1, 1, 1, 1),
+                        pool=(1, 2, 2, 2, 2, 1))
 
 
 class Nspec16Online(Nspec16):

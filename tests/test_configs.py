@@ -107,6 +107,28 @@ def test_every_model_builds_offline_trains_a_step_and_sees_its_image(name):
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
 
 
+def receptive_field_seconds(cfg: type) -> float:
+    """Seconds of strain one output position of the model's features depends on (by gradient)."""
+    model = offline(cfg).eval()
+    x = torch.randn(1, len(cfg.detectors), 4096, requires_grad=True)
+    features = model.features(x)
+    features[0, :, features.shape[-1] // 2].sum().backward()
+    touched = (x.grad[0].abs().sum(0) > 0).nonzero()
+    return float(touched.max() - touched.min() + 1) / 2048
+
+
+def test_the_larger_two_detector_model_sees_four_times_the_strain():
+    """Deep2detOnline's outputs integrate 0.92 s (a quiet inspiral), Demo2detOnline's 0.22 s; it
+    trains as the 24-epoch Demo2detOnlineCurve does, on the same online H1+L1 batches."""
+    small, deep = ALL["Demo2detOnline"], ALL["Deep2detOnline"]
+    assert receptive_field_seconds(small) == pytest.approx(452 / 2048)
+    assert receptive_field_seconds(deep) == pytest.approx(1892 / 2048)
+    params = [sum(p.numel() for p in offline(c).parameters()) for c in (small, deep)]
+    assert params == [58_961, 256_401]
+    assert deep.detectors == small.detectors and deep.online == small.online
+    assert (deep.num_epochs, deep.scheduler_params["T_0"]) == (24, 24)
+
+
 def test_list_prints_every_config_with_backbone_and_size():
     done = run_script("train.py", "--list")
     rows = {line.split()[0]: line for line in done.stdout.splitlines()}
