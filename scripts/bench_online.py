@@ -10,6 +10,11 @@
     side of the accuracy at equal wall-clock. Results go where train.py puts them
     (``G2NET_RESULTS_DIR``/``<config>``).
 
+``python scripts/bench_online.py cost --configs Demo2detOnline Deep2detOnline [--threads 2]``
+    what a model costs on this machine: seconds per online training step (generation included,
+    and generation alone) and ms per searched window (inference on a batch of 128 raw 2 s
+    windows, no preprocessing), with the parameter count: is it a CPU config or a GPU one?
+
 ``python scripts/bench_online.py real --experiments Demo DemoOnline [--real DIR]``
     AUC of trained experiments on the labelled real examples (``../shared/real-g2net-sample``).
 """
@@ -66,10 +71,11 @@ def cmd_rate(args: argparse.Namespace) -> None:
                   f"{rate:9.1f} examples/s", flush=True)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-
-    base = runner.get_config(args.config)
-    settings = online_source.online_settings(base)
+def online_step_seconds(base: type, warmup_steps: int, probe_steps: int,
+                        budget: float = float("inf")) -> tuple[float, float]:
+    """``(s per training step, s of it generating the batch)`` of an online config, through the
+    trainer's own forward/backward and optimizer; the first steps (FFT plans, caches) untimed, then
+    ``probe_steps`` timed or as many as ``budget`` seconds allow (at least two)."""
     runtime = setup_runtime(None, 0, base.deterministic)
     source = online_source.make_source(base, runtime.device, base.seed)
     model = wrap_model(runner.build_model(base), runtime, base)
@@ -84,12 +90,44 @@ def cmd_train(args: argparse.Namespace) -> None:
         loss.backward()
         trainer.optimizer.step()
 
-    for _ in range(args.warmup_steps):  # first steps build FFT plans and caches: not timed
+    for _ in range(warmup_steps):
         step()
+    started, done = time.perf_counter(), 0
+    while done < probe_steps and (done < 2 or time.perf_counter() - started < budget):
+        step()
+        done += 1
+    per_step = (time.perf_counter() - started) / done
     started = time.perf_counter()
-    for _ in range(args.probe_steps):
-        step()
-    step_seconds = (time.perf_counter() - started) / args.probe_steps
+    for _ in range(done):
+        next(batches)
+    return per_step, (time.perf_counter() - started) / done
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    print(f"{args.threads} threads; steps timed after {args.warmup_steps} untimed ones")
+    for name in args.configs:
+        base = runner.get_config(name)
+        steps = base.online["steps_per_epoch"] * base.num_epochs
+        per_step, generation = online_step_seconds(base, args.warmup_steps, args.probe_steps, args.seconds)
+        model = runner.build_model(base).eval()
+        windows = torch.randn(128, len(base.detectors), 4096)
+        with torch.no_grad():
+            model(windows)
+            started = time.perf_counter()
+            model(windows)
+            window_ms = (time.perf_counter() - started) / 128 * 1e3
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {params:,} parameters; {per_step:.3f} s a step of {base.batch_size} "
+              f"({generation:.3f} s generating it), {steps:,} steps = {per_step * steps / 3600:.1f} h; "
+              f"{window_ms:.2f} ms a searched window", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+
+    base = runner.get_config(args.config)
+    settings = online_source.online_settings(base)
+    step_seconds, _ = online_step_seconds(base, args.warmup_steps, args.probe_steps)
     budget = args.seconds - args.validation_seconds * base.num_epochs
     steps = max(1, int(budget / base.num_epochs / step_seconds))
     print(f"{base.name}: {step_seconds:.3f} s a step (batch {base.batch_size}, generation included); "
@@ -137,12 +175,19 @@ def main() -> None:
     train.add_argument("--probe-steps", type=int, default=10)
     train.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before the probe")
     train.add_argument("--limit_fold", type=int, default=None)
+    cost = sub.add_parser("cost")
+    cost.add_argument("--configs", nargs="+", default=["Demo2detOnline", "Deep2detOnline"])
+    cost.add_argument("--threads", type=int, default=2)
+    cost.add_argument("--probe-steps", type=int, default=20)
+    cost.add_argument("--warmup-steps", type=int, default=2, help="untimed steps before the probe")
+    cost.add_argument("--seconds", type=float, default=30.0,
+                      help="stop timing steps after this long (at least two; a slow model gets fewer)")
     real = sub.add_parser("real")
     real.add_argument("--experiments", nargs="+", required=True)
     real.add_argument("--real", type=Path,
                       default=Path(__file__).resolve().parents[1].parent / "shared" / "real-g2net-sample")
     args = parser.parse_args()
-    {"rate": cmd_rate, "train": cmd_train, "real": cmd_real}[args.command](args)
+    {"rate": cmd_rate, "train": cmd_train, "cost": cmd_cost, "real": cmd_real}[args.command](args)
 
 
 if __name__ == "__main__":
