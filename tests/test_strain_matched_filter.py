@@ -125,8 +125,68 @@ def test_prepare_is_the_plain_matched_filter_in_any_chunking(bank_file):
         assert radius == (20 if j else 0)  # H1-L1: 10 ms at 2048 Hz
         series = snr2[..., scorer.first - radius:scorer.last + radius]
         want = np.lib.stride_tricks.sliding_window_view(series, 2 * radius + 1, axis=-1).max(-1)
-        np.testing.assert_allclose(got[:, :-1], want, rtol=2e-4, atol=2e-4 * want.max())
-        np.testing.assert_array_equal(got[:, -1], got[:, :-1].max(axis=1))  # the bound row
+        np.testing.assert_allclose(got[:, :-2], want, rtol=2e-4, atol=2e-4 * want.max())
+        np.testing.assert_array_equal(got[:, -2], got[:, :-2].max(axis=1))  # the bound row
+        np.testing.assert_array_equal(got[:, -1], coarse_row(got[:, -2]))  # and its coarse maxima
+
+
+def coarse_row(loudest: np.ndarray) -> np.ndarray:
+    """prepare's last row, plainly: the largest of each COARSE samples of the bound row, then 0."""
+    cells = [loudest[:, k:k + strain_mf.COARSE].max(axis=1) for k in range(0, loudest.shape[1], strain_mf.COARSE)]
+    row = np.zeros_like(loudest)
+    row[:, :len(cells)] = np.stack(cells, axis=1)
+    return row
+
+
+def dense_combine_above(scorer, prepared):
+    """The bounded combination read at every sample (the filter's before the coarse test)."""
+    import torch
+
+    floor = (scorer.threshold * (1 - 1e-6)) ** 2
+    bound = prepared[0][:, -2] + prepared[1][:, -2]
+    for part in prepared[2:]:
+        bound = bound + part[:, -2]
+    rows, samples = torch.nonzero(bound >= floor, as_tuple=True)
+    network = prepared[0][rows, :-2, samples] + prepared[1][rows, :-2, samples]
+    for part in prepared[2:]:
+        network = network + part[rows, :-2, samples]
+    bound = torch.zeros_like(bound)
+    bound[rows, samples] = network.amax(dim=1)
+    return scorer._binned_max(bound)
+
+
+@pytest.mark.parametrize("detectors", [("H1", "L1"), ("H1", "L1", "V1")])
+def test_coarse_bound_gives_the_dense_combination(bank_file, detectors):
+    """A slide tests the bound per COARSE samples first, then reads only the cells that may reach
+    the threshold: the same binned values and merger samples as testing every sample, with loud
+    coincidences planted at a cell's edge, a bin's edge, in the short last cell and two in one bin."""
+    import torch
+
+    scorer = strain_mf.StrainMatchedFilter(reference_bank.load(bank_file), detectors, template_seconds=6.0,
+                                           threshold=6.5)
+    samples, templates = scorer.last - scorer.first, 6
+    assert samples % strain_mf.COARSE and samples % scorer.bin_width  # short last cell and bin
+    rng = np.random.default_rng(11)
+    prepared = []
+    for _ in detectors:
+        series = rng.exponential(2.0, size=(3, templates, samples)).astype(np.float32)  # chi^2_2 noise
+        for row, sample, template in ((0, 63, 1), (0, 64, 2), (1, 2047, 0), (1, 2048, 5),
+                                      (2, samples - 1, 3), (2, 4100, 4), (2, 4105, 4)):
+            series[row, template, sample] = rng.uniform(22.0, 30.0)  # 6.5^2 = 42.25 needs two
+        loudest = series.max(axis=1)
+        prepared.append(torch.from_numpy(np.concatenate([series, loudest[:, None], coarse_row(loudest)[:, None]],
+                                                        axis=1)))
+    value, index = scorer._combine_above(prepared)
+    want_value, want_index = dense_combine_above(scorer, prepared)
+    assert int((want_value > 0).sum()) == 5  # the planted coincidences' bins (two bins hold two)
+    torch.testing.assert_close(value, want_value, rtol=0, atol=0)
+    torch.testing.assert_close(index, want_index, rtol=0, atol=0)
+    scorer.threshold = 3.0  # every cell reaches it: the same again
+    value, index = scorer._combine_above(prepared)
+    want_value, want_index = dense_combine_above(scorer, prepared)
+    assert bool((want_value > 0).all())
+    torch.testing.assert_close(value, want_value, rtol=0, atol=0)
+    torch.testing.assert_close(index, want_index, rtol=0, atol=0)
 
 
 def test_a_psd_that_leaves_a_template_no_band_is_refused(bank_file):
@@ -307,9 +367,10 @@ def test_bound_row_bounds_every_template_sum(bank_file):
     # plant one loud coincidence so that one sample must be computed exactly
     for p in prepared:
         p[1, 0, 5000] = 40.0
-        p[1, -1, 5000] = p[1, :-1, 5000].max()
-    sums = (prepared[0][:, :-1] + prepared[1][:, :-1]).amax(dim=1)
-    assert torch.all(prepared[0][:, -1] + prepared[1][:, -1] >= sums)
+        p[1, -2, 5000] = p[1, :-2, 5000].max()
+        p[1, -1, 5000 // strain_mf.COARSE] = max(float(p[1, -1, 5000 // strain_mf.COARSE]), 40.0)
+    sums = (prepared[0][:, :-2] + prepared[1][:, :-2]).amax(dim=1)
+    assert torch.all(prepared[0][:, -2] + prepared[1][:, -2] >= sums)
     stat, offset = scorer.combine(prepared)
     k = 5000 // scorer.bin_width
     assert stat[1, k] == pytest.approx(np.sqrt(80.0))

@@ -105,6 +105,9 @@ FFT_ROWS = 8  # inverse transforms per torch.fft call: larger batches (20-80 MB 
 CHECKPOINT_EVERY = 60.0  # s between checkpoints (and at the end of every pass of templates)
 
 
+COARSE = 64  # samples per cell of the coarse bound a time slide tests first (see _combine_above)
+
+
 class Bank(Protocol):
     """What the filter needs of a bank (TemplateBank and ReferenceBank both have it)."""
 
@@ -202,6 +205,7 @@ class StrainMatchedFilter:
         self.bin_seconds = bin_seconds
         self.bin_width = max(1, int(round(bin_seconds * sample_rate)))
         self.n_out_bins = -(-(last - first) // self.bin_width)
+        self.n_coarse = -(-(last - first) // COARSE)
         self._waveforms: np.ndarray | None = None  # made when first filtered (one pass at a time)
         self._spectra: tuple[torch.Tensor, np.ndarray] | None = None  # see _template_spectra
         self._cached: dict[int, tuple] = {}
@@ -326,21 +330,26 @@ class StrainMatchedFilter:
 
     @torch.no_grad()
     def prepare(self, windows: np.ndarray, psd: np.ndarray, detector: int) -> torch.Tensor:
-        """``(B, templates + 1, merger samples)``: rows ``:-1`` the SNR^2 of every template in one
+        """``(B, templates + 2, merger samples)``: rows ``:-2`` the SNR^2 of every template in one
         detector's raw windows ``(B, n)``, at each merger sample for the first detector and for the
         others the largest within the light travel time to the first (what the network statistic
-        adds); the last row the loudest template's SNR^2 at each sample (what :meth:`combine`
-        bounds the network statistic with)."""
+        adds); row ``-2`` the loudest template's SNR^2 at each sample (what :meth:`combine` bounds
+        the network statistic with); row ``-1`` in its first ``n_coarse`` places the largest of row
+        ``-2`` in each ``COARSE`` samples (the bound a time slide tests first; made once here,
+        where every slide reuses it), zero after them."""
         fine, gain, scale = self._whitening(psd, detector)
         spectrum = self._spectrum(windows, fine, gain)
         radius = self._radius(detector)
         templates = self.conj_templates
         n_templates = templates.shape[0]
-        out = torch.empty((windows.shape[0], n_templates + 1, self.last - self.first), device=self.device)
+        samples = self.last - self.first
+        out = torch.empty((windows.shape[0], n_templates + 2, samples), device=self.device)
         for start in range(0, n_templates, self.template_chunk):
             end = min(start + self.template_chunk, n_templates)
             self._filter_chunk(spectrum, templates[start:end], scale[start:end], radius, out[:, start:end])
         out[:, n_templates] = out[:, :n_templates].amax(dim=1)
+        cells = torch.nn.functional.pad(out[:, n_templates], (0, self.n_coarse * COARSE - samples))  # >= 0
+        out[:, -1].zero_()[:, :self.n_coarse] = cells.view(-1, self.n_coarse, COARSE).amax(dim=2)
         return out
 
     def _buffers(self, batch: int) -> tuple[torch.Tensor, ...]:
@@ -375,7 +384,7 @@ class StrainMatchedFilter:
         if self.threshold is not None and self.threshold > 0 and len(prepared) > 1:
             value, index = self._combine_above(prepared)
         else:
-            first, *others = [p[:, :-1] for p in prepared]
+            first, *others = [p[:, :-2] for p in prepared]
             if others:
                 if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
                     self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
@@ -393,22 +402,41 @@ class StrainMatchedFilter:
         return value.clamp(min=0).sqrt().cpu().numpy().astype(np.float64), offset
 
     def _combine_above(self, prepared: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Binned network SNR^2 and its index, with the templates' series added only at samples
-        whose bound (the sum of each detector's loudest template, never below the loudest sum of
-        one template's: float sums are monotonic) reaches the threshold; 0 elsewhere."""
+        """Binned network SNR^2 and its index (as :meth:`_binned_max` gives them), with the
+        templates' series added only at samples whose bound (the sum of each detector's loudest
+        template, never below the loudest sum of one template's: float sums are monotonic) reaches
+        the threshold; 0 elsewhere. The bound is first tested per ``COARSE`` samples (the sum of
+        each detector's largest there, again never below it), so that a slide of quiet windows
+        costs ``COARSE`` times less than reading every sample; bins without a sample reaching it
+        are 0 at index 0, the others the largest sum and the first sample holding it."""
         floor = (self.threshold * (1 - 1e-6)) ** 2  # a hair low: sqrt and the float64 compare round
-        first = prepared[0][:, -1]
-        if self._sum is None or self._sum.numel() < first.numel():  # reused: no page faults per call
-            self._sum = torch.empty(first.numel(), dtype=first.dtype, device=first.device)
-        bound = torch.add(first, prepared[1][:, -1], out=self._sum[:first.numel()].view(first.shape))
+        batch, samples, width = prepared[0].shape[0], self.last - self.first, self.bin_width
+        value = torch.zeros((batch, self.n_out_bins), dtype=prepared[0].dtype, device=self.device)
+        index = torch.zeros((batch, self.n_out_bins), dtype=torch.long, device=self.device)
+        coarse = prepared[0][:, -1, :self.n_coarse] + prepared[1][:, -1, :self.n_coarse]
         for part in prepared[2:]:
-            bound.add_(part[:, -1])
-        rows, samples = torch.nonzero(bound >= floor, as_tuple=True)
-        network = prepared[0][rows, :-1, samples] + prepared[1][rows, :-1, samples]  # as the full sum adds
+            coarse.add_(part[:, -1, :self.n_coarse])
+        rows, cells = torch.nonzero(coarse >= floor, as_tuple=True)
+        sample = cells[:, None] * COARSE + torch.arange(COARSE, device=self.device)
+        inside = sample < samples  # the last cell may be short
+        rows, sample = rows[:, None].expand_as(sample)[inside], sample[inside]
+        bound = prepared[0][rows, -2, sample] + prepared[1][rows, -2, sample]  # as the full sum adds
         for part in prepared[2:]:
-            network.add_(part[rows, :-1, samples])
-        bound.zero_()[rows, samples] = network.amax(dim=1)
-        return self._binned_max(bound)
+            bound.add_(part[rows, -2, sample])
+        hit = bound >= floor
+        rows, sample = rows[hit], sample[hit]
+        if rows.numel():
+            network = prepared[0][rows, :-2, sample] + prepared[1][rows, :-2, sample]
+            for part in prepared[2:]:
+                network.add_(part[rows, :-2, sample])
+            best = network.amax(dim=1)  # > 0: at least one detector's loudest template
+            cell = rows * self.n_out_bins + torch.div(sample, width, rounding_mode="floor")
+            flat = value.view(-1).scatter_reduce_(0, cell, best, reduce="amax")
+            top = best == flat[cell]
+            first = torch.full_like(index.view(-1), width)
+            first.scatter_reduce_(0, cell[top], sample[top] % width, reduce="amin")
+            index.view(-1).copy_(torch.where(first == width, 0, first))
+        return value, index
 
     @torch.no_grad()
     def __call__(self, batch: np.ndarray, psd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
