@@ -543,7 +543,9 @@ class Deep2detOnline(Demo2detOnlineCurve):
     then two more pooled layers of 128 channels (4x the parameters), so that each output sees
     0.92 s of strain instead of 0.22 s (a quiet signal's inspiral, not only its merger). Online
     generation dominates a training step, so it costs 1.1x ``Demo2detOnline`` a step and 1.8x a
-    searched window (docs/benchmarks.md); ``Seq03w2detOnline`` costs 90x a step and 170x a window."""
+    searched window; ``Seq03w2detOnline`` costs 90x a step and 170x a window. Its validation AUC
+    is higher, but searched on the simulator it is behind ``Demo2detOnlineCurve`` at 10 and 100
+    false alarms per month (one seed each; docs/benchmarks.md)."""
     model_params = dict(Demo2detOnline.model_params, hidden_dims=(16, 32, 64, 64, 128, 128),
                         kernel_size=(32, 16, 8, 8, 8, 8), stride=(4, 2, 1, 1, 1, 1),
                         pool=(1, 2, 2, 2, 2, 1))
