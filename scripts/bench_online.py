@@ -35,6 +35,7 @@ from g2net.experiments import online as online_source
 from g2net.simulation.priors import Priors  # noqa: E402
 from g2net.experiments import runner
 from g2net.training.runtime import setup_runtime, wrap_model
+from utils import G2NetError, cli_errors
 
 
 def generation_rate(simulator: ml4gw_engine.OnlineSimulator, batch: int, repeats: int) -> float:
@@ -104,10 +105,16 @@ def online_step_seconds(base: type, warmup_steps: int, probe_steps: int,
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
+    configs = [runner.get_config(name) for name in args.configs]  # every name checked before timing
+    offline = [cfg.name for cfg in configs if cfg.train_source == "files"]
+    if offline:
+        raise G2NetError(f"{', '.join(offline)} {'trains' if len(offline) == 1 else 'train'} on files, "
+                         "not online batches: "
+                         "python bench.py --config NAME measures their throughput")
     torch.set_num_threads(args.threads)
     print(f"{args.threads} threads; steps timed after {args.warmup_steps} untimed ones")
-    for name in args.configs:
-        base = runner.get_config(name)
+    for base in configs:
+        name = base.name
         steps = base.online["steps_per_epoch"] * base.num_epochs
         per_step, generation = online_step_seconds(base, args.warmup_steps, args.probe_steps, args.seconds)
         model = runner.build_model(base).eval()
@@ -158,6 +165,7 @@ def cmd_real(args: argparse.Namespace) -> None:
               f"{len(labels)} real examples ({int(labels['target'].sum())} positives)")
 
 
+@cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
