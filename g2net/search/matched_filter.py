@@ -407,7 +407,7 @@ class StrainMatchedFilter:
         template, never below the loudest sum of one template's: float sums are monotonic) reaches
         the threshold; 0 elsewhere. The bound is first tested per ``COARSE`` samples (the sum of
         each detector's largest there, again never below it), so that a slide of quiet windows
-        costs ``COARSE`` times less than reading every sample; bins without a sample reaching it
+        reads ``COARSE`` times fewer values than testing every sample; bins without a sample reaching it
         are 0 at index 0, the others the largest sum and the first sample holding it."""
         floor = (self.threshold * (1 - 1e-6)) ** 2  # a hair low: sqrt and the float64 compare round
         batch, samples, width = prepared[0].shape[0], self.last - self.first, self.bin_width
