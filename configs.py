@@ -551,6 +551,13 @@ class Deep2detOnline(Demo2detOnlineCurve):
                         pool=(1, 2, 2, 2, 2, 1))
 
 
+class Deep2detOnlineSwapMute(Deep2detOnline):
+    """``Deep2detOnline`` with ``Demo2detOnlineSwapMute``'s coherence negatives (10% of positives
+    get one detector's signal from another positive, 10% lose one detector's signal, labelled
+    noise): its background tail came from one detector alone."""
+    online = dict(Deep2detOnline.online, swap_fraction=0.1, mute_fraction=0.1)
+
+
 class Nspec16Online(Nspec16):
     """``Nspec16`` on online batches: 1,000 steps of 64 per epoch."""
     train_source = "online"
