@@ -35,7 +35,7 @@ from g2net.experiments import online as online_source
 from g2net.simulation.priors import Priors  # noqa: E402
 from g2net.experiments import runner
 from g2net.training.runtime import setup_runtime, wrap_model
-from utils import G2NetError, cli_errors
+from utils import G2NetError, cli_errors, int_in, positive_float
 
 
 def generation_rate(simulator: ml4gw_engine.OnlineSimulator, batch: int, repeats: int) -> float:
@@ -185,10 +185,10 @@ def main() -> None:
     train.add_argument("--limit_fold", type=int, default=None)
     cost = sub.add_parser("cost")
     cost.add_argument("--configs", nargs="+", default=["Demo2detOnline", "Deep2detOnline"])
-    cost.add_argument("--threads", type=int, default=2)
-    cost.add_argument("--probe-steps", type=int, default=20)
-    cost.add_argument("--warmup-steps", type=int, default=2, help="untimed steps before the probe")
-    cost.add_argument("--seconds", type=float, default=30.0,
+    cost.add_argument("--threads", type=int_in(1), default=2)
+    cost.add_argument("--probe-steps", type=int_in(2), default=20)
+    cost.add_argument("--warmup-steps", type=int_in(0), default=2, help="untimed steps before the probe")
+    cost.add_argument("--seconds", type=positive_float, default=30.0,
                       help="stop timing steps after this long (at least two; a slow model gets fewer)")
     real = sub.add_parser("real")
     real.add_argument("--experiments", nargs="+", required=True)
