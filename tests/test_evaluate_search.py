@@ -378,6 +378,43 @@ def test_triggers_of_strain_from_another_simulation_run_are_refused(case):
         _run(case, case / "out")
 
 
+def test_background_of_another_run_is_accepted_only_when_it_searched_noise(case, tmp_path, capsys):
+    """A month of slid noise from another run of the simulator is a fair background for a day of
+    foreground; a searched foreground is not (its injections would be counted as false alarms)."""
+    with h5py.File(case / "inj.hdf", "a") as f:
+        f.attrs["run_id"] = "run-a"
+    with h5py.File(case / "fg.hdf", "a") as f:
+        f.attrs["run_id"] = "run-a"
+    reference = _run(case, case / "same", ["x"])["searches"]["x"]
+    assert reference["background_other_runs"] == []
+    with h5py.File(case / "bg_events.hdf", "r") as f:
+        time, stat, var, attrs = f["time"][()], f["stat"][()], f["var"][()], dict(f.attrs)
+    write_triggers(case / "noise_b.hdf", time, stat, var, attrs={**attrs, "strain_run_id": "run-b",
+                                                                  "strain_kind": "background"})
+    other = _run(case, case / "other", ["x"], bg="noise_b.hdf")["searches"]["x"]
+    assert other["background_other_runs"] == ["run-b"]
+    assert other["at_far_per_month"] == reference["at_far_per_month"]  # the same triggers
+    assert "noise of simulate_strain.py run run-b" in capsys.readouterr().out
+    # an older trigger file records no kind: read from the strain file it names, if still that run
+    strain = tmp_path / "background.hdf"
+    with h5py.File(strain, "w") as f:
+        f.attrs.update({"run_id": "run-b", "kind": "background"})
+    write_triggers(case / "old_noise.hdf", time, stat, var,
+                   attrs={**attrs, "strain_run_id": "run-b", "input": str(strain)})
+    assert _run(case, case / "old", ["x"], bg="old_noise.hdf")["searches"]["x"]["background_other_runs"] == ["run-b"]
+    with h5py.File(strain, "a") as f:
+        f.attrs["run_id"] = "run-c"  # the file was simulated again since: its kind says nothing
+    with pytest.raises(G2NetError, match="old_noise.hdf is a search of strain from simulate_strain.py "
+                                         "run run-b.*background.hdf of another run"):
+        _run(case, case / "old2", bg="old_noise.hdf")
+    for run in ("run-a", "run-b"):
+        write_triggers(case / "fg_as_bg.hdf", time, stat, var,
+                       attrs={**attrs, "strain_run_id": run, "strain_kind": "foreground"})
+        with pytest.raises(G2NetError, match="fg_as_bg.hdf is a search of a foreground"):
+            _run(case, case / "bad", bg="fg_as_bg.hdf")
+    assert not any((case / name).exists() for name in ("old2", "bad"))
+
+
 def test_summary_is_strict_json_with_null_for_rates_the_background_cannot_reach(case):
     """Half a month of background cannot measure 1 false alarm per month: null, not NaN."""
     write_triggers(case / "short_bg.hdf", [10.0, 20.0], [1.0, 4.0], 0.3, attrs={"duration": MONTH / 2})

@@ -41,7 +41,7 @@ import matplotlib
 import numpy as np
 
 from g2net.search.injection_snr import InjectionSNR, injection_snr
-from g2net.search.strain_io import StrainFile, check_same_run, run_id_of
+from g2net.search.strain_io import StrainFile, check_same_run, run_id_of, strain_kind_of
 from g2net.search.triggers import read_triggers
 from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
                    stage_file)
@@ -650,21 +650,58 @@ def _json_safe(value: Any) -> Any:
 
 
 def _check_runs(injection_file: str | Path, strains: Sequence[tuple[str, str | None]],
-                trigger_files: Sequence[str], trigger_attrs: Sequence[dict]) -> None:
-    """Injections, foreground strain and the strain each trigger file searched (its
-    ``strain_run_id``, when it records one) must come from one simulate_strain.py run."""
+                fg_files: Sequence[str], fg_attrs: Sequence[dict],
+                bg_files: Sequence[str], bg_attrs: Sequence[dict]) -> list[str]:
+    """Injections, foreground strain and the strain each foreground trigger file searched (its
+    ``strain_run_id``, when it records one) must come from one simulate_strain.py run. A background
+    may come from another run (other noise of the same simulator: a longer background than the
+    foreground's own), but only from noise: a searched foreground would count its injections as
+    false alarms. Returns the other runs the background came from."""
     reference = run_id_of(injection_file)
     check_same_run([(injection_file, reference), *strains])
     if reference is None:
-        return
-    for path, attrs in zip(trigger_files, trigger_attrs):
-        searched = attrs.get("strain_run_id")
-        if isinstance(searched, bytes):
-            searched = searched.decode(errors="replace")
-        if searched is not None and str(searched) != reference:
-            raise G2NetError(f"{path} is a search of strain from simulate_strain.py run {searched}, but "
-                             f"{injection_file} is from run {reference}; search the strain that goes "
-                             "with these injections")
+        return []
+    other_runs = []
+    roles = [False] * len(fg_files) + [True] * len(bg_files)
+    for path, attrs, is_background in zip([*fg_files, *bg_files], [*fg_attrs, *bg_attrs], roles):
+        searched = _text(attrs.get("strain_run_id"))
+        kind = _searched_kind(attrs, searched) if is_background else None
+        if is_background and kind == "foreground":
+            raise G2NetError(f"{path} is a search of a foreground ({attrs.get('input')}), whose injections "
+                             "would count as false alarms; search the background.hdf of a "
+                             "simulate_strain.py run for --background-events")
+        if searched is None or searched == reference:
+            continue
+        if is_background and kind == "background":
+            other_runs.append(searched)
+            continue
+        raise G2NetError(f"{path} is a search of strain from simulate_strain.py run {searched}, but "
+                         f"{injection_file} is from run {reference}; search the strain that goes "
+                         "with these injections" + ("" if not is_background else
+                                                    " (or, for a background, the noise-only "
+                                                    "background.hdf of another run)"))
+    return sorted(set(other_runs))
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def _searched_kind(attrs: dict, searched: str | None) -> str | None:
+    """The kind of strain a trigger file searched: recorded (``strain_kind``), or read from the
+    strain file it names (``input``) while that file is still the one searched (same run)."""
+    kind = _text(attrs.get("strain_kind"))
+    if kind is not None or searched is None:
+        return kind
+    source = Path(str(_text(attrs.get("input")) or ""))
+    try:
+        if source.is_file() and run_id_of(source) == searched:
+            return strain_kind_of(source)
+    except OSError:
+        return None
+    return None
 
 
 def run(injection_file: str, foreground_files: Sequence[str], foreground_events: Sequence[Sequence[str]],
@@ -718,7 +755,7 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
     for label, fg_files, bg_files in zip(labels, foreground_events, background_events):
         foreground, fg_attrs = _concat(fg_files)
         background, bg_attrs = _concat(bg_files)
-        _check_runs(injection_file, strains, [*fg_files, *bg_files], [*fg_attrs, *bg_attrs])
+        other_runs = _check_runs(injection_file, strains, fg_files, fg_attrs, bg_files, bg_attrs)
         result = evaluate(label, injections, inside, foreground_duration, foreground, background,
                           background_duration_of(bg_files, bg_attrs))
         results.append(result)
@@ -728,7 +765,9 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
             "background_triggers": len(result.thresholds),
             "at_far_per_month": {f"{f:g}": result.at_far(f) for f in TABLE_FARS},
             "background_days": result.background_duration / SECONDS_PER_DAY,
-            "lowest_reachable_per_month": result.lowest_reachable_per_month}
+            "lowest_reachable_per_month": result.lowest_reachable_per_month,
+            # noise of other simulate_strain.py runs than the foreground's (none: its own run)
+            "background_other_runs": other_runs}
         if snr is not None:
             reached = [f for f in TABLE_FARS if math.isfinite(result.at_far(f)["threshold"])]
             for f in reached:
@@ -795,6 +834,10 @@ def print_table(results: Sequence[SearchResult], snr: InjectionSNR | None = None
               f"{result.background_duration / SECONDS_PER_MONTH:.3g} months ({len(result.thresholds)} "
               f"triggers); lowest rate it measures {result.lowest_reachable_per_month:.3g}/month "
               "('not reached' below)")
+        others = (entries or {}).get(result.label, {}).get("background_other_runs")
+        if others:
+            print(f"  its background is noise of simulate_strain.py run {', '.join(others)}, "
+                  "not of the foreground's run (same simulator, other noise)")
         columns = ["rate/month", "bg louder", f"measured rate/month [{level} Poisson]",
                    "distance +- s.e. [Mpc]", "volume +- s.e. [Mpc^3]", "found/n",
                    f"fraction [{level} Clopper-Pearson]"]

@@ -174,4 +174,5 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
             "cluster": options.cluster, "psd_duration": options.psd_duration,
             "merger_offset": options.merger_offset, "var": options.var,
             "timing": options.timing, "plateau_drop": options.plateau_drop,
-            **({} if strain.run_id is None else {"strain_run_id": strain.run_id}), **extra}
+            **({} if strain.run_id is None else {"strain_run_id": strain.run_id}),
+            **({} if strain.kind is None else {"strain_kind": strain.kind}), **extra}

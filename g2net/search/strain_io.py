@@ -43,8 +43,18 @@ def _show(value: Any) -> str:
 
 def run_id_of(path: str | Path) -> str | None:
     """The ``run_id`` attribute simulate_strain.py writes into each of its files (None: none)."""
+    return _text_attr(path, "run_id")
+
+
+def strain_kind_of(path: str | Path) -> str | None:
+    """``foreground`` or ``background``: the ``kind`` attribute simulate_strain.py writes into its
+    strain files (None: none, as in MLGWSC-1's own files)."""
+    return _text_attr(path, "kind")
+
+
+def _text_attr(path: str | Path, name: str) -> str | None:
     with h5py.File(path, "r") as f:
-        value = f.attrs.get("run_id")
+        value = f.attrs.get(name)
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
     return None if value is None else str(value)
@@ -117,6 +127,7 @@ class StrainFile:
         try:
             self.detectors, self.segments = self._validate()
             self.run_id = run_id_of(self.path)
+            self.kind = strain_kind_of(self.path)
             self._check_siblings()
             for seg in self.segments:  # an empty or underflowed file is refused before any work
                 self.read(seg, 0, PROBE_SAMPLES)
