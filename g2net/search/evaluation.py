@@ -41,7 +41,7 @@ import matplotlib
 import numpy as np
 
 from g2net.search.injection_snr import InjectionSNR, injection_snr
-from g2net.search.strain_io import StrainFile, check_same_run, run_id_of, strain_kind_of
+from g2net.search.strain_io import StrainFile, attr_text, check_same_run, run_id_of, strain_kind_of
 from g2net.search.triggers import read_triggers
 from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
                    stage_file)
@@ -661,41 +661,40 @@ def _check_runs(injection_file: str | Path, strains: Sequence[tuple[str, str | N
     check_same_run([(injection_file, reference), *strains])
     if reference is None:
         return []
-    other_runs = []
-    roles = [False] * len(fg_files) + [True] * len(bg_files)
-    for path, attrs, is_background in zip([*fg_files, *bg_files], [*fg_attrs, *bg_attrs], roles):
-        searched = _text(attrs.get("strain_run_id"))
-        kind = _searched_kind(attrs, searched) if is_background else None
-        if is_background and kind == "foreground":
+
+    def other_run(path: str, searched: str, hint: str = "") -> G2NetError:
+        return G2NetError(f"{path} is a search of strain from simulate_strain.py run {searched}, but "
+                          f"{injection_file} is from run {reference}; search the strain that goes "
+                          f"with these injections{hint}")
+
+    for path, attrs in zip(fg_files, fg_attrs):
+        searched = attr_text(attrs.get("strain_run_id"))
+        if searched is not None and searched != reference:
+            raise other_run(path, searched)
+    other_runs = set()
+    for path, attrs in zip(bg_files, bg_attrs):
+        searched = attr_text(attrs.get("strain_run_id"))
+        kind = _searched_kind(attrs, searched)
+        if kind == "foreground":
             raise G2NetError(f"{path} is a search of a foreground ({attrs.get('input')}), whose injections "
                              "would count as false alarms; search the background.hdf of a "
                              "simulate_strain.py run for --background-events")
         if searched is None or searched == reference:
             continue
-        if is_background and kind == "background":
-            other_runs.append(searched)
-            continue
-        raise G2NetError(f"{path} is a search of strain from simulate_strain.py run {searched}, but "
-                         f"{injection_file} is from run {reference}; search the strain that goes "
-                         "with these injections" + ("" if not is_background else
-                                                    " (or, for a background, the noise-only "
-                                                    "background.hdf of another run)"))
-    return sorted(set(other_runs))
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    return None if value is None else str(value)
+        if kind != "background":
+            raise other_run(path, searched, " (or, for a background, the noise-only background.hdf "
+                                            "of another run)")
+        other_runs.add(searched)
+    return sorted(other_runs)
 
 
 def _searched_kind(attrs: dict, searched: str | None) -> str | None:
     """The kind of strain a trigger file searched: recorded (``strain_kind``), or read from the
     strain file it names (``input``) while that file is still the one searched (same run)."""
-    kind = _text(attrs.get("strain_kind"))
+    kind = attr_text(attrs.get("strain_kind"))
     if kind is not None or searched is None:
         return kind
-    source = Path(str(_text(attrs.get("input")) or ""))
+    source = Path(attr_text(attrs.get("input")) or "")
     try:
         if source.is_file() and run_id_of(source) == searched:
             return strain_kind_of(source)

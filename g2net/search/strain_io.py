@@ -54,7 +54,11 @@ def strain_kind_of(path: str | Path) -> str | None:
 
 def _text_attr(path: str | Path, name: str) -> str | None:
     with h5py.File(path, "r") as f:
-        value = f.attrs.get(name)
+        return attr_text(f.attrs.get(name))
+
+
+def attr_text(value: Any) -> str | None:
+    """An HDF5 text attribute as ``str`` (h5py gives ``bytes`` or ``str``), None when absent."""
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
     return None if value is None else str(value)
