@@ -28,7 +28,8 @@ each pair's distance ratio and difference with a 90% paired bootstrap interval o
 Optimal SNRs: the injection file's ``snr_network`` when it records one (simulate_strain.py); else
 (MLGWSC-1's injection files) computed for every counted injection from the file's parameters
 (PyCBC, static args included) against a Welch PSD of the foreground around it
-(``--no-compute-snr`` skips this); the table, summary.json and the figure say which.
+(``--no-compute-snr`` skips this; ``--optimal-snr-from`` reuses those an earlier evaluation of the
+same injection file and foreground computed); the table, summary.json and the figure say which.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-compute-snr", action="store_true",
                         help="when the injection file records no optimal SNRs, do not compute them "
                              "(the found-fraction-by-SNR table and panel stay empty)")
+    parser.add_argument("--optimal-snr-from", metavar="LABEL.hdf",
+                        help="reuse the optimal SNRs an earlier evaluation of the same injection file "
+                             "and foreground computed (its <label>.hdf) instead of computing them again "
+                             "(minutes for a day of MLGWSC-1 data)")
     return parser
 
 
@@ -62,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     return run(args.injections, args.foreground_files, args.foreground_events, args.background_events,
-               args.label, args.out, args.padding, not args.no_compute_snr)
+               args.label, args.out, args.padding, not args.no_compute_snr, args.optimal_snr_from)
 
 
 if __name__ == "__main__":

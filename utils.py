@@ -364,6 +364,22 @@ def load_predictions(path: str | os.PathLike, remedy: str) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file: which checkpoint made a set of predictions, which injection file a set of
+    optimal SNRs belongs to (memoised per version of the file)."""
+    info = os.stat(path)
+    return _digest(str(Path(path).resolve()), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def table_digest(ids: Iterable[str], paths: Iterable[str]) -> str:
     """SHA-256 of a table's ``(id, path)`` rows in order: what ties a cache to the csv it mirrors."""
     digest = hashlib.sha256()

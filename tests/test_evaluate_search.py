@@ -710,6 +710,82 @@ def test_evaluation_of_dataset1_fills_the_snr_table_for_every_injection(ds1, tmp
     assert "mf (100/month)" in printed
 
 
+def test_optimal_snrs_computed_once_are_reused_only_for_the_same_files(ds1, case, tmp_path, monkeypatch, capsys):
+    """--optimal-snr-from takes an earlier evaluation's computed SNRs (a day of MLGWSC-1 injections
+    costs minutes) without computing anything: the same tables, and a subset for a larger
+    --padding; SNRs of another injection file, other foreground files, too few injections, a
+    simulator's file (which records its own) or an older file without the record are refused with
+    one line, before anything is written."""
+    import shutil
+
+    out, _, params = ds1
+    work = tmp_path / "reuse"  # tmp_path also holds the case fixture's files
+    work.mkdir()
+    write_triggers(work / "fg.hdf", np.asarray(params["tc"]) + 0.05, [12.0, 3.0, 9.0], 0.3)
+    write_triggers(work / "bg.hdf", DS1_START + np.arange(1.0, 300.0, 3.0), np.linspace(0.0, 6.0, 100),
+                   0.3, attrs={"duration": 100 * 300.0})
+
+    def evaluate(folder, *extra, injections=out / "injections.hdf", foreground=out / "foreground.hdf"):
+        return ev.main(["--injections", str(injections), "--foreground-files", str(foreground),
+                        "--foreground-events", str(work / "fg.hdf"), "--background-events",
+                        str(work / "bg.hdf"), "--label", "mf", "--out", str(work / folder), *extra])
+
+    first = evaluate("first")
+    previous = work / "first" / "mf.hdf"
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed the SNRs again")
+    monkeypatch.setattr(injection_snr, "compute_snrs", never)
+    again = evaluate("again", "--optimal-snr-from", str(previous))
+    for key in ("found_fraction_by_snr_at_100_per_month", "snr50_at_100_per_month", "at_far_per_month"):
+        assert again["searches"]["mf"][key] == first["searches"]["mf"][key]
+    assert again["optimal_snr"]["detail"].startswith("computed for 3 of 3 injections (by the evaluation that "
+                                                     "wrote mf.hdf): injections.hdf's parameters")
+    with h5py.File(previous) as a, h5py.File(work / "again" / "mf.hdf") as b:
+        for key in ("optimal-snr", "optimal-snr-H1", "optimal-snr-L1"):
+            assert np.array_equal(a[key][()], b[key][()])
+        assert a.attrs["optimal_snr_inputs"] == b.attrs["optimal_snr_inputs"]
+        all_three = a["optimal-snr"][()]
+    evaluate("middle", "--optimal-snr-from", str(previous), "--padding", "100")  # only the injection at 150.7 s
+    with h5py.File(work / "middle" / "mf.hdf") as f:
+        assert f["injection-indices"][()].tolist() == [1]
+        assert f["optimal-snr"][()].tolist() == [all_three[1]]
+    capsys.readouterr()
+
+    shutil.copy(out / "injections.hdf", work / "other.hdf")
+    with h5py.File(work / "other.hdf", "a") as f:
+        f["distance"][0] = 1000.0
+    shutil.copy(out / "foreground.hdf", work / "foreground.hdf")
+    with h5py.File(work / "foreground.hdf", "a") as f:
+        f.attrs["note"] = "x" * 4096  # another file of another size
+    with h5py.File(work / "first" / "mf.hdf") as f, h5py.File(work / "old.hdf", "w") as g:
+        for key in f:
+            g[key] = f[key][()]
+        for key, value in f.attrs.items():
+            if key != "optimal_snr_inputs":
+                g.attrs[key] = value
+    refusals = [
+        ({"injections": work / "other.hdf"}, [], "its SNRs belong to another injection file"),
+        ({"foreground": work / "foreground.hdf"}, [], "its SNRs belong to other foreground files"),
+        ({}, ["--padding", "0", "--optimal-snr-from", str(work / "middle" / "mf.hdf")],
+         "lacks 2 of the 3 injections counted here"),
+        ({}, ["--optimal-snr-from", str(work / "old.hdf")], "written before evaluations recorded"),
+        ({}, ["--optimal-snr-from", str(work / "fg.hdf")], "not a per-search file of evaluate_search.py"),
+        ({}, ["--optimal-snr-from", str(work / "none.hdf")], "none.hdf: no such file"),
+    ]
+    for files, extra, message in refusals:
+        with pytest.raises(SystemExit) as exc:
+            evaluate("refused", *(extra or ["--optimal-snr-from", str(previous)]), **files)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+        assert "evaluate once without --optimal-snr-from" in err
+        assert not (work / "refused").exists()
+    with pytest.raises(G2NetError, match="records its own optimal SNRs"):
+        g2net.search.evaluation.run(str(case / "inj.hdf"), [str(case / "fg.hdf")], [[str(case / "fg_events.hdf")]],
+                                    [[str(case / "bg_events.hdf")]], ["s"], work / "sim", snr_from=previous)
+    assert not (work / "sim").exists()
+
+
 def test_injections_without_a_psd_are_counted_and_said(ds1, tmp_path, capsys):
     """A foreground segment too short for a Welch PSD: the injection in it gets no SNR, and the
     summary, table and figure say how many and why."""

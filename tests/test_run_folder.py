@@ -21,8 +21,8 @@ import predict
 from conftest import REPO, RUN_FOLDER_NOISE, assert_untouched, file_digests, one_line_error, run_script
 from g2net.experiments import runner
 from g2net.training import trainer
-from g2net.training.trainer import file_digest, load_checkpoint
-from utils import G2NetError, atomic_torch_save, cli_errors
+from g2net.training.trainer import load_checkpoint
+from utils import G2NetError, atomic_torch_save, cli_errors, file_digest
 
 
 def run(*flags: str) -> dict:

@@ -35,10 +35,10 @@ from g2net.experiments.online import make_source
 from g2net.training.history import HistoryWriter
 from g2net.training.pseudo import load_parent_predictions, pseudo_targets, validate_pseudo_labels
 from g2net.training.runtime import Runtime, for_device, make_loader, setup_runtime, wrap_model
-from g2net.training.trainer import Trainer, file_digest, load_checkpoint
+from g2net.training.trainer import Trainer, load_checkpoint
 from metrics import roc_auc
 from training_extras import make_tta_dataloader
-from utils import (EXAMPLE_SHAPE, G2NetError, atomic_save_npy, atomic_write, data_identity,
+from utils import (EXAMPLE_SHAPE, G2NetError, atomic_save_npy, atomic_write, data_identity, file_digest,
                    describe_differences, float_in, identity_differences, input_dir,
                    nonnegative_int, notify_me, output_folder, plain_name, print_config, results_dir,
                    seed_everything, write_data_record)

@@ -40,7 +40,7 @@ import h5py
 import matplotlib
 import numpy as np
 
-from g2net.search.injection_snr import InjectionSNR, injection_snr
+from g2net.search.injection_snr import InjectionSNR, injection_snr, reuse_snrs
 from g2net.search.strain_io import StrainFile, attr_text, check_same_run, run_id_of, strain_kind_of
 from g2net.search.triggers import read_triggers
 from utils import (G2NetError, atomic_write, commit_staged, output_file, output_folder, plain_name,
@@ -540,6 +540,8 @@ def write_result(path: Path, result: SearchResult, snr: InjectionSNR | None = No
             if snr is not None:
                 f.attrs["optimal_snr_source"] = snr.source
                 f.attrs["optimal_snr_detail"] = snr.detail
+                if snr.inputs is not None:  # what --optimal-snr-from checks before reusing them
+                    f.attrs["optimal_snr_inputs"] = snr.inputs
             f.attrs["label"] = result.label
             f.attrs["interval_level"] = INTERVAL_LEVEL  # far-lower/far-upper: Poisson (Garwood)
             f.attrs["foreground_duration"] = result.foreground_duration
@@ -706,8 +708,9 @@ def _searched_kind(attrs: dict, searched: str | None) -> str | None:
 def run(injection_file: str, foreground_files: Sequence[str], foreground_events: Sequence[Sequence[str]],
         background_events: Sequence[Sequence[str]], labels: Sequence[str] | None = None,
         out: str | Path = "search_evaluation", padding: float = DEFAULT_PADDING,
-        compute_snr: bool = True) -> dict[str, Any]:
+        compute_snr: bool = True, snr_from: str | Path | None = None) -> dict[str, Any]:
     """Evaluate one or more searches; write the outputs under ``out``; return the summary.
+    ``snr_from``: a ``<label>.hdf`` of an earlier evaluation whose computed optimal SNRs to reuse.
 
     Everything is read and evaluated before ``out`` is made, so a refused input leaves nothing."""
     if len(foreground_events) != len(background_events):
@@ -726,7 +729,7 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
     if not (math.isfinite(padding) and padding >= 0):
         raise G2NetError(f"--padding {padding}: must be a finite number of seconds >= 0")
     inputs = [injection_file, *foreground_files, *(p for files in foreground_events for p in files),
-              *(p for files in background_events for p in files)]
+              *(p for files in background_events for p in files), *([snr_from] if snr_from else [])]
     out = output_folder(out, "--out")
     outputs = [out / f"{label}.hdf" for label in labels] + [out / "summary.json", out / "sensitivity.png"]
     for path in outputs:
@@ -744,7 +747,13 @@ def run(injection_file: str, foreground_files: Sequence[str], foreground_events:
                          "simulate a longer stretch or lower --padding")
     for files in (*foreground_events, *background_events):
         _concat(files)  # refuse a bad trigger file before the optimal SNRs are computed
-    snr_info = injection_snr(injection_file, injections, foreground_files, inside, compute_snr)
+    if snr_from is None:
+        snr_info = injection_snr(injection_file, injections, foreground_files, inside, compute_snr)
+    elif "snr_network" in injections:
+        raise G2NetError(f"--optimal-snr-from: {injection_file} records its own optimal SNRs "
+                         "(snr_network); leave the option out")
+    else:
+        snr_info = reuse_snrs(snr_from, injection_file, foreground_files, inside)
     snr = snr_info.network
     results, snr_tables = [], {}
     summary: dict[str, Any] = {"optimal_snr": {

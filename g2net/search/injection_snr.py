@@ -28,6 +28,7 @@ the reason (the evaluation says it in its table and figure).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,9 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from g2net.search.strain_io import StrainFile
+from g2net.search.strain_io import StrainFile, attr_text
 from g2net.simulation.physics import F_LOWER
-from utils import G2NetError
+from utils import G2NetError, file_digest
 
 RECORDED, COMPUTED, MISSING = "recorded", "computed", "missing"
 
@@ -67,6 +68,7 @@ class InjectionSNR:
     detail: str
     network: np.ndarray | None = None
     per_detector: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: str | None = None  # computed ones: what they were computed from (:func:`snr_inputs`)
 
     @property
     def label(self) -> str:
@@ -239,4 +241,82 @@ def injection_snr(injection_file: str | Path, injections: dict[str, np.ndarray],
               f"around each injection ({PSD_SEGMENT:g} s Hann segments, median)")
     if lacking:
         detail += "; none for " + ", ".join(f"{n} ({reason})" for reason, n in lacking.items())
-    return InjectionSNR(COMPUTED, detail, network, per_detector)
+    return InjectionSNR(COMPUTED, detail, network, per_detector,
+                        snr_inputs(injection_file, foreground_files))
+
+
+def snr_inputs(injection_file: str | Path, foreground_files: Sequence[str | Path]) -> str:
+    """What computed SNRs depend on, as JSON: the injection file's sha256, each foreground file's
+    name and size (hashing gigabytes of strain would cost more than the SNRs) and the PSD convention."""
+    return json.dumps({
+        "injections_sha256": file_digest(injection_file),
+        "foreground": [f"{Path(path).name} ({Path(path).stat().st_size} bytes)" for path in foreground_files],
+        "psd": f"pycbc.psd.welch: {PSD_SECONDS:g} s centred on multiples of {PSD_STEP:g} s, "
+               f"{PSD_SEGMENT:g} s Hann segments, median"})
+
+
+INPUT_NAMES = {"injections_sha256": "another injection file (other bytes)",
+               "foreground": "other foreground files", "psd": "another PSD convention"}
+
+
+def reuse_snrs(previous: str | Path, injection_file: str | Path, foreground_files: Sequence[str | Path],
+               inside: np.ndarray) -> InjectionSNR:
+    """The counted injections' SNRs as an earlier evaluation computed them (its ``<label>.hdf``):
+    a day of MLGWSC-1 injections costs minutes to compute, and re-evaluating should not pay again.
+    Refused with one line unless they were computed for the same injection file, foreground files
+    and PSD convention, and cover every injection counted now."""
+    name = Path(previous).name
+    remedy = "evaluate once without --optimal-snr-from to compute them"
+    if not Path(previous).is_file():
+        raise G2NetError(f"--optimal-snr-from {previous}: no such file; give the <label>.hdf an earlier "
+                         f"evaluate_search.py wrote, or {remedy}")
+    try:
+        with h5py.File(previous, "r") as f:
+            source = attr_text(f.attrs.get("optimal_snr_source"))
+            recorded = attr_text(f.attrs.get("optimal_snr_inputs"))
+            detail = attr_text(f.attrs.get("optimal_snr_detail")) or ""
+            keys = ("injection-indices", "optimal-snr")
+            if not all(isinstance(f.get(key), h5py.Dataset) for key in keys):
+                raise G2NetError(f"--optimal-snr-from {previous}: not a per-search file of "
+                                 f"evaluate_search.py with optimal SNRs (no {' / '.join(keys)}); {remedy}")
+            indices = np.asarray(f["injection-indices"][()], dtype=np.int64)
+            network = np.asarray(f["optimal-snr"][()], dtype=np.float64)
+            per_detector = {key[len("optimal-snr-"):]: np.asarray(f[key][()], dtype=np.float64)
+                            for key in f if key.startswith("optimal-snr-")}
+    except OSError as exc:
+        raise G2NetError(f"--optimal-snr-from {previous}: not a readable HDF5 file "
+                         f"({_one_line(exc)})") from None
+    shapes = {values.shape for values in (indices, network, *per_detector.values())}
+    if len(shapes) != 1 or indices.ndim != 1 or not np.all(np.diff(indices) > 0):
+        raise G2NetError(f"--optimal-snr-from {previous}: its injection-indices and optimal-snr "
+                         f"datasets do not match (lengths {sorted(shapes)}, or unsorted); {remedy}")
+    if source != COMPUTED:
+        raise G2NetError(f"--optimal-snr-from {previous}: its optimal SNRs were not computed by an "
+                         f"evaluation (source: {source}); {remedy}")
+    if recorded is None:
+        raise G2NetError(f"--optimal-snr-from {previous}: written before evaluations recorded what their "
+                         f"SNRs were computed from; {remedy}")
+    try:
+        then = json.loads(recorded)
+    except ValueError:
+        then = None
+    then = then if isinstance(then, dict) else {}
+    now = json.loads(snr_inputs(injection_file, foreground_files))
+    differ = [INPUT_NAMES[key] for key in INPUT_NAMES if then.get(key) != now[key]]
+    if differ:
+        raise G2NetError(f"--optimal-snr-from {previous}: its SNRs belong to {' and '.join(differ)}, not "
+                         f"{Path(injection_file).name} with {', '.join(now['foreground'])}; {remedy}")
+    wanted = np.flatnonzero(inside)
+    at = np.searchsorted(indices, wanted)
+    covered = (at < len(indices)) & (indices[np.minimum(at, len(indices) - 1)] == wanted)
+    if not covered.all():
+        raise G2NetError(f"--optimal-snr-from {previous}: lacks {int((~covered).sum())} of the "
+                         f"{len(wanted)} injections counted here (another --padding?); {remedy}")
+    network = network[at]
+    per_detector = {det: values[at] for det, values in per_detector.items()}
+    have = int(np.isfinite(network).sum())
+    how = detail.split(": ", 1)[-1].split("; none for")[0]
+    text = f"computed for {have} of {len(wanted)} injections (by the evaluation that wrote {name}): {how}"
+    if have < len(wanted):
+        text += f"; none for {len(wanted) - have} (see {name})"
+    return InjectionSNR(COMPUTED, text, network, per_detector, recorded)

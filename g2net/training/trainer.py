@@ -7,10 +7,7 @@ everywhere.
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import math
-import os
 import pickle
 import random
 import time
@@ -84,21 +81,6 @@ def load_checkpoint(path: str | Path, fix: str, keys: Sequence[str] = ("model",)
         raise G2NetError(f"{path} is not a checkpoint of this pipeline (it needs the entries "
                          f"{', '.join(keys)}). {fix}")
     return saved
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file: which checkpoint a set of predictions came from (memoised per version)."""
-    info = os.stat(path)
-    return _digest(str(Path(path).resolve()), info.st_mtime_ns, info.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
