@@ -168,7 +168,7 @@ def plot(rows: list[dict[str, Any]], rates: Sequence[float], path: Path, title: 
                       if r[f"reached_{rate:g}"]]
             if points:
                 x, y, low, high = map(np.array, zip(*points))
-                middle.errorbar(x + dodge * (i - (len(paired) - 1) / 2), y, yerr=[y - low, high - y],
+                middle.errorbar(x + dodge * (i - (len(paired) - 1) / 2), y, yerr=np.vstack([y - low, high - y]),
                                 marker="o", capsize=3,
                                 color=colours.get(rate), label=f"{rate:g} / month")
         middle.axhline(1.0, color="k", lw=0.8)

@@ -710,6 +710,7 @@ def test_evaluation_of_dataset1_fills_the_snr_table_for_every_injection(ds1, tmp
     assert "mf (100/month)" in printed
 
 
+@pytest.mark.filterwarnings("error:Conversion of an array with ndim > 0:DeprecationWarning")  # one SNR bin
 def test_optimal_snrs_computed_once_are_reused_only_for_the_same_files(ds1, case, tmp_path, monkeypatch, capsys):
     """--optimal-snr-from takes an earlier evaluation's computed SNRs (a day of MLGWSC-1 injections
     costs minutes) without computing anything: the same tables, and a subset for a larger

@@ -599,8 +599,9 @@ def plot(results: Sequence[SearchResult], snr_tables: dict[str, list], path: Pat
         centres = np.array([(r["snr_low"] + min(r["snr_high"], 60.0)) / 2 + dodge for r in rows])
         fractions = np.array([r["found_fraction"] for r in rows])
         bounds = np.array([r["found_fraction_interval"] for r in rows]).reshape(-1, 2)
-        bars = right.errorbar(centres, fractions, yerr=[fractions - bounds[:, 0], bounds[:, 1] - fractions],
-                              marker="o", capsize=2, label=label)
+        # yerr as one (2, n) array: a list of two length-1 arrays is deprecated in numpy (one SNR bin)
+        yerr = np.vstack([fractions - bounds[:, 0], bounds[:, 1] - fractions])
+        bars = right.errorbar(centres, fractions, yerr=yerr, marker="o", capsize=2, label=label)
         for x, y, r in zip(centres, fractions, rows):
             right.annotate(f"{r['found']}/{r['n']}", (x, y), textcoords="offset points", xytext=(3, 4),
                            fontsize=6, color=bars[0].get_color())
