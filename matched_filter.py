@@ -135,7 +135,8 @@ def strain_search(args: argparse.Namespace) -> Any:
             ("--stride", args.stride, "the matched filter lays its windows to tile time by itself "
                                       "and computes the SNR at every sample"),
             ("--merger-offset", args.merger_offset, peak), ("--trigger-time", args.trigger_time, peak),
-            ("--plateau-drop", args.plateau_drop, peak)):
+            ("--plateau-drop", args.plateau_drop, peak),
+            ("--statistic", args.statistic, "its statistic is the network SNR of each coincidence")):
         if value is not None:
             shown = f"{value:g}" if isinstance(value, float) else value
             raise G2NetError(f"{option} {shown}: not used by matched_filter.py --strain ({why}); drop it")

@@ -14,7 +14,8 @@ segment (and every time slide, timeslides.py):
   plus the merger time the simulator trains for (``--merger-offset``, the middle of
   ``simulate.Priors.tc_range``), its ``stat`` the fold-mean logit, its ``var`` ``--var`` seconds;
   with ``--trigger-time plateau`` the window start is the middle of the run of windows around the
-  loudest that score within ``--plateau-drop`` of it (docs/search.md).
+  loudest that score within ``--plateau-drop`` of it, and with ``--statistic mean3`` the ``stat`` is
+  the loudest mean of a window's output and its two neighbours' (docs/search.md).
 The trigger file (``time``, ``stat``, ``var``, float64, sorted in time) is what MLGWSC-1's
 ``evaluate.py`` and ``evaluate_search.py`` read; its attribute ``duration`` is the analysed
 duration, time slides included. Progress is saved beside ``--output`` (``.checkpoint.npz``), and

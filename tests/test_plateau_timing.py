@@ -17,7 +17,7 @@ from g2net.search import matched_filter as strain_mf
 from g2net.search import options as search_options
 from g2net.search.strain_io import StrainFile, StrainWriter
 from g2net.search.timeslides import TimeSlides
-from g2net.search.triggers import cluster_triggers, plateau_times, read_triggers
+from g2net.search.triggers import adjacent_mean, cluster_triggers, plateau_times, read_triggers
 from utils import G2NetError
 
 RATE = 2048
@@ -264,3 +264,93 @@ def test_timing_calibration_reads_plateau_files_and_repeats_their_timing(ramp, t
     with pytest.raises(SystemExit) as done:
         cal.main(["--injections", str(tmp_path / "injections.hdf"), "--events", str(tmp_path / "plateau.hdf")])
     assert done.value.code == 2 and "trigger timing 'centroid'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- --statistic mean3
+def test_adjacent_mean_averages_each_output_with_its_neighbours_within_a_run():
+    time = np.array([0.0, 0.5, 1.0, 2.0, 2.5, 4.0])  # runs of adjacent windows: 3, 2 and 1
+    stat = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 7.0])
+    np.testing.assert_allclose(adjacent_mean(time, stat, 0.5), [1.5, 2.0, 2.5, 15.0, 15.0, 7.0])
+
+
+SPIKES = START + OFFSET + 25.0 + 30.0 * np.arange(0, N_PLATEAUS, 2)  # lone loud windows, off the plateaus
+
+
+class SpikeScorer(PlateauScorer):
+    """PlateauScorer with a lone window of 6 (louder than any plateau's 5.45) in every other block."""
+
+    @staticmethod
+    def stat(starts: np.ndarray) -> np.ndarray:
+        out = PlateauScorer.stat(starts)
+        out[np.isin(np.round(START + starts / RATE + OFFSET, 6), np.round(SPIKES, 6))] = 6.0
+        return out
+
+
+def _spiky(path, **options):
+    with StrainFile(path, ("H1", "L1"), RATE) as strain:
+        return engine.search_strain(strain, SpikeScorer(), search_options.SearchOptions(
+            stride=STRIDE, merger_offset=OFFSET, **options), progress=False)
+
+
+def test_mean3_ranks_a_signal_plateau_above_a_lone_loud_window(ramp):
+    """The loudest window ranks the 6 lone spikes above all 12 plateaus; the mean of three adjacent
+    windows ranks every plateau (about 5.2) above every spike (below 2), keeps each plateau's
+    middle as its time, and each trigger's stat is that mean of the scorer's outputs."""
+    loudest = _spiky(ramp, timing="plateau", plateau_drop=0.5)
+    top = np.argsort(loudest["stat"])[::-1]
+    assert np.allclose(np.sort(loudest["time"][top[:len(SPIKES)]]), SPIKES)  # spikes time themselves
+    mean3 = _spiky(ramp, timing="plateau", plateau_drop=0.5, statistic="mean3")
+    top = np.sort(np.argsort(mean3["stat"])[::-1][:N_PLATEAUS])
+    np.testing.assert_allclose(mean3["time"][top], plateau_edges().mean(axis=1), rtol=0, atol=1e-9)
+    assert mean3["stat"][top].min() > 5.0
+    plain = _spiky(ramp, statistic="mean3")  # timed at the kept window: the spike or a neighbour
+    near = np.abs(plain["time"][:, None] - SPIKES[None, :]) < 1.5 * STRIDE
+    assert near.sum(axis=0).tolist() == [1] * len(SPIKES) and plain["stat"][near.any(axis=1)].max() < 2.0
+    # each stat is the mean of the kept window's output and its neighbours', by hand
+    starts = np.rint((plain["time"] - START - OFFSET) * RATE).astype(np.int64)
+    step = int(STRIDE * RATE)
+    by_hand = (SpikeScorer.stat(starts - step) + SpikeScorer.stat(starts) + SpikeScorer.stat(starts + step)) / 3
+    inner = (plain["time"] - START - OFFSET) % 30.0 > 0.1  # not a block's first or last window
+    inner &= (plain["time"] - START - OFFSET) % 30.0 < 29.7
+    assert inner.sum() > 0.8 * len(inner)
+    np.testing.assert_allclose(plain["stat"][inner], by_hand[inner], rtol=1e-12)
+
+
+def test_statistic_option_is_recorded_checked_and_refused_where_it_has_no_meaning(ramp, tmp_path, monkeypatch,
+                                                                                   capsys):
+    _toy_network(monkeypatch)
+    common = ["--config", "Toy", "--input", str(ramp), "--stride", str(STRIDE), "--merger-offset",
+              str(OFFSET), "--no-progress"]
+    search.main([*common, "--output", str(tmp_path / "m.hdf"), "--statistic", "mean3"])
+    search.main([*common, "--output", str(tmp_path / "l.hdf")])
+    assert read_triggers(tmp_path / "m.hdf")[3]["statistic"] == "mean3"
+    assert read_triggers(tmp_path / "l.hdf")[3]["statistic"] == "loudest"
+    assert read_triggers(tmp_path / "m.hdf")[1].max() < read_triggers(tmp_path / "l.hdf")[1].max()
+    with pytest.raises(SystemExit) as done:
+        search.main([*common, "--output", str(tmp_path / "x.hdf"), "--statistic", "median"])
+    assert done.value.code == 2 and "invalid choice: 'median'" in capsys.readouterr().err
+    monkeypatch.setattr(strain_mf, "load_bank", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as done:
+        mf_cli.main(["--strain", str(ramp), "--output", str(tmp_path / "t.hdf"), "--statistic", "mean3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: --statistic mean3: not used by matched_filter.py --strain")
+    assert not (tmp_path / "x.hdf").exists() and not (tmp_path / "t.hdf").exists()
+    with pytest.raises(G2NetError, match="--statistic median: must be one of loudest, mean3"):
+        search_options.SearchOptions(statistic="median").validate(("H1", "L1"), RATE)
+
+    def timed(batch, psd):
+        stat = PlateauScorer()(batch, psd)
+        return stat, np.full(len(stat), 1.0)
+    with StrainFile(ramp, ("H1", "L1"), RATE) as strain:
+        with pytest.raises(G2NetError, match="--statistic mean3 needs one output per window"):
+            engine.search_strain(strain, timed, search_options.SearchOptions(statistic="mean3"), progress=False)
+
+
+def test_checkpoints_of_searches_from_before_the_statistic_option_still_resume():
+    """The default leaves the fingerprint as it was (a day of filtering is not started over after
+    an update); mean3 changes it, so neither resumes the other's checkpoint."""
+    default = search_options.SearchOptions()
+    before = {k: v for k, v in default.__dict__.items() if k != "statistic"}
+    assert default.fingerprint() == before
+    assert search_options.SearchOptions(statistic="mean3").fingerprint() == {**before, "statistic": "mean3"}

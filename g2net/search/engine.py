@@ -22,7 +22,7 @@ from tqdm import tqdm
 from g2net.search.checkpoint import SearchCheckpoint
 from g2net.search.options import PSD_PIECE, SearchOptions
 from g2net.search.strain_io import StrainFile
-from g2net.search.triggers import cluster_triggers, plateau_times
+from g2net.search.triggers import adjacent_mean, cluster_triggers, plateau_times
 from g2net.spectral import welch_psd
 from utils import G2NetError
 
@@ -105,6 +105,9 @@ def _triggers(scored: Any, starts: np.ndarray, seg_start: float, rate: float,
     if options.timing == "plateau" and (isinstance(scored, tuple) or stat.shape[1] != 1):
         raise G2NetError("--trigger-time plateau needs one output per window, timed by "
                          "--merger-offset; this scorer reports its own merger times")
+    if options.statistic == "mean3" and (isinstance(scored, tuple) or stat.shape[1] != 1):
+        raise G2NetError("--statistic mean3 needs one output per window, the windows --stride apart; "
+                         "this scorer reports its own merger times")
     offset = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(len(starts), -1), stat.shape)
     return (seg_start + starts[:, None] / rate + offset).ravel(), stat.ravel()
 
@@ -122,14 +125,16 @@ def _raw_block(starts: np.ndarray, score: Callable[[np.ndarray], Any], seg_start
 
 
 def _reduce_block(time: np.ndarray, stat: np.ndarray, options: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Triggers of one block's outputs (in window order): drop those below the threshold, cluster;
-    with ``timing`` "plateau" each trigger is timed at the middle of its plateau among all the
-    block's outputs, so that the threshold does not shorten it."""
-    chosen = np.arange(len(time)) if options.threshold is None else np.flatnonzero(stat >= options.threshold)
-    keep = chosen[cluster_triggers(time[chosen], stat[chosen], options.cluster)]
+    """Triggers of one block's outputs (in window order): with ``statistic`` "mean3" each output
+    becomes its mean with its neighbours (:func:`adjacent_mean`); drop those below the threshold,
+    cluster; with ``timing`` "plateau" each trigger is timed at the middle of its plateau of raw
+    outputs among all the block's, so that the threshold does not shorten it."""
+    ranked = adjacent_mean(time, stat, options.stride) if options.statistic == "mean3" else stat
+    chosen = np.arange(len(time)) if options.threshold is None else np.flatnonzero(ranked >= options.threshold)
+    keep = chosen[cluster_triggers(time[chosen], ranked[chosen], options.cluster)]
     if options.timing == "plateau":
-        return plateau_times(time, stat, keep, options.plateau_drop, options.stride), stat[keep]
-    return time[keep], stat[keep]
+        return plateau_times(time, stat, keep, options.plateau_drop, options.stride), ranked[keep]
+    return time[keep], ranked[keep]
 
 
 def _louder(old: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]

@@ -526,7 +526,7 @@ def run(strain_path: str, output: str, options: SearchOptions, bank_size: int | 
                   f"({held} of SNR series; --templates-per-pass sets it)", file=sys.stderr)
         checkpoint = SearchCheckpoint(checkpoint_path(output_path), {
             "search": "matched_filter", "strain": strain_identity(strain_path),
-            "strain_run_id": strain.run_id, "options": options.__dict__, "filter": scorer.describe()},
+            "strain_run_id": strain.run_id, "options": options.fingerprint(), "filter": scorer.describe()},
             every=CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every)
         if not resume:
             checkpoint.remove()

@@ -121,7 +121,7 @@ def run(config: str, input_path: str | Path, output: str | Path, options: Search
         options = SearchOptions(**{**options.__dict__, "window": window})
         checkpoint = SearchCheckpoint(checkpoint_path(output), {
             "search": "search.py", "config": cfg.name, "strain": strain_identity(input_path),
-            "strain_run_id": strain.run_id, "options": options.__dict__,
+            "strain_run_id": strain.run_id, "options": options.fingerprint(),
             "models": [strain_identity(m) for m in models]}, every=checkpoint_every)
         if not resume:
             checkpoint.remove()

@@ -35,6 +35,11 @@ DEFAULT_BATCH = 256
 TRIGGER_TIMINGS = ("loudest", "plateau")  # how a kept trigger's window becomes its time
 
 
+# what a trigger's stat is: its loudest window's output, or the loudest mean of an output and its two
+# neighbouring windows' (a signal scores in consecutive windows, a noise fluctuation often in one)
+TRIGGER_STATISTICS = ("loudest", "mean3")
+
+
 # logit units (odds e-fold): meant to exceed the window-to-window jitter of a loud signal's scores and
 # stay below their rise over the noise's; not yet tuned (calibrate_search_timing.py measures the spread)
 DEFAULT_PLATEAU_DROP = 3.0  # logit; measured on a calibration hour (docs/search.md)
@@ -59,6 +64,7 @@ class SearchOptions:
     batch_size: int = DEFAULT_BATCH
     threshold: float | None = None  # outputs below are dropped before clustering
     timing: str = "loudest"  # a trigger's time: its loudest window, or the middle of its plateau
+    statistic: str = "loudest"  # a trigger's stat: one of TRIGGER_STATISTICS
     plateau_drop: float = DEFAULT_PLATEAU_DROP  # below the loudest output, still the plateau
     slides: TimeSlides = TimeSlides()
     reuse_detectors: bool = True  # prepare each detector's windows once for all slides (if it can)
@@ -84,11 +90,22 @@ class SearchOptions:
             raise G2NetError(f"--cluster {self.cluster:g} and --var {self.var:g} must be > 0")
         if self.timing not in TRIGGER_TIMINGS:
             raise G2NetError(f"--trigger-time {self.timing}: must be one of {', '.join(TRIGGER_TIMINGS)}")
+        if self.statistic not in TRIGGER_STATISTICS:
+            raise G2NetError(f"--statistic {self.statistic}: must be one of {', '.join(TRIGGER_STATISTICS)}")
         if not self.plateau_drop > 0:
             raise G2NetError(f"--plateau-drop {self.plateau_drop:g}: must be > 0")
         if self.batch_size < 1:
             raise G2NetError(f"--batch-size {self.batch_size}: must be >= 1")
         self.slides.validate(detectors, window_s if self.slide_span is None else self.slide_span)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options as a checkpoint's fingerprint records them. An option added after checkpoints
+        existed appears only when it changes what the search does, so that a search started before
+        it resumes instead of starting over."""
+        values = dict(self.__dict__)
+        if values["statistic"] == "loudest":
+            del values["statistic"]
+        return values
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +149,12 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
                              f"plateau (default {DEFAULT_PLATEAU_DROP:g}: meant to exceed the "
                              "window-to-window jitter of a loud signal's scores and stay below their "
                              "rise over the noise's); only with --trigger-time plateau")
+    parser.add_argument("--statistic", choices=TRIGGER_STATISTICS, default=None,
+                        help="loudest (default): a trigger's stat is its loudest window's output; mean3: "
+                             "the loudest mean of a window's output and its two neighbours' (a signal "
+                             "scores in consecutive windows, a noise fluctuation often in one; at the "
+                             "ends of each block of windows the mean of the two there). The matched "
+                             "filter's statistic is its SNR and refuses it")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="windows per batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -150,6 +173,8 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> SearchOptio
                          "add that or drop it")
     if args.trigger_time is not None:
         values["timing"] = args.trigger_time
+    if args.statistic is not None:
+        values["statistic"] = args.statistic
     if args.plateau_drop is not None:
         values["plateau_drop"] = args.plateau_drop
     values.update(overrides)
@@ -173,6 +198,6 @@ def trigger_attrs(strain: StrainFile, options: SearchOptions, result: dict[str, 
             "slide_step": options.slides.step, "stride": options.stride,
             "cluster": options.cluster, "psd_duration": options.psd_duration,
             "merger_offset": options.merger_offset, "var": options.var,
-            "timing": options.timing, "plateau_drop": options.plateau_drop,
+            "timing": options.timing, "plateau_drop": options.plateau_drop, "statistic": options.statistic,
             **({} if strain.run_id is None else {"strain_run_id": strain.run_id}),
             **({} if strain.kind is None else {"strain_kind": strain.kind}), **extra}

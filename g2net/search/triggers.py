@@ -164,6 +164,22 @@ def cluster_triggers(time: np.ndarray, stat: np.ndarray, window: float) -> np.nd
     return np.asarray(kept, dtype=np.int64)
 
 
+def adjacent_mean(time: np.ndarray, stat: np.ndarray, step: float) -> np.ndarray:
+    """Each output's mean with its neighbours (``time`` in window order, one output per window,
+    ``step`` s apart): three outputs, or the two there at the ends of a run of consecutive windows
+    (one alone stays as it is). A signal scores in every window that holds its merger; a noise
+    fluctuation often in one only, which the mean halves."""
+    time = np.asarray(time, dtype=np.float64)
+    stat = np.asarray(stat, dtype=np.float64)
+    joined = np.abs(np.diff(time) - step) < 0.5 * step  # output j and j + 1 are adjacent windows
+    total, count = stat.copy(), np.ones(len(stat))
+    total[1:] += np.where(joined, stat[:-1], 0.0)
+    total[:-1] += np.where(joined, stat[1:], 0.0)
+    count[1:] += joined
+    count[:-1] += joined
+    return total / count
+
+
 def plateau_times(time: np.ndarray, stat: np.ndarray, kept: np.ndarray, drop: float,
                   step: float) -> np.ndarray:
     """The middle of each kept output's plateau: the run of consecutive outputs (``time`` in window
