@@ -70,9 +70,9 @@ def ramp(tmp_path_factory):
     return path
 
 
-def _search(path, **options):
+def _search(path, scorer=None, **options):
     with StrainFile(path, ("H1", "L1"), RATE) as strain:
-        return engine.search_strain(strain, PlateauScorer(), search_options.SearchOptions(
+        return engine.search_strain(strain, scorer or PlateauScorer(), search_options.SearchOptions(
             stride=STRIDE, merger_offset=OFFSET, **options), progress=False)
 
 
@@ -286,24 +286,18 @@ class SpikeScorer(PlateauScorer):
         return out
 
 
-def _spiky(path, **options):
-    with StrainFile(path, ("H1", "L1"), RATE) as strain:
-        return engine.search_strain(strain, SpikeScorer(), search_options.SearchOptions(
-            stride=STRIDE, merger_offset=OFFSET, **options), progress=False)
-
-
 def test_mean3_ranks_a_signal_plateau_above_a_lone_loud_window(ramp):
     """The loudest window ranks the 6 lone spikes above all 12 plateaus; the mean of three adjacent
     windows ranks every plateau (about 5.2) above every spike (below 2), keeps each plateau's
     middle as its time, and each trigger's stat is that mean of the scorer's outputs."""
-    loudest = _spiky(ramp, timing="plateau", plateau_drop=0.5)
+    loudest = _search(ramp, SpikeScorer(), timing="plateau", plateau_drop=0.5)
     top = np.argsort(loudest["stat"])[::-1]
     assert np.allclose(np.sort(loudest["time"][top[:len(SPIKES)]]), SPIKES)  # spikes time themselves
-    mean3 = _spiky(ramp, timing="plateau", plateau_drop=0.5, statistic="mean3")
+    mean3 = _search(ramp, SpikeScorer(), timing="plateau", plateau_drop=0.5, statistic="mean3")
     top = np.sort(np.argsort(mean3["stat"])[::-1][:N_PLATEAUS])
     np.testing.assert_allclose(mean3["time"][top], plateau_edges().mean(axis=1), rtol=0, atol=1e-9)
     assert mean3["stat"][top].min() > 5.0
-    plain = _spiky(ramp, statistic="mean3")  # timed at the kept window: the spike or a neighbour
+    plain = _search(ramp, SpikeScorer(), statistic="mean3")  # timed at the kept window: the spike or a neighbour
     near = np.abs(plain["time"][:, None] - SPIKES[None, :]) < 1.5 * STRIDE
     assert near.sum(axis=0).tolist() == [1] * len(SPIKES) and plain["stat"][near.any(axis=1)].max() < 2.0
     # each stat is the mean of the kept window's output and its neighbours', by hand
