@@ -168,7 +168,7 @@ def adjacent_mean(time: np.ndarray, stat: np.ndarray, step: float) -> np.ndarray
     """Each output's mean with its neighbours (``time`` in window order, one output per window,
     ``step`` s apart): three outputs, or the two there at the ends of a run of consecutive windows
     (one alone stays as it is). A signal scores in every window that holds its merger; a noise
-    fluctuation often in one only, which the mean halves."""
+    fluctuation often in one only, which the mean dilutes with its quieter neighbours."""
     time = np.asarray(time, dtype=np.float64)
     stat = np.asarray(stat, dtype=np.float64)
     joined = np.abs(np.diff(time) - step) < 0.5 * step  # output j and j + 1 are adjacent windows
