@@ -307,8 +307,8 @@ def reuse_snrs(previous: str | Path, injection_file: str | Path, foreground_file
         raise G2NetError(f"--optimal-snr-from {previous}: its SNRs belong to {' and '.join(differ)}, not "
                          f"{Path(injection_file).name} with {', '.join(now['foreground'])}; {remedy}")
     wanted = np.flatnonzero(inside)
+    covered = np.isin(wanted, indices)  # indices are sorted: searchsorted finds each one
     at = np.searchsorted(indices, wanted)
-    covered = (at < len(indices)) & (indices[np.minimum(at, len(indices) - 1)] == wanted)
     if not covered.all():
         raise G2NetError(f"--optimal-snr-from {previous}: lacks {int((~covered).sum())} of the "
                          f"{len(wanted)} injections counted here (another --padding?); {remedy}")
